@@ -1,0 +1,3 @@
+from altlas.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""The application factory: one server, a router per service, each service able to run alone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import FastAPI
+
+import altlas
+from altlas.api.errors import install_error_handlers
+from altlas.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from altlas.api.routes.alt_files import alt_files_router
+from altlas.api.routes.health import health_router
+from altlas.api.routes.segmentation import segmentation_router
+from altlas.errors import InvalidInputError
+from altlas.segmentation.service import SegmentationService
+from altlas.settings import Settings
+from altlas.storage.plan_store import PlanStore
+
+__all__ = ["SERVICES", "create_app"]
+
+
+def _mount_segmentation(app: FastAPI, settings: Settings) -> None:
+    store = PlanStore(settings.data_dir)
+    service = SegmentationService(store, max_batch=settings.max_batch_commands)
+    app.include_router(segmentation_router(service))
+    app.include_router(alt_files_router(store))
+    app.state.segmentation = service
+
+
+# name -> function that mounts the service's routers; later services add themselves here.
+SERVICES: dict[str, Callable[[FastAPI, Settings], None]] = {"segmentation": _mount_segmentation}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A FastAPI app with the services named in `settings.services` mounted."""
+    settings = settings or Settings.from_env()
+    unknown = [name for name in settings.services if name not in SERVICES]
+    if unknown or not settings.services:
+        raise InvalidInputError(f"unknown service {unknown[:1]}; known: {', '.join(SERVICES)}", field="services")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = FastAPI(
+        title="altlas",
+        version=altlas.__version__,
+        summary="ALT_LAS core: command segmentation into ALT task plans",
+        docs_url="/docs",
+    )
+    install_error_handlers(app)
+    for name in settings.services:
+        SERVICES[name](app, settings)
+    app.include_router(health_router(settings.data_dir, lambda: list(settings.services)))
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    app.state.settings = settings
+    return app

@@ -1,0 +1,93 @@
+"""One JSON error shape for every failure: altlas errors, validation errors, HTTP errors.
+
+Bad input never becomes a 500; a real 500 logs its trace and tells the client only
+the request id.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from altlas.api.middleware import error_body
+from altlas.errors import AltlasError, InputTooLargeError, NotFoundError
+from altlas.logs import request_id_var
+
+__all__ = ["install_error_handlers"]
+
+log = logging.getLogger("altlas.http")
+
+
+def _status_of(exc: AltlasError) -> tuple[int, str]:
+    if isinstance(exc, InputTooLargeError):
+        return 413, "too_large"
+    if isinstance(exc, NotFoundError):
+        return 404, "not_found"
+    return 422, "invalid_value"
+
+
+async def _altlas_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AltlasError)
+    status, code = _status_of(exc)
+    kind = "not_found_error" if status == 404 else "invalid_request_error"
+    return JSONResponse(error_body(str(exc), exc.field, code, kind), status_code=status)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    parts = list(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text or (str(loc[0]) if loc else "body")
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request", "type": "invalid"}
+    field = _location(tuple(first.get("loc", ())))
+    kind = first.get("type", "")
+    if kind == "json_invalid":
+        reason = (first.get("ctx") or {}).get("error", "malformed JSON")
+        return JSONResponse(error_body(f"request body is not valid JSON: {reason}", "body", "invalid_json"), 400)
+    if kind == "model_attributes_type" and field == "body":
+        return JSONResponse(error_body("request body must be a JSON object", "body", "invalid_type"), 422)
+    if kind == "missing" and field == "body":
+        return JSONResponse(error_body("request body is required: a JSON object", "body", "missing"), 422)
+    message = f"{field}: {first.get('msg', 'invalid value')}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return JSONResponse(error_body(message, field, kind or "invalid_value"), 422)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else "request failed"
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no route {request.method} {request.url.path}"
+    kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+    return JSONResponse(
+        error_body(detail, None, str(exc.status_code), kind), exc.status_code, headers=getattr(exc, "headers", None)
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", extra={"path": request.url.path})
+    request_id = request_id_var.get()
+    message = f"internal error; quote request id {request_id} when reporting it"
+    return JSONResponse(error_body(message, None, "internal_error", "server_error"), 500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AltlasError, _altlas_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

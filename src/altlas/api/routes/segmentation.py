@@ -1,0 +1,64 @@
+"""POST /v1/segment, /v1/segment/batch and /v1/prioritize."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.concurrency import run_in_threadpool
+
+from altlas.api.schemas import BatchSegmentRequest, PrioritizeRequest, SegmentOptionsBody, SegmentRequest
+from altlas.plans.codec import plan_from_dict, plan_to_dict
+from altlas.plans.priorities import PriorityRequest, PriorityWeights
+from altlas.segmentation.segmenter import SegmentationOptions
+from altlas.segmentation.service import SegmentationService
+
+__all__ = ["segmentation_router"]
+
+
+def _options(body: SegmentOptionsBody) -> SegmentationOptions:
+    return SegmentationOptions(
+        language=body.language,
+        mode=body.mode,
+        persona=body.persona,
+        chaos_level=body.chaos_level,
+        seed=body.seed,
+        urgency=body.urgency,
+        deadline=body.deadline,
+        user_preferences={k.value: v for k, v in body.user_preferences.items()},
+        metadata=body.metadata,
+    )
+
+
+def segmentation_router(service: SegmentationService) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["segmentation"])
+
+    @router.post("/segment", status_code=201, summary="Segment one command into an ALT plan")
+    async def segment(body: SegmentRequest, response: Response) -> dict[str, Any]:
+        plan = await run_in_threadpool(service.segment, body.command, _options(body), store=body.store)
+        if body.store:
+            response.headers["Location"] = f"/v1/alt-files/{plan.id}"
+        return plan_to_dict(plan)
+
+    @router.post("/segment/batch", status_code=201, summary="Segment up to 1000 commands")
+    async def segment_batch(body: BatchSegmentRequest) -> dict[str, Any]:
+        plans = await run_in_threadpool(service.segment_batch, body.commands, _options(body), store=body.store)
+        return {"count": len(plans), "data": [plan_to_dict(p) for p in plans]}
+
+    @router.post("/prioritize", summary="Score a plan's segments and order them")
+    async def prioritize(body: PrioritizeRequest) -> dict[str, Any]:
+        plan = plan_from_dict(body.plan)
+        request = PriorityRequest(
+            urgency=body.urgency,
+            deadline=body.deadline,
+            preferences={k.value: v for k, v in body.user_preferences.items()},
+            weights=PriorityWeights(**body.weights.model_dump()),
+        )
+        order = service.prioritize(plan, request)
+        return {
+            "execution_order": order,
+            "scores": {s.id: s.metadata["priority_score"] for s in plan.segments},
+            "plan": plan_to_dict(plan),
+        }
+
+    return router

@@ -1,0 +1,223 @@
+"""`altlas` command line: segment, serve, schema, validate.
+
+Every user error exits with code 2 and one line on stderr ("altlas: error: ..."),
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import IO, NoReturn
+
+import altlas
+from altlas.errors import AltlasError
+from altlas.plans.model import Language, Mode, Persona
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"altlas: error: {message} (see 'altlas {self._sub_name()}--help')\n")
+
+    def _sub_name(self) -> str:
+        parts = self.prog.split()[1:]
+        return " ".join(parts) + " " if parts else ""
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"altlas: error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="altlas", description="ALT_LAS core: commands into ALT task plans, and model serving.")
+    parser.add_argument("--version", action="version", version=f"altlas {altlas.__version__}")
+    sub = parser.add_subparsers(dest="command_name", required=True, parser_class=_Parser)
+
+    seg = sub.add_parser("segment", help="turn a command (or a file of commands) into ALT plans")
+    seg.add_argument("text", nargs="?", help="the command, in English or Turkish")
+    seg.add_argument("--input", "-i", type=Path, help="a file with one command per line ('-' for stdin)")
+    seg.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
+    seg.add_argument("--format", "-f", choices=["yaml", "json", "jsonl"], help="default: yaml, or jsonl with --input")
+    seg.add_argument("--lang", choices=[lang.value for lang in Language], help="skip language detection")
+    seg.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.NORMAL.value)
+    seg.add_argument("--persona", choices=[p.value for p in Persona], default=Persona.TECHNICAL_EXPERT.value)
+    seg.add_argument("--chaos-level", type=int, help="1-10; required with --mode Chaos")
+    seg.add_argument("--seed", type=int, help="same seed, same plan")
+    seg.add_argument("--urgency", type=int, default=5, help="1-10 (default 5)")
+    seg.add_argument("--deadline", help="ISO 8601 date-time; a near deadline raises urgency")
+    seg.add_argument("--workers", type=int, help="processes for --input (default: all cores)")
+    seg.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
+
+    serve = sub.add_parser("serve", help="start the HTTP service")
+    serve.add_argument("--host", help="default 127.0.0.1 (ALTLAS_HOST)")
+    serve.add_argument("--port", type=int, help="default 8080 (ALTLAS_PORT)")
+    serve.add_argument("--data-dir", type=Path, help="where plans are kept (ALTLAS_DATA_DIR, default ./data)")
+    serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (ALTLAS_LOG_LEVEL)")
+
+    sub.add_parser("schema", help="print the JSON Schema of ALT plans")
+
+    validate = sub.add_parser("validate", help="check an ALT plan file (JSON or YAML), optionally convert it")
+    validate.add_argument("file", type=Path)
+    validate.add_argument("--to", choices=["json", "yaml"], help="print the plan converted to this format")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        if args.command_name == "segment":
+            return _segment(args)
+        if args.command_name == "serve":
+            return _serve(args)
+        if args.command_name == "schema":
+            from altlas.plans.schema import plan_json_schema
+
+            print(json.dumps(plan_json_schema(), indent=2))
+            return 0
+        return _validate(args)
+    except AltlasError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _options(args: argparse.Namespace) -> object:
+    from altlas.segmentation.segmenter import SegmentationOptions
+
+    deadline = None
+    if args.deadline:
+        try:
+            deadline = datetime.fromisoformat(args.deadline.replace("Z", "+00:00"))
+        except ValueError:
+            _fail(f"--deadline: not an ISO 8601 date-time: {args.deadline!r}")
+    return SegmentationOptions(
+        language=Language(args.lang) if args.lang else None,
+        mode=Mode(args.mode),
+        persona=Persona(args.persona),
+        chaos_level=args.chaos_level,
+        seed=args.seed,
+        urgency=args.urgency,
+        deadline=deadline,
+    )
+
+
+def _segment(args: argparse.Namespace) -> int:
+    if (args.text is None) == (args.input is None):
+        _fail("give either a COMMAND or --input FILE")
+    try:
+        options = _options(args)
+    except AltlasError as exc:
+        _fail(str(exc).replace("chaos_level", "--chaos-level").replace("urgency", "--urgency"))
+    if args.input is not None:
+        return _segment_file(args, options)
+    from altlas.plans.codec import dumps
+    from altlas.segmentation.segmenter import segment_command
+
+    plan = segment_command(args.text, options)  # type: ignore[arg-type]
+    fmt = args.format or "yaml"
+    text = dumps(plan, "yaml") if fmt == "yaml" else dumps(plan, "json", indent=None if fmt == "jsonl" else 2)
+    _write_text(args.output, text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def _write_text(path: Path | None, text: str) -> None:
+    if path is None:
+        sys.stdout.write(text)
+        return
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        _fail(f"--output: cannot write {path}: {exc.strerror}")
+
+
+def _segment_file(args: argparse.Namespace, options: object) -> int:
+    from altlas.segmentation.bulk import segment_lines
+
+    if args.format not in (None, "jsonl"):
+        _fail("--input writes one plan per line: use --format jsonl")
+    if args.workers is not None and args.workers < 1:
+        _fail("--workers must be at least 1")
+    source = _open_input(args.input)
+    lines = source.read().splitlines()
+    source.close()
+    out = _open_output(args.output)
+    failed = 0
+    with out, _progress(len(lines), disabled=args.no_progress) as bar:
+        for text, ok in segment_lines(lines, options, workers=args.workers, expected=len(lines)):  # type: ignore[arg-type]
+            out.write(text + "\n")
+            failed += not ok
+            bar.update(1)
+    if failed:
+        print(f"altlas: {failed} of {len(lines)} lines could not be segmented (error records written)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _open_input(path: Path) -> IO[str]:
+    if str(path) == "-":
+        return sys.stdin
+    try:
+        return path.open(encoding="utf-8", errors="strict")
+    except OSError as exc:
+        _fail(f"--input: cannot read {path}: {exc.strerror}")
+
+
+def _open_output(path: Path | None) -> IO[str]:
+    if path is None:
+        return open(sys.stdout.fileno(), "w", encoding="utf-8", closefd=False)
+    try:
+        return path.open("w", encoding="utf-8")
+    except OSError as exc:
+        _fail(f"--output: cannot write {path}: {exc.strerror}")
+
+
+def _progress(total: int, *, disabled: bool) -> object:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="cmd", disable=disabled or not sys.stderr.isatty(), file=sys.stderr)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from altlas.api.app import create_app
+    from altlas.logs import configure_logging
+    from altlas.settings import Settings
+
+    settings = Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir, log_level=args.log_level)
+    configure_logging(settings.log_level)
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from altlas.plans.codec import dumps, loads
+
+    try:
+        text = args.file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"cannot read {args.file}: {getattr(exc, 'strerror', None) or exc}")
+    fmt = "yaml" if args.file.suffix.lower() in (".yaml", ".yml") else "json"
+    plan = loads(text, fmt)
+    if args.to:
+        out = dumps(plan, args.to)
+        sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    else:
+        print(f"{args.file}: valid ALT plan, {len(plan.segments)} segments")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Bulk segmentation: many commands, in input order, on all cores.
+
+Input lines are commands, or JSON objects {"command": ..., other request fields}.
+Each line gives exactly one output line: the compact plan, or an error record
+{"line": n, "error": {...}} so that no line is lost and the output lines up with
+the input. Blank lines are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from typing import Any
+
+from altlas.errors import AltlasError
+from altlas.plans.codec import plan_to_dict
+from altlas.plans.model import Language, Mode, Persona
+from altlas.segmentation.segmenter import SegmentationOptions, segment_command
+
+__all__ = ["BulkResult", "segment_lines"]
+
+# Below this many lines, starting worker processes costs more than it saves.
+_PARALLEL_THRESHOLD = 256
+_CHUNK = 128
+
+BulkResult = tuple[str, bool]  # (output line without newline, ok)
+
+_OPTION_FIELDS = {"language", "mode", "persona", "chaos_level", "seed", "urgency", "metadata"}
+
+
+def _line_options(raw: str, defaults: SegmentationOptions) -> tuple[str, SegmentationOptions]:
+    """The command and options of one input line (plain text or a JSON object)."""
+    if not raw.lstrip().startswith("{"):
+        return raw, defaults
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return raw, defaults  # a command that happens to start with "{"
+    if not isinstance(data, dict) or "command" not in data:
+        raise AltlasError("a JSON line must be an object with a 'command' field", field="command")
+    unknown = sorted(set(data) - _OPTION_FIELDS - {"command"})
+    if unknown:
+        raise AltlasError("is not a field of a bulk line", field=unknown[0])
+    changes: dict[str, Any] = {k: v for k, v in data.items() if k in _OPTION_FIELDS}
+    try:
+        if "language" in changes:
+            changes["language"] = Language(changes["language"])
+        if "mode" in changes:
+            changes["mode"] = Mode(changes["mode"])
+        if "persona" in changes:
+            changes["persona"] = Persona(changes["persona"])
+    except ValueError as exc:
+        raise AltlasError(str(exc), field="options") from None
+    return data["command"], replace(defaults, **changes)
+
+
+def _segment_one(job: tuple[int, str, SegmentationOptions]) -> BulkResult:
+    line_no, raw, defaults = job
+    try:
+        command, options = _line_options(raw, defaults)
+        plan = segment_command(command, options)
+    except AltlasError as exc:
+        record = {"line": line_no, "error": {"message": str(exc), "param": exc.field}}
+        return json.dumps(record, ensure_ascii=False), False
+    return json.dumps(plan_to_dict(plan), ensure_ascii=False, separators=(",", ":")), True
+
+
+def _segment_chunk(jobs: list[tuple[int, str, SegmentationOptions]]) -> list[BulkResult]:
+    return [_segment_one(job) for job in jobs]
+
+
+def _jobs(lines: Iterable[str], options: SegmentationOptions) -> Iterator[tuple[int, str, SegmentationOptions]]:
+    for line_no, line in enumerate(lines, start=1):
+        text = line.rstrip("\r\n")
+        if text.strip():
+            yield line_no, text, options
+
+
+def _chunks(jobs: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for job in jobs:
+        chunk.append(job)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def segment_lines(
+    lines: Iterable[str],
+    options: SegmentationOptions | None = None,
+    *,
+    workers: int | None = None,
+    expected: int | None = None,
+) -> Iterator[BulkResult]:
+    """Segment each non-blank line; yields (output line, ok) in input order.
+
+    `workers`: processes to use (default: all cores); 1 runs in this process.
+    `expected`: how many lines are coming, if known, to skip the pool for small inputs.
+    """
+    options = options or SegmentationOptions()
+    workers = workers or os.cpu_count() or 1
+    jobs = _jobs(lines, options)
+    if workers == 1 or (expected is not None and expected < _PARALLEL_THRESHOLD):
+        for job in jobs:
+            yield _segment_one(job)
+        return
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    with context.Pool(workers) as pool:
+        for results in pool.imap(_segment_chunk, _chunks(jobs, _CHUNK)):
+            yield from results
