@@ -1,10 +1,10 @@
 """The exceptions altlas raises on bad input; the CLI and the HTTP API translate them at their door.
 
-    AltlasError
-    ├── InvalidInputError        input that breaks a rule; names the offending field
-    │   ├── InvalidPlanError     an ALT plan that is not valid (unknown dependency, cycle, ...)
-    │   └── InputTooLargeError   a command or a batch over its size limit
-    └── NotFoundError            no such stored plan
+AltlasError
+├── InvalidInputError        input that breaks a rule; names the offending field
+│   ├── InvalidPlanError     an ALT plan that is not valid (unknown dependency, cycle, ...)
+│   └── InputTooLargeError   a command or a batch over its size limit
+└── NotFoundError            no such stored plan
 """
 
 from __future__ import annotations

@@ -43,7 +43,9 @@ class Settings:
         if not 0 <= self.port <= 65535:
             raise InvalidInputError(f"must be 0-65535, got {self.port}", field="port")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-            raise InvalidInputError(f"must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}", field="log_level")
+            raise InvalidInputError(
+                f"must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}", field="log_level"
+            )
 
 
 def _parse(name: str, raw: str, default: Any) -> Any:

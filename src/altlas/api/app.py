@@ -37,7 +37,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     unknown = [name for name in settings.services if name not in SERVICES]
     if unknown or not settings.services:
-        raise InvalidInputError(f"unknown service {unknown[:1]}; known: {', '.join(SERVICES)}", field="services")
+        raise InvalidInputError(
+            f"unknown service {unknown[:1]}; known: {', '.join(SERVICES)}", field="services"
+        )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = FastAPI(
         title="altlas",

@@ -57,7 +57,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     kind = first.get("type", "")
     if kind == "json_invalid":
         reason = (first.get("ctx") or {}).get("error", "malformed JSON")
-        return JSONResponse(error_body(f"request body is not valid JSON: {reason}", "body", "invalid_json"), 400)
+        return JSONResponse(
+            error_body(f"request body is not valid JSON: {reason}", "body", "invalid_json"), 400
+        )
     if kind == "model_attributes_type" and field == "body":
         return JSONResponse(error_body("request body must be a JSON object", "body", "invalid_type"), 422)
     if kind == "missing" and field == "body":
@@ -75,7 +77,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         detail = f"no route {request.method} {request.url.path}"
     kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
     return JSONResponse(
-        error_body(detail, None, str(exc.status_code), kind), exc.status_code, headers=getattr(exc, "headers", None)
+        error_body(detail, None, str(exc.status_code), kind),
+        exc.status_code,
+        headers=getattr(exc, "headers", None),
     )
 
 

@@ -98,12 +98,17 @@ class BodyLimitMiddleware:
                 await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        body = json.dumps(error_body(f"request body is over the limit of {self.max_bytes:,} bytes", "body", "too_large"))
+        body = json.dumps(
+            error_body(f"request body is over the limit of {self.max_bytes:,} bytes", "body", "too_large")
+        )
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": body.encode()})
@@ -113,6 +118,8 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def error_body(message: str, param: str | None, code: str, kind: str = "invalid_request_error") -> dict[str, Any]:
+def error_body(
+    message: str, param: str | None, code: str, kind: str = "invalid_request_error"
+) -> dict[str, Any]:
     """The one error shape of every altlas endpoint (OpenAI's)."""
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}

@@ -20,14 +20,18 @@ class SegmentOptionsBody(BaseModel):
     language: Language | None = Field(default=None, description="en or tr; detected when left out")
     mode: Mode = Mode.NORMAL
     persona: Persona = Persona.TECHNICAL_EXPERT
-    chaos_level: StrictInt | None = Field(default=None, ge=1, le=10, description="1-10, required iff mode is Chaos")
+    chaos_level: StrictInt | None = Field(
+        default=None, ge=1, le=10, description="1-10, required iff mode is Chaos"
+    )
     seed: StrictInt | None = _SEED
     urgency: StrictInt = Field(default=5, ge=1, le=10)
     deadline: datetime | None = Field(default=None, description="ISO 8601; a near deadline raises urgency")
     user_preferences: dict[TaskType, StrictInt] = Field(
         default_factory=dict, description="task type -> preference 1-10 (default 5)"
     )
-    metadata: dict[str, Any] | None = Field(default=None, description="Stored with the plan under metadata.user")
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Stored with the plan under metadata.user"
+    )
     store: StrictBool = Field(default=True, description="Keep the plan under the data dir")
 
 

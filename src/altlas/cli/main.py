@@ -40,7 +40,9 @@ def _fail(message: str) -> NoReturn:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="altlas", description="ALT_LAS core: commands into ALT task plans, and model serving.")
+    parser = _Parser(
+        prog="altlas", description="ALT_LAS core: commands into ALT task plans, and model serving."
+    )
     parser.add_argument("--version", action="version", version=f"altlas {altlas.__version__}")
     sub = parser.add_subparsers(dest="command_name", required=True, parser_class=_Parser)
 
@@ -48,7 +50,9 @@ def _build_parser() -> argparse.ArgumentParser:
     seg.add_argument("text", nargs="?", help="the command, in English or Turkish")
     seg.add_argument("--input", "-i", type=Path, help="a file with one command per line ('-' for stdin)")
     seg.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
-    seg.add_argument("--format", "-f", choices=["yaml", "json", "jsonl"], help="default: yaml, or jsonl with --input")
+    seg.add_argument(
+        "--format", "-f", choices=["yaml", "json", "jsonl"], help="default: yaml, or jsonl with --input"
+    )
     seg.add_argument("--lang", choices=[lang.value for lang in Language], help="skip language detection")
     seg.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.NORMAL.value)
     seg.add_argument("--persona", choices=[p.value for p in Persona], default=Persona.TECHNICAL_EXPERT.value)
@@ -112,13 +116,17 @@ def _options(args: argparse.Namespace) -> object:
     )
 
 
+_FLAGS = {"chaos_level": "--chaos-level", "urgency": "--urgency", "seed": "--seed"}
+
+
 def _segment(args: argparse.Namespace) -> int:
     if (args.text is None) == (args.input is None):
         _fail("give either a COMMAND or --input FILE")
     try:
         options = _options(args)
     except AltlasError as exc:
-        _fail(str(exc).replace("chaos_level", "--chaos-level").replace("urgency", "--urgency"))
+        flag = _FLAGS.get(exc.field or "", exc.field)
+        _fail(f"{flag}: {exc.message}" if flag else exc.message)
     if args.input is not None:
         return _segment_file(args, options)
     from altlas.plans.codec import dumps
@@ -159,7 +167,10 @@ def _segment_file(args: argparse.Namespace, options: object) -> int:
             failed += not ok
             bar.update(1)
     if failed:
-        print(f"altlas: {failed} of {len(lines)} lines could not be segmented (error records written)", file=sys.stderr)
+        print(
+            f"altlas: {failed} of {len(lines)} lines could not be segmented (error records written)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -195,7 +206,9 @@ def _serve(args: argparse.Namespace) -> int:
     from altlas.logs import configure_logging
     from altlas.settings import Settings
 
-    settings = Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir, log_level=args.log_level)
+    settings = Settings.from_env(
+        host=args.host, port=args.port, data_dir=args.data_dir, log_level=args.log_level
+    )
     configure_logging(settings.log_level)
     app = create_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)

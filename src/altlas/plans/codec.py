@@ -8,6 +8,7 @@ field, e.g. ``segments[1].dependencies[0]``.
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from datetime import datetime
@@ -29,7 +30,7 @@ from altlas.plans.model import (
     TaskType,
 )
 
-__all__ = ["PlanFormat", "dumps", "loads", "plan_from_dict", "plan_to_dict"]
+__all__ = ["PlanFormat", "dumps", "loads", "non_finite_path", "plan_from_dict", "plan_to_dict"]
 
 PlanFormat = Literal["json", "yaml"]
 
@@ -108,14 +109,20 @@ def _fail(field: str, message: str) -> InvalidPlanError:
     return InvalidPlanError(message, field=field)
 
 
-def _get(data: dict[str, Any], key: str, path: str, kind: type | tuple[type, ...], *, required: bool = True) -> Any:
+def _get(
+    data: dict[str, Any], key: str, path: str, kind: type | tuple[type, ...], *, required: bool = True
+) -> Any:
     if key not in data:
         if required:
             raise _fail(f"{path}{key}", "is required")
         return None
     value = data[key]
     if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
-        names = " or ".join(k.__name__ for k in _as_tuple(kind)).replace("str", "string").replace("dict", "object")
+        names = (
+            " or ".join(k.__name__ for k in _as_tuple(kind))
+            .replace("str", "string")
+            .replace("dict", "object")
+        )
         raise _fail(f"{path}{key}", f"must be {names.replace('list', 'array')}, got {_json_type(value)}")
     return value
 
@@ -127,9 +134,14 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
-        type(value), type(value).__name__
-    )
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }.get(type(value), type(value).__name__)
 
 
 def _enum(enum: type[Any], value: Any, field: str) -> Any:
@@ -140,11 +152,43 @@ def _enum(enum: type[Any], value: Any, field: str) -> Any:
         raise _fail(field, f"must be one of {allowed}; got {value!r}") from None
 
 
+def non_finite_path(value: Any, path: str = "") -> str | None:
+    """Path of the first NaN or infinity inside a JSON-like value (JSON has no such numbers)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "value"
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = ((f"[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for key, child in items:
+        child_path = f"{path}{key}" if str(key).startswith("[") else f"{path}.{key}" if path else str(key)
+        found = non_finite_path(child, child_path)
+        if found:
+            return found
+    return None
+
+
 def plan_from_dict(data: Any) -> AltFile:
     """Build a plan from builtins, checking every rule of the format."""
     if not isinstance(data, dict):
         raise _fail("plan", f"must be an object, got {_json_type(data)}")
-    known = {"id", "version", "timestamp", "command", "language", "mode", "persona", "chaos_level", "segments", "metadata"}
+    bad_number = non_finite_path(data)
+    if bad_number:
+        raise _fail(bad_number, "must be a finite number (JSON has no NaN or Infinity)")
+    known = {
+        "id",
+        "version",
+        "timestamp",
+        "command",
+        "language",
+        "mode",
+        "persona",
+        "chaos_level",
+        "segments",
+        "metadata",
+    }
     extra = sorted(set(data) - known)
     if extra:
         raise _fail(extra[0], "is not a field of an ALT plan")
@@ -158,7 +202,9 @@ def plan_from_dict(data: Any) -> AltFile:
     command = _get(data, "command", "", str)
     language = _enum(Language, _get(data, "language", "", str), "language")
     mode = _enum(Mode, _get(data, "mode", "", str), "mode")
-    persona = _enum(Persona, _get(data, "persona", "", str, required=False) or Persona.TECHNICAL_EXPERT, "persona")
+    persona = _enum(
+        Persona, _get(data, "persona", "", str, required=False) or Persona.TECHNICAL_EXPERT, "persona"
+    )
     chaos_level = _get(data, "chaos_level", "", int, required=False)
     check_chaos_level(mode, chaos_level)
     segments = [_segment_from_dict(s, i) for i, s in enumerate(_get(data, "segments", "", list))]
@@ -244,7 +290,9 @@ def _parameter_from_dict(data: Any, path: str) -> Parameter:
         raise _fail(path + ".name", "must not be empty")
     if "value" not in data:
         raise _fail(path + ".value", "is required")
-    ptype = _enum(ParameterType, _get(data, "type", path + ".", str, required=False) or "string", path + ".type")
+    ptype = _enum(
+        ParameterType, _get(data, "type", path + ".", str, required=False) or "string", path + ".type"
+    )
     value = data["value"]
     _check_value_type(value, ptype, path + ".value")
     required = _get(data, "required", path + ".", bool, required=False)
@@ -276,7 +324,9 @@ def check_graph(segments: list[Segment]) -> None:
     index: dict[str, int] = {}
     for i, segment in enumerate(segments):
         if segment.id in index:
-            raise _fail(f"segments[{i}].id", f"duplicates the id of segments[{index[segment.id]}]: {segment.id!r}")
+            raise _fail(
+                f"segments[{i}].id", f"duplicates the id of segments[{index[segment.id]}]: {segment.id!r}"
+            )
         index[segment.id] = i
     for i, segment in enumerate(segments):
         for j, dep in enumerate(segment.dependencies):

@@ -37,8 +37,15 @@ class PriorityWeights:
     def __post_init__(self) -> None:
         for name in ("dependency", "urgency", "preference", "confidence"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-                raise InvalidInputError(f"must be a finite number >= 0, got {value!r}", field=f"weights.{name}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise InvalidInputError(
+                    f"must be a finite number >= 0, got {value!r}", field=f"weights.{name}"
+                )
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -61,7 +68,9 @@ class PriorityRequest:
         for task_type, value in self.preferences.items():
             if task_type not in TaskType.__members__.values():
                 allowed = ", ".join(t.value for t in TaskType)
-                raise InvalidInputError(f"unknown task type; use one of {allowed}", field=f"user_preferences.{task_type}")
+                raise InvalidInputError(
+                    f"unknown task type; use one of {allowed}", field=f"user_preferences.{task_type}"
+                )
             _check_scale(value, f"user_preferences.{task_type}")
 
 
@@ -91,7 +100,12 @@ def _score(segment: Segment, n_segments: int, urgency: float, request: PriorityR
     raw_confidence = segment.metadata.get("confidence", 1.0)
     confidence = min(max(float(raw_confidence), 0.0), 1.0) if isinstance(raw_confidence, int | float) else 1.0
     w = request.weights
-    total = w.dependency * dependency + w.urgency * urgency / 10 + w.preference * preference + w.confidence * confidence
+    total = (
+        w.dependency * dependency
+        + w.urgency * urgency / 10
+        + w.preference * preference
+        + w.confidence * confidence
+    )
     return round(total, 6)
 
 

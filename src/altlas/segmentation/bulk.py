@@ -72,7 +72,9 @@ def _segment_chunk(jobs: list[tuple[int, str, SegmentationOptions]]) -> list[Bul
     return [_segment_one(job) for job in jobs]
 
 
-def _jobs(lines: Iterable[str], options: SegmentationOptions) -> Iterator[tuple[int, str, SegmentationOptions]]:
+def _jobs(
+    lines: Iterable[str], options: SegmentationOptions
+) -> Iterator[tuple[int, str, SegmentationOptions]]:
     for line_no, line in enumerate(lines, start=1):
         text = line.rstrip("\r\n")
         if text.strip():
@@ -109,7 +111,9 @@ def segment_lines(
         for job in jobs:
             yield _segment_one(job)
         return
-    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    context = multiprocessing.get_context(
+        "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    )
     with context.Pool(workers) as pool:
         for results in pool.imap(_segment_chunk, _chunks(jobs, _CHUNK)):
             yield from results

@@ -163,9 +163,7 @@ def _tr_action(words: list[Token], i: int, verb: turkish_verbs.VerbForm, *, at_h
     return Action(verb.task_type, CONFIDENCE_HEAD if at_head else CONFIDENCE_ELSEWHERE, i, i + 1, at_head)
 
 
-def _tr_compound(
-    words: list[Token], i: int, verb: turkish_verbs.VerbForm
-) -> tuple[TaskType, int] | None:
+def _tr_compound(words: list[Token], i: int, verb: turkish_verbs.VerbForm) -> tuple[TaskType, int] | None:
     for (nouns, verb_stem), task_type in _COMPOUNDS_LONGEST_FIRST:
         if verb.stem != verb_stem and words[i].key != verb_stem:
             continue

@@ -13,14 +13,14 @@ from altlas.plans.model import TaskType
 __all__ = [
     "EN_BLOCKERS",
     "EN_FILLERS",
+    "EN_MARKERS",
     "EN_PHRASES",
     "EN_VERBS",
     "FORMATS",
     "LANGUAGE_NAMES",
-    "EN_MARKERS",
-    "TR_MARKERS",
     "TR_COMPOUNDS",
     "TR_FILLERS",
+    "TR_MARKERS",
     "TR_STEMS",
     "Marker",
 ]

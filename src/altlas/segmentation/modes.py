@@ -142,7 +142,9 @@ _SOURCES = {
     Language.TR: ["resmi belgeler", "akademik makaleler", "güvenilir haber siteleri", "uzman forumları"],
 }
 _TONES = ("vivid", "lyrical", "playful", "dramatic", "warm", "witty")
-_WRITER_TASKS = frozenset({TaskType.CREATE, TaskType.TRANSFORM, TaskType.SUMMARIZE, TaskType.TRANSLATE, TaskType.SEND})
+_WRITER_TASKS = frozenset(
+    {TaskType.CREATE, TaskType.TRANSFORM, TaskType.SUMMARIZE, TaskType.TRANSLATE, TaskType.SEND}
+)
 
 
 def apply_persona(plan: AltFile, seed: int, deadline: datetime | None) -> None:

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from altlas.errors import InputTooLargeError, InvalidInputError
-from altlas.plans.codec import check_chaos_level
+from altlas.plans.codec import check_chaos_level, non_finite_path
 from altlas.plans.model import AltFile, Language, Mode, Persona, Segment, TaskType
 from altlas.plans.priorities import PriorityRequest, PriorityWeights, prioritize
 from altlas.segmentation.classifier import CONFIDENCE_UNKNOWN
@@ -25,7 +25,7 @@ from altlas.segmentation.language import detect_language
 from altlas.segmentation.modes import apply_mode, apply_persona, chaos_probability, seeded_rng
 from altlas.segmentation.parameters import extract_parameters
 from altlas.segmentation.splitter import Clause, split_clauses
-from altlas.segmentation.text import fold, tokenize
+from altlas.segmentation.text import fold, quoted_spans, tokenize
 
 __all__ = ["MAX_COMMAND_CHARS", "SEGMENTER_NAME", "SegmentationOptions", "segment_command"]
 
@@ -52,6 +52,10 @@ class SegmentationOptions:
         check_chaos_level(self.mode, self.chaos_level)
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise InvalidInputError(f"must be an integer, got {self.seed!r}", field="seed")
+        self.priority_request()  # checks urgency and preferences
+        bad_number = non_finite_path(dict(self.metadata or {}), "metadata")
+        if bad_number:
+            raise InvalidInputError("must be a finite number (JSON has no NaN or Infinity)", field=bad_number)
 
     def priority_request(self) -> PriorityRequest:
         return PriorityRequest(self.urgency, self.deadline, self.user_preferences, self.weights)
@@ -76,13 +80,13 @@ def segment_command(
     """Turn one command (English or Turkish) into a validated ALT plan."""
     options = options or SegmentationOptions()
     command = check_command(command)
-    priorities = options.priority_request()  # validates urgency and preferences up front
+    priorities = options.priority_request()
     tokens = tokenize(command)
     if not any(t.is_word for t in tokens):
         raise InvalidInputError("has no words to segment", field="command")
     guess = detect_language(command, tokens)
     language = options.language or guess.language
-    clauses = split_clauses(tokens, language)
+    clauses = split_clauses(tokens, language, quoted_spans(command))
     folded = fold(command)
     segments = [_segment(command, folded, clause, i, language) for i, clause in enumerate(clauses)]
     _link(segments, clauses)
@@ -141,5 +145,3 @@ def _link(segments: list[Segment], clauses: list[Clause]) -> None:
     for i in range(1, len(segments)):
         previous = segments[i - 1]
         segments[i].dependencies = list(previous.dependencies) if clauses[i].parallel else [previous.id]
-
-

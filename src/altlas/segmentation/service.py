@@ -30,7 +30,8 @@ class SegmentationService:
         """All commands or none: every command is checked before any plan is stored."""
         if len(commands) > self.max_batch:
             raise InputTooLargeError(
-                f"has {len(commands):,} commands; the limit is {self.max_batch:,} per request", field="commands"
+                f"has {len(commands):,} commands; the limit is {self.max_batch:,} per request",
+                field="commands",
             )
         for i, command in enumerate(commands):
             try:

@@ -75,7 +75,7 @@ def _is_converb(token: Token) -> bool:
     return verb is not None and verb.shape is turkish_verbs.VerbShape.CONVERB
 
 
-def _candidates(tokens: list[Token], language: Language) -> list[Clause]:
+def _candidates(tokens: list[Token], language: Language, quoted: list[tuple[int, int]]) -> list[Clause]:
     """Split at every candidate boundary; boundary tokens fall in the gaps between clauses."""
     clauses: list[Clause] = []
     pending: set[str] = set()
@@ -87,11 +87,23 @@ def _candidates(tokens: list[Token], language: Language) -> list[Clause]:
             clauses.append(Clause(tokens, start, end, frozenset(pending)))
             pending = set()
 
+    def trailing_parallel() -> None:
+        """A parallel marker that ends a sentence belongs to the clause before it."""
+        nonlocal pending
+        if Marker.PARALLEL in pending and clauses:
+            clauses[-1].markers = clauses[-1].markers | {Marker.PARALLEL}
+            pending = pending - {Marker.PARALLEL}
+
     while i < len(tokens):
         token = tokens[i]
+        if any(qs < token.start < qe for qs, qe in quoted):
+            i += 1  # quoted text ("... saying 'I'll be late, start without me'") is never split
+            continue
         marker = None if not token.is_word else _marker_at(tokens, i, language)
         if not token.is_word or marker is not None:
             close(i)
+            if not token.is_word and token.key != ",":
+                trailing_parallel()
             length = 1 if marker is None else marker[0]
             if marker is not None:
                 pending.add(marker[1])
@@ -104,12 +116,20 @@ def _candidates(tokens: list[Token], language: Language) -> list[Clause]:
             pending.add(Marker.SEQUENCE)
             start = i
     close(len(tokens))
+    trailing_parallel()
     return clauses
 
 
-def split_clauses(tokens: list[Token], language: Language) -> list[Clause]:
-    """Clauses of the command in order, each holding one action (or one clause if none has any)."""
-    clauses = _candidates(tokens, language)
+def split_clauses(
+    tokens: list[Token], language: Language, quoted: list[tuple[int, int]] | None = None
+) -> list[Clause]:
+    """Clauses of the command in order, each holding one action (or one clause if none has any).
+
+    `quoted`: character spans of quoted text, which is never split.
+    """
+    clauses = _candidates(tokens, language, quoted or [])
+    if not clauses and any(t.is_word for t in tokens):  # only markers ("and then"): one clause of them
+        clauses = [Clause(tokens, 0, len(tokens))]
     for clause in clauses:
         clause.action = find_action(clause.words, language)
     merged = _join_verbless(clauses, language)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Token", "base_of", "fold", "tokenize"]
+__all__ = ["Token", "base_of", "fold", "quoted_spans", "tokenize"]
 
 _FOLD_TABLE = str.maketrans(
     {
@@ -90,3 +90,13 @@ def tokenize(command: str) -> list[Token]:
         Token(command[m.start() : m.end()], m.group(), m.start(), m.end(), m.lastgroup == "word")
         for m in _TOKEN_RE.finditer(folded)
     ]
+
+
+# "...", “...”, «...» and '...' (an opening ' follows no letter, so Ali's is no quote;
+# apostrophes inside the quote, as in 'I'll be late', are allowed).
+_QUOTED = re.compile(r"\"[^\"]+\"|“[^”]+”|«[^»]+»|(?<![\w'])'[^']+(?:'\w+[^']*)*'(?![\w'])")
+
+
+def quoted_spans(command: str) -> list[tuple[int, int]]:
+    """Character spans of quoted text in a command."""
+    return [m.span() for m in _QUOTED.finditer(command)]

@@ -22,8 +22,11 @@ _CLOCK = r"\d{1,2}(?:[:.]\d{2})?"
 _EN = [
     r"\b(?:tomorrow|today|tonight|yesterday)\b",
     r"\b(?:this|next|every|each) (?:morning|afternoon|evening|night|week|weekend|month|year|day|hour|"
-    + _DAY_EN + r")\b",
-    r"\b(?:on |by |until |before |after |next |every )?" + _DAY_EN + r"(?: (?:morning|afternoon|evening|night))?\b",
+    + _DAY_EN
+    + r")\b",
+    r"\b(?:on |by |until |before |after |next |every )?"
+    + _DAY_EN
+    + r"(?: (?:morning|afternoon|evening|night))?\b",
     r"\b(?:in|within|after|for|every) " + _NUM_EN + r" " + _UNIT_EN + r"\b",
     r"\b" + _NUM_EN + r" " + _UNIT_EN + r" (?:from now|later|ago)\b",
     r"\b(?:at|by|before|after|until|around|from) " + _CLOCK + r"\s?(?:am|pm|a\.m\.|p\.m\.|o'clock)?(?=\W|$)",
@@ -46,7 +49,8 @@ _TR = [
     r"\b(?:bugun|yarin|obur gun|ertesi gun|haftaya|simdi|bu gece|bu aksam|bu sabah|yarin sabah|"
     r"yarin aksam|yarin ogleden sonra|ogleden sonra|aksam|sabah|ogle|ogleyin|gece)\w*\b",
     r"\b(?:bu|gelecek|onumuzdeki|her|ertesi) (?:sabah|aksam|gece|gun|hafta|ay|yil|hafta ?sonu|"
-    + _DAY_TR + r")\w*\b",
+    + _DAY_TR
+    + r")\w*\b",
     r"\b(?:her )?" + _DAY_TR + r"\b",
     r"\b" + _NUM_TR + r" " + _UNIT_TR + r"\w* (?:sonra|icinde|once|boyunca)\b",
     r"\b" + _NUM_TR + r" " + _UNIT_TR + r"(?:da|de|ta|te) bir\b",
@@ -62,7 +66,9 @@ _TR_RE = re.compile("|".join(f"(?:{p})" for p in _TR))
 _GAP = re.compile(r"^(?:\s+|\s*,\s*|\s+(?:at|on|saat|,)\s+)$")
 
 
-def find_time_spans(folded: str, language: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+def find_time_spans(
+    folded: str, language: str, start: int = 0, end: int | None = None
+) -> list[tuple[int, int]]:
     """Character spans of time expressions in `folded[start:end]`, neighbours joined."""
     pattern = _EN_RE if language == "en" else _TR_RE
     end = len(folded) if end is None else end

@@ -119,7 +119,14 @@ class PlanStore:
             except NotFoundError:
                 continue  # deleted between the snapshot and the read
             items.append(
-                PlanSummary(plan.id, plan.timestamp, plan.command, plan.language.value, plan.mode.value, len(plan.segments))
+                PlanSummary(
+                    plan.id,
+                    plan.timestamp,
+                    plan.command,
+                    plan.language.value,
+                    plan.mode.value,
+                    len(plan.segments),
+                )
             )
         return PlanPage(items, len(newest_first), offset, limit)
 

@@ -21,7 +21,12 @@ def alt_files_router(store: PlanStore) -> APIRouter:
         offset: int = Query(0, ge=0, le=10**9), limit: int = Query(50, ge=1, le=1000)
     ) -> dict[str, Any]:
         page = store.list(offset=offset, limit=limit)
-        return {"items": [asdict(s) for s in page.items], "total": page.total, "offset": offset, "limit": limit}
+        return {
+            "items": [asdict(s) for s in page.items],
+            "total": page.total,
+            "offset": offset,
+            "limit": limit,
+        }
 
     @router.get("/{plan_id}", summary="One plan, as JSON or YAML", response_model=None)
     def get_plan(plan_id: str, format: Literal["json", "yaml"] = "json") -> Response | dict[str, Any]:

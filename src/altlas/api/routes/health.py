@@ -22,7 +22,11 @@ def health_router(data_dir: Path, services: Callable[[], list[str]]) -> APIRoute
     @router.get("/readyz", summary="Ready to serve: data dir writable, services mounted")
     def readyz() -> JSONResponse:
         writable = data_dir.is_dir() and os.access(data_dir, os.W_OK)
-        body = {"status": "ready" if writable else "not ready", "data_dir_writable": writable, "services": services()}
+        body = {
+            "status": "ready" if writable else "not ready",
+            "data_dir_writable": writable,
+            "services": services(),
+        }
         return JSONResponse(body, status_code=200 if writable else 503)
 
     return router

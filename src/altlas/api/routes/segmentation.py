@@ -42,7 +42,9 @@ def segmentation_router(service: SegmentationService) -> APIRouter:
 
     @router.post("/segment/batch", status_code=201, summary="Segment up to 1000 commands")
     async def segment_batch(body: BatchSegmentRequest) -> dict[str, Any]:
-        plans = await run_in_threadpool(service.segment_batch, body.commands, _options(body), store=body.store)
+        plans = await run_in_threadpool(
+            service.segment_batch, body.commands, _options(body), store=body.store
+        )
         return {"count": len(plans), "data": [plan_to_dict(p) for p in plans]}
 
     @router.post("/prioritize", summary="Score a plan's segments and order them")

@@ -1,0 +1,155 @@
+"""The segmentation API end to end, against a real server on loopback."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import yaml
+
+from altlas.plans import plan_from_dict
+
+from .conftest import Server, start_server
+
+
+def test_segment_returns_a_stored_valid_plan(client: httpx.Client) -> None:
+    response = client.post(
+        "/v1/segment", json={"command": "Open Firefox and search for cheap hotels in Izmir"}
+    )
+    assert response.status_code == 201
+    plan = response.json()
+    plan_from_dict(plan)
+    assert [s["task_type"] for s in plan["segments"]] == ["open", "search"]
+    assert response.headers["location"] == f"/v1/alt-files/{plan['id']}"
+    stored = client.get(response.headers["location"])
+    assert stored.status_code == 200 and stored.json() == plan
+
+
+def test_segment_options(client: httpx.Client) -> None:
+    body = {
+        "command": "Raporu hazırla ve Ali'ye gönder",
+        "language": "tr",
+        "mode": "Chaos",
+        "chaos_level": 7,
+        "seed": 42,
+        "persona": "project_manager",
+        "urgency": 8,
+        "deadline": "2020-01-01T00:00:00Z",
+        "user_preferences": {"send": 9},
+        "metadata": {"user": "ayse"},
+    }
+    plan = client.post("/v1/segment", json=body).json()
+    assert (plan["mode"], plan["chaos_level"], plan["persona"]) == ("Chaos", 7, "project_manager")
+    assert plan["metadata"]["seed"] == 42 and plan["metadata"]["user"] == {"user": "ayse"}
+    assert plan["metadata"]["priority"]["effective_urgency"] == 10.0  # the deadline has passed
+    again = client.post("/v1/segment", json=body).json()
+    assert [s["parameters"] for s in again["segments"]] == [s["parameters"] for s in plan["segments"]]
+
+
+def test_store_false_keeps_nothing(client: httpx.Client) -> None:
+    response = client.post("/v1/segment", json={"command": "Open Notepad", "store": False})
+    assert response.status_code == 201 and "location" not in response.headers
+    assert client.get(f"/v1/alt-files/{response.json()['id']}").status_code == 404
+
+
+def test_batch(client: httpx.Client) -> None:
+    commands = ["Open Firefox", "Dosyaları listele ve boyuta göre sırala", "Take a screenshot"]
+    response = client.post("/v1/segment/batch", json={"commands": commands})
+    assert response.status_code == 201
+    body = response.json()
+    assert body["count"] == 3 and [p["command"] for p in body["data"]] == commands
+    for plan in body["data"]:
+        assert client.get(f"/v1/alt-files/{plan['id']}").status_code == 200
+
+
+def test_batch_limit(client: httpx.Client) -> None:
+    response = client.post("/v1/segment/batch", json={"commands": ["Open it"] * 1001})
+    assert response.status_code == 413 and response.json()["error"]["param"] == "commands"
+    ok = client.post("/v1/segment/batch", json={"commands": ["Open it"] * 1000, "store": False})
+    assert ok.status_code == 201 and ok.json()["count"] == 1000
+
+
+def test_batch_is_all_or_nothing(client: httpx.Client) -> None:
+    before = client.get("/v1/alt-files").json()["total"]
+    response = client.post("/v1/segment/batch", json={"commands": ["Open it", "   "]})
+    assert response.status_code == 422 and response.json()["error"]["param"] == "commands[1]"
+    assert client.get("/v1/alt-files").json()["total"] == before
+
+
+def test_list_get_yaml_delete(client: httpx.Client) -> None:
+    ids = [client.post("/v1/segment", json={"command": f"Open app {i}"}).json()["id"] for i in range(3)]
+    page = client.get("/v1/alt-files", params={"limit": 2}).json()
+    assert page["limit"] == 2 and len(page["items"]) == 2 and page["total"] >= 3
+    assert [item["id"] for item in page["items"]] == ids[::-1][:2]
+    second = client.get("/v1/alt-files", params={"limit": 2, "offset": 2}).json()
+    assert second["items"] and second["items"][0]["id"] not in {i["id"] for i in page["items"]}
+    as_yaml = client.get(f"/v1/alt-files/{ids[0]}", params={"format": "yaml"})
+    assert as_yaml.headers["content-type"].startswith("application/yaml")
+    assert yaml.safe_load(as_yaml.text)["id"] == ids[0]
+    assert client.delete(f"/v1/alt-files/{ids[0]}").status_code == 204
+    assert client.get(f"/v1/alt-files/{ids[0]}").status_code == 404
+    assert client.delete(f"/v1/alt-files/{ids[0]}").status_code == 404
+
+
+def test_prioritize(client: httpx.Client) -> None:
+    plan = client.post(
+        "/v1/segment", json={"command": "Open Chrome, search for news and send it to Ali"}
+    ).json()
+    body = {"plan": plan, "urgency": 9, "user_preferences": {"send": 10}, "weights": {"confidence": 0.0}}
+    response = client.post("/v1/prioritize", json=body)
+    assert response.status_code == 200
+    result = response.json()
+    assert result["execution_order"] == ["seg-1", "seg-2", "seg-3"]
+    assert set(result["scores"]) == {"seg-1", "seg-2", "seg-3"}
+    assert result["plan"]["metadata"]["priority"]["weights"]["confidence"] == 0.0
+    plan["segments"][0]["dependencies"] = ["seg-3"]
+    cyclic = client.post("/v1/prioritize", json={"plan": plan})
+    assert cyclic.status_code == 422 and cyclic.json()["error"]["param"] == "segments[0].dependencies"
+
+
+def test_health_and_docs(client: httpx.Client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and "segmentation" in ready["services"]
+    spec = client.get("/openapi.json").json()
+    for path in [
+        "/v1/segment",
+        "/v1/segment/batch",
+        "/v1/alt-files",
+        "/v1/alt-files/{plan_id}",
+        "/v1/prioritize",
+    ]:
+        assert path in spec["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_request_id_is_echoed_and_logged(server: Server, client: httpx.Client) -> None:
+    response = client.post(
+        "/v1/segment", json={"command": "Open Firefox"}, headers={"X-Request-ID": "test-abc-123"}
+    )
+    assert response.headers["x-request-id"] == "test-abc-123"
+    generated = client.get("/healthz").headers["x-request-id"]
+    assert len(generated) == 32
+    for _ in range(50):
+        entries = [json.loads(line) for line in server.log_lines() if line.startswith("{")]
+        if any(e.get("request_id") == "test-abc-123" for e in entries):
+            break
+        __import__("time").sleep(0.1)
+    entry = next(e for e in entries if e.get("request_id") == "test-abc-123")
+    assert entry["path"] == "/v1/segment" and entry["status"] == 201 and "duration_ms" in entry
+
+
+def test_plans_survive_a_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    first = start_server(tmp_path / "data", tmp_path / "a.log")
+    try:
+        with first.client() as c:
+            plan = c.post("/v1/segment", json={"command": "Eski günlükleri sil"}).json()
+    finally:
+        first.stop()
+    second = start_server(tmp_path / "data", tmp_path / "b.log")
+    try:
+        with second.client() as c:
+            assert c.get(f"/v1/alt-files/{plan['id']}").json() == plan
+            assert c.get("/v1/alt-files").json()["total"] == 1
+    finally:
+        second.stop()
