@@ -51,10 +51,12 @@ def _location(loc: tuple[Any, ...]) -> str:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
-    first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request", "type": "invalid"}
+    errors = list(exc.errors())
+    first: dict[str, Any] = (
+        dict(errors[0]) if errors else {"loc": ("body",), "msg": "invalid", "type": "invalid"}
+    )
     field = _location(tuple(first.get("loc", ())))
-    kind = first.get("type", "")
+    kind = str(first.get("type", ""))
     if kind == "json_invalid":
         reason = (first.get("ctx") or {}).get("error", "malformed JSON")
         return JSONResponse(

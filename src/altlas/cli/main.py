@@ -12,7 +12,9 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import IO, NoReturn
+from typing import IO, Any, NoReturn
+
+from tqdm import tqdm
 
 import altlas
 from altlas.errors import AltlasError
@@ -193,8 +195,7 @@ def _open_output(path: Path | None) -> IO[str]:
         _fail(f"--output: cannot write {path}: {exc.strerror}")
 
 
-def _progress(total: int, *, disabled: bool) -> object:
-    from tqdm import tqdm
+def _progress(total: int, *, disabled: bool) -> tqdm[Any]:
 
     return tqdm(total=total, unit="cmd", disable=disabled or not sys.stderr.isatty(), file=sys.stderr)
 
@@ -216,13 +217,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from altlas.plans.codec import dumps, loads
+    from altlas.plans.codec import PlanFormat, dumps, loads
 
     try:
         text = args.file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         _fail(f"cannot read {args.file}: {getattr(exc, 'strerror', None) or exc}")
-    fmt = "yaml" if args.file.suffix.lower() in (".yaml", ".yml") else "json"
+    fmt: PlanFormat = "yaml" if args.file.suffix.lower() in (".yaml", ".yml") else "json"
     plan = loads(text, fmt)
     if args.to:
         out = dumps(plan, args.to)

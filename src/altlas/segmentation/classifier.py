@@ -23,6 +23,7 @@ from altlas.segmentation.lexicon import (
     TR_COMPOUNDS,
     TR_FILLERS,
 )
+from altlas.segmentation.phrases import PhraseSet
 from altlas.segmentation.text import Token
 
 __all__ = ["Action", "find_action", "mentions_format", "mentions_language"]
@@ -63,18 +64,7 @@ def find_action(words: list[Token], language: Language) -> Action | None:
     return _disambiguate(action, words)
 
 
-def _skip_fillers(words: list[Token], start: int, fillers: tuple[tuple[str, ...], ...]) -> int:
-    moved = True
-    while moved and start < len(words):
-        moved = False
-        for phrase in fillers:
-            if _matches(words, start, phrase) == start + len(phrase):
-                start += len(phrase)
-                moved = True
-                break
-    return start
-
-
+_EN_FILLER_SET = PhraseSet(EN_FILLERS)
 _DETERMINERS = frozenset("a an the my your our their his her its this that these those some".split())
 
 
@@ -103,12 +93,14 @@ def _en_verb_at(words: list[Token], i: int) -> tuple[TaskType, int] | None:
         end = _matches(words, i, phrase)
         if end > 0:
             return task_type, end
-    task_type = EN_VERBS.get(key)
-    return (task_type, i + 1) if task_type is not None else None
+    verb_type = EN_VERBS.get(key)
+    return (verb_type, i + 1) if verb_type is not None else None
 
 
 def _find_en(words: list[Token]) -> Action | None:
-    head = _skip_fillers(words, 0, EN_FILLERS)
+    head = 0
+    while head < len(words) and (n := _EN_FILLER_SET.length_at(words, head)):
+        head += n
     for i in range(head, len(words)):
         if i > head and words[i - 1].key in EN_BLOCKERS:
             continue  # "the search results", "for download": a noun here

@@ -150,7 +150,7 @@ EN_FILLERS: tuple[tuple[str, ...], ...] = tuple(
 # --- Turkish -------------------------------------------------------------------------
 
 # Verb stems (the imperative form). `turkish_verbs.py` adds the suffixes.
-TR_STEMS: dict[str, TaskType] = {
+TR_STEMS: dict[str, TaskType | None] = {
     **dict.fromkeys(["ara", "bul", "araştır", "sorgula", "googlela", "google'la"], T.SEARCH),
     **dict.fromkeys(["aç", "başlat", "gir", "git"], T.OPEN),
     **dict.fromkeys(["kapat", "çık", "sonlandır", "durdur"], T.CLOSE),

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from altlas.plans.model import Language, Parameter, TaskType
 from altlas.segmentation.classifier import Action, mentions_format, mentions_language
 from altlas.segmentation.lexicon import EN_FILLERS, LANGUAGE_NAMES, TR_FILLERS
+from altlas.segmentation.phrases import PhraseSet
 from altlas.segmentation.text import Token
 from altlas.segmentation.timex import find_time_spans
 
@@ -52,6 +53,9 @@ _EN_RECIPIENT = frozenset({"to", "with"})
 _EN_RECIPIENT_END = frozenset({"via", "using", "through", "by", "on", "over", "at", "in", "as"})
 _EN_LEADING = frozenset({"for", "about", "of", "up", "me", "out", "from"})
 _EN_TRAILING = (("on", "google"), ("online",), ("on", "the", "web"), ("on", "the", "internet"), ("for", "me"))
+_EN_FILLER_SET = PhraseSet(EN_FILLERS)
+_TR_FILLER_SET = PhraseSet(TR_FILLERS)
+_EN_TRAILING_SET = PhraseSet(_EN_TRAILING)
 _EN_NAMING = frozenset({"called", "named", "titled", "entitled"})
 _TR_NAMING = frozenset({"adinda", "adli", "isimli", "baslikli", "diye", "ismiyle", "adiyla"})
 _TR_WEB = ("google'da", "google", "internette", "web'de", "webde", "netten", "youtube'da")
@@ -110,23 +114,7 @@ def _argument_words(words: list[Token], action: Action | None, language: Languag
         args = words[action.end :] if action.at_head else words[: action.start] + words[action.end :]
     else:
         args = words[: action.start] + words[action.end :]
-    fillers = EN_FILLERS if language is Language.EN else TR_FILLERS
-    args = _strip_phrases(args, fillers, leading=True)
-    return _strip_phrases(args, fillers, leading=False)
-
-
-def _strip_phrases(words: list[Token], phrases: tuple[tuple[str, ...], ...], *, leading: bool) -> list[Token]:
-    changed = True
-    while changed and words:
-        changed = False
-        for phrase in phrases:
-            n = len(phrase)
-            part = words[:n] if leading else words[-n:]
-            if len(words) > n and tuple(w.key for w in part) == phrase:
-                words = words[n:] if leading else words[:-n]
-                changed = True
-                break
-    return words
+    return (_EN_FILLER_SET if language is Language.EN else _TR_FILLER_SET).strip(args)
 
 
 def _take_time(
@@ -158,7 +146,7 @@ def _split_at(words: list[Token], keys: frozenset[str]) -> tuple[list[Token], li
 def _strip_en(words: list[Token]) -> list[Token]:
     while words and words[0].key in _EN_LEADING:
         words = words[1:]
-    return _strip_phrases(words, _EN_TRAILING, leading=False)
+    return _EN_TRAILING_SET.strip(words, leading=False)
 
 
 # --- English -------------------------------------------------------------------------
