@@ -12,9 +12,10 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
-from tqdm import tqdm
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 import altlas
 from altlas.errors import AltlasError
@@ -196,6 +197,7 @@ def _open_output(path: Path | None) -> IO[str]:
 
 
 def _progress(total: int, *, disabled: bool) -> tqdm[Any]:
+    from tqdm import tqdm
 
     return tqdm(total=total, unit="cmd", disable=disabled or not sys.stderr.isatty(), file=sys.stderr)
 
