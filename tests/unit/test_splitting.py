@@ -45,6 +45,10 @@ def contents(command: str) -> list[str]:
         ("Ekranın görüntüsünü al", ["screenshot"]),
         ("Ali'ye mail at", ["send"]),
         ("do the thing with the widget", ["execute"]),
+        ("Open Spotify and turn up the volume", ["open", "execute"]),  # an action outside the 20 types
+        ("Müzik çal ve sesi yükselt", ["execute", "execute"]),
+        ("Belgeyi rapor_son.docx olarak kaydedin", ["save"]),  # "olarak" is no converb of an action
+        ("Send a message to Burak saying 'I'll be late, start without me'.", ["send"]),  # quotes stay whole
     ],
 )
 def test_types(command: str, expected: list[str]) -> None:

@@ -16,6 +16,7 @@ from altlas.segmentation import turkish_verbs
 from altlas.segmentation.lexicon import (
     EN_BLOCKERS,
     EN_FILLERS,
+    EN_OTHER_VERBS,
     EN_PHRASES,
     EN_VERBS,
     FORMATS,
@@ -109,6 +110,9 @@ def _find_en(words: list[Token]) -> Action | None:
             task_type, end = found
             at_head = i == head
             return Action(task_type, CONFIDENCE_HEAD if at_head else CONFIDENCE_ELSEWHERE, i, end, True)
+    if head < len(words) and words[head].key in EN_OTHER_VERBS:
+        # An action, but none of the 20 types: "turn up the volume".
+        return Action(TaskType.EXECUTE, CONFIDENCE_UNKNOWN, head, head + 1, True)
     return None
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "EN_BLOCKERS",
     "EN_FILLERS",
     "EN_MARKERS",
+    "EN_OTHER_VERBS",
     "EN_PHRASES",
     "EN_VERBS",
     "FORMATS",
@@ -72,6 +73,20 @@ EN_VERBS: dict[str, TaskType] = {
     **dict.fromkeys(["schedule", "plan", "remind", "reschedule", "book"], T.SCHEDULE),
     **dict.fromkeys(["screenshot", "screencap"], T.SCREENSHOT),
 }  # fmt: skip
+
+# Actions outside the 20 task types ("turn up the volume", "call Ali"): a clause led by
+# one is its own segment, typed execute with low confidence. Kept to words that are
+# rarely nouns right after "and" or a comma.
+EN_OTHER_VERBS = frozenset(
+    "increase decrease raise lower turn mute unmute pause resume call phone dial tell ask reply "
+    "answer buy purchase pay reserve fix repair edit modify change enable disable activate "
+    "deactivate connect disconnect lock unlock login logout log sign refresh reload undo redo select "
+    "click tap press scroll zoom maximize minimize hide show wake charge add insert attach paste "
+    "merge sync shuffle repeat skip subscribe unsubscribe follow unfollow accept decline approve "
+    "reject confirm cancel submit register watch listen read learn keep get give bring put set "
+    "adjust configure customize pin unpin highlight wait leave drive walk turn switch empty fill "
+    "open clear block unblock allow deny mention invite join tag".split()
+)
 
 # Multi-word actions, matched before single verbs (longest first). "*" matches one
 # determiner (a, an, the, my, this, ...) or nothing.
@@ -175,7 +190,19 @@ TR_STEMS: dict[str, TaskType | None] = {
     **dict.fromkeys(["çalıştır", "yürüt", "oynat", "kur", "çal", "güncelle", "derle"], T.EXECUTE),
     **dict.fromkeys(["planla", "zamanla", "hatırlat"], T.SCHEDULE),
     # Light verbs: alone they mean little; TR_COMPOUNDS gives them their type.
-    **dict.fromkeys(["et", "al", "at", "çek", "çıkar", "geçir", "değiştir"], None),
+    **dict.fromkeys(["et", "al", "at", "çek", "çıkar", "geçir", "değiştir", "bırak"], None),
+    # Actions outside the 20 types ("sesi yükselt", "annemi telefonla"): execute, low confidence.
+    **dict.fromkeys(
+        [
+            "yükselt", "azalt", "artır", "arttır", "düşür", "düzelt", "onar", "ayarla", "duraklat",
+            "söyle", "sor", "yanıtla", "cevapla", "öde", "düzenle", "etkinleştir", "bağlan", "bağla",
+            "kilitle", "yenile", "seç", "tıkla", "kaydır", "yakınlaştır", "uzaklaştır", "büyüt",
+            "küçült", "gizle", "uyandır", "yapıştır", "birleştir", "karıştır", "tekrarla", "atla",
+            "beğen", "onayla", "izle", "dinle", "oku", "öğren", "getir", "götür", "koy", "bekle",
+            "telefonla", "aktifleştir", "engelle", "davet", "katıl", "etiketle", "doldur",
+        ],
+        None,
+    ),
 }  # fmt: skip
 
 # Noun (+ noun) before a verb stem that together make one action. The nouns are folded
