@@ -35,7 +35,7 @@ T = TaskType
 EN_VERBS: dict[str, TaskType] = {
     **dict.fromkeys(["search", "find", "google", "seek", "locate", "research", "lookup"], T.SEARCH),
     **dict.fromkeys(["open", "launch", "start", "reopen", "visit", "load"], T.OPEN),
-    **dict.fromkeys(["close", "quit", "exit", "terminate", "kill", "stop"], T.CLOSE),
+    **dict.fromkeys(["close", "quit", "exit", "terminate", "kill"], T.CLOSE),
     **dict.fromkeys(
         ["create", "make", "write", "generate", "draft", "compose", "build", "produce", "prepare", "design"],
         T.CREATE,
@@ -85,7 +85,7 @@ EN_OTHER_VERBS = frozenset(
     "merge sync shuffle repeat skip subscribe unsubscribe follow unfollow accept decline approve "
     "reject confirm cancel submit register watch listen read learn keep get give bring put set "
     "adjust configure customize pin unpin highlight wait leave drive walk turn switch empty fill "
-    "open clear block unblock allow deny mention invite join tag".split()
+    "open clear block unblock allow deny mention invite join tag stop".split()
 )
 
 # Multi-word actions, matched before single verbs (longest first). "*" matches one
@@ -115,7 +115,6 @@ EN_PHRASES: dict[tuple[str, ...], TaskType] = {
     ("bring", "up"): T.OPEN,
     ("go", "to"): T.OPEN,
     ("navigate", "to"): T.OPEN,
-    ("switch", "to"): T.OPEN,
     ("shut", "down"): T.CLOSE,
     ("turn", "off"): T.CLOSE,
     ("get", "rid", "of"): T.DELETE,
@@ -168,9 +167,9 @@ EN_FILLERS: tuple[tuple[str, ...], ...] = tuple(
 TR_STEMS: dict[str, TaskType | None] = {
     **dict.fromkeys(["ara", "bul", "araştır", "sorgula", "googlela", "google'la"], T.SEARCH),
     **dict.fromkeys(["aç", "başlat", "gir", "git"], T.OPEN),
-    **dict.fromkeys(["kapat", "çık", "sonlandır", "durdur"], T.CLOSE),
+    **dict.fromkeys(["kapat", "çık", "sonlandır"], T.CLOSE),
     **dict.fromkeys(
-        ["oluştur", "yarat", "yaz", "hazırla", "üret", "tasarla", "çiz", "ekle", "yap"], T.CREATE
+        ["oluştur", "yarat", "yaz", "hazırla", "üret", "tasarla", "çiz", "ekle"], T.CREATE
     ),
     **dict.fromkeys(["kaydet", "sakla"], T.SAVE),
     **dict.fromkeys(["sil", "kaldır", "temizle", "boşalt"], T.DELETE),
@@ -190,7 +189,8 @@ TR_STEMS: dict[str, TaskType | None] = {
     **dict.fromkeys(["çalıştır", "yürüt", "oynat", "kur", "çal", "güncelle", "derle"], T.EXECUTE),
     **dict.fromkeys(["planla", "zamanla", "hatırlat"], T.SCHEDULE),
     # Light verbs: alone they mean little; TR_COMPOUNDS gives them their type.
-    **dict.fromkeys(["et", "al", "at", "çek", "çıkar", "geçir", "değiştir", "bırak"], None),
+    # "yap" (do/make) too: "tam ekran yap" is no creation.
+    **dict.fromkeys(["et", "yap", "al", "at", "çek", "çıkar", "geçir", "değiştir", "bırak"], None),
     # Actions outside the 20 types ("sesi yükselt", "annemi telefonla"): execute, low confidence.
     **dict.fromkeys(
         [
@@ -199,7 +199,8 @@ TR_STEMS: dict[str, TaskType | None] = {
             "kilitle", "yenile", "seç", "tıkla", "kaydır", "yakınlaştır", "uzaklaştır", "büyüt",
             "küçült", "gizle", "uyandır", "yapıştır", "birleştir", "karıştır", "tekrarla", "atla",
             "beğen", "onayla", "izle", "dinle", "oku", "öğren", "getir", "götür", "koy", "bekle",
-            "telefonla", "aktifleştir", "engelle", "davet", "katıl", "etiketle", "doldur",
+            "telefonla", "aktifleştir", "engelle", "davet", "katıl", "etiketle", "doldur", "kıs",
+            "durdur", "sustur", "eşleştir", "yak", "söndür", "geç", "devam",
         ],
         None,
     ),
@@ -218,6 +219,10 @@ TR_COMPOUNDS: dict[tuple[tuple[str, ...], str], TaskType] = {
     (("arama",), "yap"): T.SEARCH,
     (("google'da", "arama"), "yap"): T.SEARCH,
     (("yedek",), "al"): T.COPY,
+    (("yedek",), "yap"): T.COPY,
+    (("liste",), "yap"): T.CREATE,
+    (("tablo",), "yap"): T.CREATE,
+    (("sunum",), "yap"): T.CREATE,
     (("yedegini",), "al"): T.COPY,
     (("kopya",), "al"): T.COPY,
     (("kopyasini",), "al"): T.COPY,

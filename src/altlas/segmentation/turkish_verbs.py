@@ -38,7 +38,7 @@ class VerbForm:
 
 
 _TEMPLATES: dict[VerbShape, tuple[str, ...]] = {
-    VerbShape.IMPERATIVE: ("", "YHn", "YHnHz", "sAnA", "YHver", "YHverHn", "YHvers", "sHn"),
+    VerbShape.IMPERATIVE: ("", "YHn", "YHnHz", "sAnA", "YHver", "YHverHn", "YHvers"),
     VerbShape.CONVERB: ("YHp", "YArAk", "YHncA", "DHktAn", "DHgHndA"),
     VerbShape.REQUEST: (
         "YAbHlHr", "YAbHlHrmHsHn", "YAbHlHrmHsHnHz", "YAbHlHrsHn", "YAbHlHrsHnHz", "R", "RmHsHn",
