@@ -12,6 +12,7 @@ the clause-final rule (see classifier) does not already absorb.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,8 +59,13 @@ def _expand(template: str) -> list[str]:
     return ["".join(p) for p in itertools.product(*slots)] if slots else [""]
 
 
-def _forms_of(stem: str) -> Iterator[tuple[str, VerbShape]]:
-    ends_in_vowel = stem[-1] in _VOWELS
+@functools.cache
+def _suffixes(ends_in_vowel: bool) -> list[tuple[str, bool, VerbShape]]:
+    """Every suffix for stems ending in a vowel or not: (suffix, starts with a vowel, shape).
+
+    The same for all stems of a kind, so it is expanded once, not once per stem.
+    """
+    out: list[tuple[str, bool, VerbShape]] = []
     for shape, templates in _TEMPLATES.items():
         for template in templates:
             if template.startswith("R"):  # aorist: ara -> arar, aç -> açar / açır
@@ -69,18 +75,26 @@ def _forms_of(stem: str) -> Iterator[tuple[str, VerbShape]]:
                 variants = [template]
             for tpl in variants:
                 tpl = tpl.replace("Y", "y" if ends_in_vowel else "")
-                base = stem[:-1] + "d" if stem in _SOFTENING and tpl[:1] in ("H", "A") else stem
-                for suffix in _expand(tpl):
-                    yield base + suffix, shape
+                vowel_initial = tpl[:1] in ("H", "A")
+                out.extend((suffix, vowel_initial, shape) for suffix in _expand(tpl))
+    return out
+
+
+def _forms_of(stem: str) -> Iterator[tuple[str, VerbShape]]:
+    softened = stem[:-1] + "d" if stem in _SOFTENING else stem
+    for suffix, vowel_initial, shape in _suffixes(stem[-1] in _VOWELS):
+        yield (softened if vowel_initial else stem) + suffix, shape
 
 
 def _build_table() -> dict[str, VerbForm]:
     table: dict[str, VerbForm] = {}
     for raw_stem, task_type in TR_STEMS.items():
         stem = fold(raw_stem)
+        by_shape = {shape: VerbForm(stem, task_type, shape) for shape in VerbShape}  # shared, not per form
         for form, shape in _forms_of(stem):
             # A form two stems share keeps the first stem's meaning (lexicon order).
-            table.setdefault(form, VerbForm(stem, task_type, shape))
+            if form not in table:
+                table[form] = by_shape[shape]
     return table
 
 
