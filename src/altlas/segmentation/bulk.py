@@ -57,8 +57,7 @@ def _line_options(raw: str, defaults: SegmentationOptions) -> tuple[str, Segment
     return data["command"], replace(defaults, **changes)
 
 
-def _segment_one(job: tuple[int, str, SegmentationOptions]) -> BulkResult:
-    line_no, raw, defaults = job
+def _segment_one(line_no: int, raw: str, defaults: SegmentationOptions) -> BulkResult:
     try:
         command, options = _line_options(raw, defaults)
         plan = segment_command(command, options)
@@ -68,17 +67,16 @@ def _segment_one(job: tuple[int, str, SegmentationOptions]) -> BulkResult:
     return json.dumps(plan_to_dict(plan), ensure_ascii=False, separators=(",", ":")), True
 
 
-def _segment_chunk(jobs: list[tuple[int, str, SegmentationOptions]]) -> list[BulkResult]:
-    return [_segment_one(job) for job in jobs]
+def _segment_chunk(chunk: tuple[SegmentationOptions, list[tuple[int, str]]]) -> list[BulkResult]:
+    options, jobs = chunk  # the options travel once per chunk, not once per line
+    return [_segment_one(line_no, text, options) for line_no, text in jobs]
 
 
-def _jobs(
-    lines: Iterable[str], options: SegmentationOptions
-) -> Iterator[tuple[int, str, SegmentationOptions]]:
+def _jobs(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
     for line_no, line in enumerate(lines, start=1):
         text = line.rstrip("\r\n")
         if text.strip():
-            yield line_no, text, options
+            yield line_no, text
 
 
 def _chunks(jobs: Iterator[Any], size: int) -> Iterator[list[Any]]:
@@ -106,14 +104,13 @@ def segment_lines(
     """
     options = options or SegmentationOptions()
     workers = workers or os.cpu_count() or 1
-    jobs = _jobs(lines, options)
+    jobs = _jobs(lines)
     if workers == 1 or (expected is not None and expected < _PARALLEL_THRESHOLD):
-        for job in jobs:
-            yield _segment_one(job)
+        for line_no, text in jobs:
+            yield _segment_one(line_no, text, options)
         return
-    context = multiprocessing.get_context(
-        "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    )
-    with context.Pool(workers) as pool:
-        for results in pool.imap(_segment_chunk, _chunks(jobs, _CHUNK)):
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    chunks = ((options, chunk) for chunk in _chunks(jobs, _CHUNK))
+    with multiprocessing.get_context(method).Pool(workers) as pool:
+        for results in pool.imap(_segment_chunk, chunks):
             yield from results
