@@ -50,10 +50,6 @@ class Action:
     end: int  # one past its last word
     at_head: bool  # found where the language puts its verb: the clause is an action
 
-    @property
-    def known(self) -> bool:
-        return self.confidence > CONFIDENCE_UNKNOWN
-
 
 def find_action(words: list[Token], language: Language) -> Action | None:
     """The action of a clause (its words only, no punctuation), or None if it has none."""

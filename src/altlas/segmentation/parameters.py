@@ -74,19 +74,16 @@ class _Builder:
         self.parameters: list[Parameter] = []
 
     def add(self, name: str, words: list[Token], *, strip_case: bool = False) -> None:
-        if not words or any(p.name == name for p in self.parameters):
+        """Add `name` with the command text that `words` cover (without a case suffix if asked)."""
+        if not words:
             return
-        start, end = words[0].start, words[-1].end
+        end = words[-1].end
         if strip_case and "'" in words[-1].text[1:]:
             end = words[-1].start + words[-1].text.index("'", 1)
-        value = self.command[start:end].strip(" \"'“”«»")
-        if value:
-            self.parameters.append(
-                Parameter(name, value, required=name in self.required, description=_DESCRIPTIONS[name])
-            )
+        self.add_span(name, words[0].start, end)
 
     def add_span(self, name: str, start: int, end: int) -> None:
-        value = self.command[start:end].strip()
+        value = self.command[start:end].strip(" \"'“”«»")
         if value and not any(p.name == name for p in self.parameters):
             self.parameters.append(
                 Parameter(name, value, required=name in self.required, description=_DESCRIPTIONS[name])
