@@ -48,3 +48,18 @@ def generate_commands(count: int, seed: int = 0) -> list[str]:
         text = text.format(**{k: rng.choice(v) for k, v in _FILL.items()})
         commands.append(text[0].upper() + text[1:])
     return commands
+
+
+def generate_short_commands(count: int, seed: int = 0) -> list[str]:
+    """`count` short commands (about 5-40 tokens), English and Turkish, almost all distinct."""
+    rng = random.Random(seed)
+    commands = []
+    for i in range(count):
+        actions, joiners = (_EN_ACTIONS, _EN_JOINERS) if i % 2 == 0 else (_TR_ACTIONS, _TR_JOINERS)
+        text = rng.choice(actions)
+        if rng.random() < 0.5:
+            text += rng.choice(joiners) + rng.choice(actions)
+        text = text.format(**{k: rng.choice(v) for k, v in _FILL.items()})
+        # A ticket number keeps texts distinct, as real command logs are.
+        commands.append(f"{text[0].upper()}{text[1:]} #{rng.randrange(10**6)}")
+    return commands

@@ -23,7 +23,11 @@ class Settings:
     log_level: str = "INFO"
     max_body_bytes: int = 32 * 1024 * 1024  # a full batch of 1000 long Turkish commands fits
     max_batch_commands: int = 1000
-    services: tuple[str, ...] = ("segmentation",)
+    services: tuple[str, ...] = ("segmentation", "embeddings")
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto | fp32 | fp16 | bf16
+    gpu_memory_gb: float = 0.0  # cap on this process's GPU memory; 0 = the whole card
+    embedding_model: str = ""  # a sentence-transformers folder; empty = the shipped all-MiniLM-L6-v2
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -42,6 +46,10 @@ class Settings:
     def check(self) -> None:
         if not 0 <= self.port <= 65535:
             raise InvalidInputError(f"must be 0-65535, got {self.port}", field="port")
+        if self.gpu_memory_gb < 0:
+            raise InvalidInputError(
+                f"must be >= 0 (0 = no cap), got {self.gpu_memory_gb}", field="gpu_memory_gb"
+            )
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise InvalidInputError(
                 f"must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}", field="log_level"
@@ -54,6 +62,8 @@ def _parse(name: str, raw: str, default: Any) -> Any:
             return raw.strip().lower() in ("1", "true", "yes", "on")
         if isinstance(default, int):
             return int(raw)
+        if isinstance(default, float):
+            return float(raw)
         if isinstance(default, Path):
             return Path(raw).expanduser()
         if isinstance(default, tuple):

@@ -28,8 +28,21 @@ def _mount_segmentation(app: FastAPI, settings: Settings) -> None:
     app.state.segmentation = service
 
 
+def _mount_embeddings(app: FastAPI, settings: Settings) -> None:
+    # Imported here: torch loads only when the service is mounted.
+    from altlas.api.routes.embeddings import embeddings_router
+    from altlas.embeddings.service import EmbeddingService
+
+    service = EmbeddingService(settings)
+    app.include_router(embeddings_router(service))
+    app.state.embeddings = service
+
+
 # name -> function that mounts the service's routers; later services add themselves here.
-SERVICES: dict[str, Callable[[FastAPI, Settings], None]] = {"segmentation": _mount_segmentation}
+SERVICES: dict[str, Callable[[FastAPI, Settings], None]] = {
+    "segmentation": _mount_segmentation,
+    "embeddings": _mount_embeddings,
+}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

