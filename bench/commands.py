@@ -13,6 +13,8 @@ _EN_ACTIONS = [
     "schedule a meeting with {person} tomorrow at {n}pm", "sort the files by size", "close {app}",
     "zip the reports folder", "run the backup script", "list the files on the server",
     "check the disk usage", "create a spreadsheet of monthly expenses", "save it as CSV",
+    # actions outside the lexicon's 20 types: undecided by rules, typed by the embedding stage
+    "turn up the volume", "mute the microphone", "lock the screen", "pause the music",
 ]  # fmt: skip
 _TR_ACTIONS = [
     "{app}'u aç", "{city}'de {thing_tr} ara", "{file} dosyasını indir", "{file} dosyasını {person}'ye gönder",
@@ -21,6 +23,7 @@ _TR_ACTIONS = [
     "yarın saat {n}'da toplantıyı hatırlat", "dosyaları boyuta göre sırala", "{app}'u kapat",
     "raporlar klasörünü sıkıştır", "yedekleme betiğini çalıştır", "sunucudaki dosyaları listele",
     "disk kullanımını kontrol et", "aylık giderlerin tablosunu oluştur", "CSV olarak kaydet",
+    "sesi kıs", "mikrofonu sustur", "ekranı kilitle", "müziği duraklat",
 ]  # fmt: skip
 _EN_JOINERS = [" and ", ", then ", ". After that, ", " and at the same time ", ", "]
 _TR_JOINERS = [" ve ", ", sonra ", ", ardından ", " ve aynı anda ", ", "]

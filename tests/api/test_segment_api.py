@@ -165,3 +165,34 @@ def test_plans_survive_a_restart(tmp_path) -> None:  # type: ignore[no-untyped-d
             assert c.get("/v1/alt-files").json()["total"] == 1
     finally:
         second.stop()
+
+
+def test_embed_endpoint(client: httpx.Client) -> None:
+    import base64
+
+    import numpy as np
+
+    texts = ["Open Firefox", "Firefox'u aç", ""]
+    response = client.post("/v1/embed", json={"texts": texts})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    vectors = np.array(body["embeddings"], dtype=np.float32)
+    assert body["dimension"] == 384 and vectors.shape == (3, 384) and body["count"] == 3
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    as_b64 = client.post("/v1/embed", json={"texts": texts, "encoding": "base64"}).json()
+    decoded = np.stack([np.frombuffer(base64.b64decode(s), dtype="<f4") for s in as_b64["embeddings"]])
+    np.testing.assert_allclose(decoded, vectors, atol=1e-6)
+
+
+def test_embed_bad_input(client: httpx.Client) -> None:
+    for body, param in [
+        ({}, "texts"),
+        ({"texts": []}, "texts"),
+        ({"texts": "one string"}, "texts"),
+        ({"texts": ["ok", 5]}, "texts[1]"),
+        ({"texts": ["ok"], "encoding": "int8"}, "encoding"),
+        ({"texts": ["x"] * 4097}, "texts"),
+    ]:
+        response = client.post("/v1/embed", json=body)
+        assert 400 <= response.status_code < 500, (body, response.text)
+        assert response.json()["error"]["param"] == param, response.text

@@ -9,13 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from tqdm import tqdm
+
+    from altlas.segmentation.prototypes import TypePrototypes
 
 import altlas
 from altlas.errors import AltlasError
@@ -205,8 +207,10 @@ def _segment_file(args: argparse.Namespace, options: object) -> int:
     source.close()
     out = _open_output(args.output)
     failed = 0
+    stage = _prototype_stage(args) if args.embeddings else None
     with out, _progress(len(lines), disabled=args.no_progress) as bar:
-        for text, ok in segment_lines(lines, options, workers=args.workers, expected=len(lines)):  # type: ignore[arg-type]
+        results = segment_lines(lines, options, workers=args.workers, expected=len(lines), prototypes=stage)  # type: ignore[arg-type]
+        for text, ok in results:
             out.write(text + "\n")
             failed += not ok
             bar.update(1)
@@ -217,6 +221,24 @@ def _segment_file(args: argparse.Namespace, options: object) -> int:
         )
         return 1
     return 0
+
+
+def _prototype_stage(args: argparse.Namespace) -> Callable[[], TypePrototypes]:
+    settings = _device_settings(args)
+
+    def build() -> TypePrototypes:
+        from altlas.embeddings.engine import Embedder
+        from altlas.segmentation.prototypes import TypePrototypes
+
+        embedder = Embedder(
+            settings.embedding_model or None,
+            device=settings.device,
+            precision=settings.precision,
+            gpu_memory_gb=settings.gpu_memory_gb or None,
+        )
+        return TypePrototypes(embedder)
+
+    return build
 
 
 def _open_input(path: Path) -> IO[str]:

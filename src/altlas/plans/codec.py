@@ -30,7 +30,15 @@ from altlas.plans.model import (
     TaskType,
 )
 
-__all__ = ["PlanFormat", "dumps", "loads", "non_finite_path", "plan_from_dict", "plan_to_dict"]
+__all__ = [
+    "PlanFormat",
+    "dumps",
+    "loads",
+    "non_finite_path",
+    "parameter_to_dict",
+    "plan_from_dict",
+    "plan_to_dict",
+]
 
 PlanFormat = Literal["json", "yaml"]
 
@@ -62,21 +70,22 @@ def plan_to_dict(plan: AltFile) -> dict[str, Any]:
     return data
 
 
+def parameter_to_dict(parameter: Parameter) -> dict[str, Any]:
+    return {
+        "name": parameter.name,
+        "value": parameter.value,
+        "type": str(parameter.type),
+        "required": parameter.required,
+        "description": parameter.description,
+    }
+
+
 def _segment_to_dict(segment: Segment) -> dict[str, Any]:
     return {
         "id": segment.id,
         "task_type": str(segment.task_type),
         "content": segment.content,
-        "parameters": [
-            {
-                "name": p.name,
-                "value": p.value,
-                "type": str(p.type),
-                "required": p.required,
-                "description": p.description,
-            }
-            for p in segment.parameters
-        ],
+        "parameters": [parameter_to_dict(p) for p in segment.parameters],
         "dependencies": list(segment.dependencies),
         "metadata": segment.metadata,
     }

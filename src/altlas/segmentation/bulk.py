@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
 from altlas.errors import AltlasError
 from altlas.plans.codec import plan_to_dict
 from altlas.plans.model import Language, Mode, Persona
+from altlas.segmentation.classifier import CONFIDENCE_UNKNOWN
+from altlas.segmentation.prototypes import TypePrototypes, refine_plan_lines
 from altlas.segmentation.segmenter import SegmentationOptions, segment_command
 
 __all__ = ["BulkResult", "segment_lines"]
@@ -27,6 +29,8 @@ _PARALLEL_THRESHOLD = 256
 _CHUNK = 128
 
 BulkResult = tuple[str, bool]  # (output line without newline, ok)
+# What a worker sends back per line: the line, ok, and whether a segment is undecided.
+_WorkerResult = tuple[str, bool, bool]
 
 _OPTION_FIELDS = {"language", "mode", "persona", "chaos_level", "seed", "urgency", "metadata"}
 
@@ -57,17 +61,18 @@ def _line_options(raw: str, defaults: SegmentationOptions) -> tuple[str, Segment
     return data["command"], replace(defaults, **changes)
 
 
-def _segment_one(line_no: int, raw: str, defaults: SegmentationOptions) -> BulkResult:
+def _segment_one(line_no: int, raw: str, defaults: SegmentationOptions) -> _WorkerResult:
     try:
         command, options = _line_options(raw, defaults)
         plan = segment_command(command, options)
     except AltlasError as exc:
         record = {"line": line_no, "error": {"message": str(exc), "param": exc.field}}
-        return json.dumps(record, ensure_ascii=False), False
-    return json.dumps(plan_to_dict(plan), ensure_ascii=False, separators=(",", ":")), True
+        return json.dumps(record, ensure_ascii=False), False, False
+    undecided = any(s.metadata["confidence"] <= CONFIDENCE_UNKNOWN for s in plan.segments)
+    return json.dumps(plan_to_dict(plan), ensure_ascii=False, separators=(",", ":")), True, undecided
 
 
-def _segment_chunk(chunk: tuple[SegmentationOptions, list[tuple[int, str]]]) -> list[BulkResult]:
+def _segment_chunk(chunk: tuple[SegmentationOptions, list[tuple[int, str]]]) -> list[_WorkerResult]:
     options, jobs = chunk  # the options travel once per chunk, not once per line
     return [_segment_one(line_no, text, options) for line_no, text in jobs]
 
@@ -96,21 +101,36 @@ def segment_lines(
     *,
     workers: int | None = None,
     expected: int | None = None,
+    prototypes: Callable[[], TypePrototypes] | None = None,
 ) -> Iterator[BulkResult]:
     """Segment each non-blank line; yields (output line, ok) in input order.
 
     `workers`: processes to use (default: all cores); 1 runs in this process.
     `expected`: how many lines are coming, if known, to skip the pool for small inputs.
+    `prototypes`: builds the embedding stage. Rules run in the worker processes while
+    this process embeds the undecided segments of earlier chunks (on the GPU if the
+    embedder has one); it is called after the workers start, so that no worker is
+    forked from a process holding a CUDA context.
     """
     options = options or SegmentationOptions()
     workers = workers or os.cpu_count() or 1
     jobs = _jobs(lines)
     if workers == 1 or (expected is not None and expected < _PARALLEL_THRESHOLD):
-        for line_no, text in jobs:
-            yield _segment_one(line_no, text, options)
+        stage = prototypes() if prototypes is not None else None
+        for chunk in _chunks(jobs, _CHUNK):
+            yield from _finish(_segment_chunk((options, chunk)), stage)
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     chunks = ((options, chunk) for chunk in _chunks(jobs, _CHUNK))
     with multiprocessing.get_context(method).Pool(workers) as pool:
-        for results in pool.imap(_segment_chunk, chunks):
-            yield from results
+        results = pool.imap(_segment_chunk, chunks)
+        stage = prototypes() if prototypes is not None else None
+        for chunk_results in results:
+            yield from _finish(chunk_results, stage)
+
+
+def _finish(results: list[_WorkerResult], stage: TypePrototypes | None) -> list[BulkResult]:
+    texts = [text for text, _, _ in results]
+    if stage is not None:
+        texts = refine_plan_lines(texts, [undecided for _, _, undecided in results], stage)
+    return [(text, ok) for text, (_, ok, _) in zip(texts, results, strict=True)]
