@@ -64,3 +64,22 @@ def test_bulk_with_embeddings_retypes_only_undecided_segments(tmp_path: Path) ->
     decided = plans[0]["segments"][0]
     assert decided["task_type"] == "open" and "classified_by" not in decided["metadata"]
     assert plans[2]["segments"][0]["metadata"]["confidence"] == 0.95
+
+
+def test_parallel_pipeline_matches_in_process(prototypes: TypePrototypes) -> None:
+    from altlas.segmentation.bulk import segment_lines
+
+    lines = [
+        f"Open app{i} and turn up the volume" if i % 3 else f"Sesi kıs ve rapor{i}.pdf indir"
+        for i in range(400)
+    ]
+    serial = list(segment_lines(lines, workers=1, prototypes=lambda: prototypes))
+    parallel = list(segment_lines(lines, workers=2, prototypes=lambda: prototypes))
+
+    def strip(line: str) -> dict[str, object]:
+        data = json.loads(line)
+        data.pop("id"), data.pop("timestamp")
+        return data
+
+    assert [strip(line) for line, _ in parallel] == [strip(line) for line, _ in serial]
+    assert sum('"classified_by":"embedding"' in line for line, _ in parallel) >= 250

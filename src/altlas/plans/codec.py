@@ -163,6 +163,15 @@ def _enum(enum: type[Any], value: Any, field: str) -> Any:
 
 def non_finite_path(value: Any, path: str = "") -> str | None:
     """Path of the first NaN or infinity inside a JSON-like value (JSON has no such numbers)."""
+    try:  # the common case, checked by the C encoder in one pass; the walk below only on failure
+        json.dumps(value, allow_nan=False)
+        return None
+    except (ValueError, TypeError):
+        pass
+    return _non_finite_walk(value, path)
+
+
+def _non_finite_walk(value: Any, path: str) -> str | None:
     if isinstance(value, float) and not math.isfinite(value):
         return path or "value"
     if isinstance(value, dict):
@@ -173,7 +182,7 @@ def non_finite_path(value: Any, path: str = "") -> str | None:
         return None
     for key, child in items:
         child_path = f"{path}{key}" if str(key).startswith("[") else f"{path}.{key}" if path else str(key)
-        found = non_finite_path(child, child_path)
+        found = _non_finite_walk(child, child_path)
         if found:
             return found
     return None

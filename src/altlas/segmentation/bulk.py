@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -19,7 +20,7 @@ from altlas.errors import AltlasError
 from altlas.plans.codec import plan_to_dict
 from altlas.plans.model import Language, Mode, Persona
 from altlas.segmentation.classifier import CONFIDENCE_UNKNOWN
-from altlas.segmentation.prototypes import TypePrototypes, refine_plan_lines
+from altlas.segmentation.prototypes import TypePrototypes, apply_decisions, decide, refine_plan_lines
 from altlas.segmentation.segmenter import SegmentationOptions, segment_command
 
 __all__ = ["BulkResult", "segment_lines"]
@@ -27,10 +28,11 @@ __all__ = ["BulkResult", "segment_lines"]
 # Below this many lines, starting worker processes costs more than it saves.
 _PARALLEL_THRESHOLD = 256
 _CHUNK = 128
+_EMBED_GROUP = 16  # chunks whose undecided segments are embedded in one call
 
 BulkResult = tuple[str, bool]  # (output line without newline, ok)
-# What a worker sends back per line: the line, ok, and whether a segment is undecided.
-_WorkerResult = tuple[str, bool, bool]
+# What a worker sends back per line: the line, ok, and its undecided (segment index, content) pairs.
+_WorkerResult = tuple[str, bool, list[tuple[int, str]]]
 
 _OPTION_FIELDS = {"language", "mode", "persona", "chaos_level", "seed", "urgency", "metadata"}
 
@@ -67,8 +69,10 @@ def _segment_one(line_no: int, raw: str, defaults: SegmentationOptions) -> _Work
         plan = segment_command(command, options)
     except AltlasError as exc:
         record = {"line": line_no, "error": {"message": str(exc), "param": exc.field}}
-        return json.dumps(record, ensure_ascii=False), False, False
-    undecided = any(s.metadata["confidence"] <= CONFIDENCE_UNKNOWN for s in plan.segments)
+        return json.dumps(record, ensure_ascii=False), False, []
+    undecided = [
+        (i, s.content) for i, s in enumerate(plan.segments) if s.metadata["confidence"] <= CONFIDENCE_UNKNOWN
+    ]
     return json.dumps(plan_to_dict(plan), ensure_ascii=False, separators=(",", ":")), True, undecided
 
 
@@ -120,13 +124,41 @@ def segment_lines(
         for chunk in _chunks(jobs, _CHUNK):
             yield from _finish(_segment_chunk((options, chunk)), stage)
         return
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(
+        "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    )
     chunks = ((options, chunk) for chunk in _chunks(jobs, _CHUNK))
-    with multiprocessing.get_context(method).Pool(workers) as pool:
+    with context.Pool(workers) as pool:
         results = pool.imap(_segment_chunk, chunks)
-        stage = prototypes() if prototypes is not None else None
-        for chunk_results in results:
-            yield from _finish(chunk_results, stage)
+        if prototypes is None:
+            for chunk_results in results:
+                yield from _finish(chunk_results, None)
+            return
+        with context.Pool(max(1, workers // 4)) as patch_pool:
+            stage = prototypes()  # after both pools exist: no process is forked holding a CUDA context
+            yield from _embedding_pipeline(results, stage, patch_pool)
+
+
+def _embedding_pipeline(
+    results: Iterator[list[_WorkerResult]], stage: TypePrototypes, patch_pool: Any
+) -> Iterator[BulkResult]:
+    """Rules (worker pool) -> embeddings (here, one call per group of chunks) -> re-typing (patch pool)."""
+    pending: deque[tuple[Any, list[bool]]] = deque()
+    for chunk_group in _chunks(results, _EMBED_GROUP):
+        flat = [r for chunk_results in chunk_group for r in chunk_results]
+        decisions = decide(stage, [undecided for _, _, undecided in flat])
+        lines = [text for text, _, _ in flat]
+        pending.append(
+            (patch_pool.apply_async(apply_decisions, (lines, decisions)), [ok for _, ok, _ in flat])
+        )
+        while len(pending) > 4:
+            yield from _collected(*pending.popleft())
+    while pending:
+        yield from _collected(*pending.popleft())
+
+
+def _collected(job: Any, oks: list[bool]) -> list[BulkResult]:
+    return list(zip(job.get(), oks, strict=True))
 
 
 def _finish(results: list[_WorkerResult], stage: TypePrototypes | None) -> list[BulkResult]:

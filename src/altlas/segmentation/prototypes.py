@@ -30,7 +30,10 @@ if TYPE_CHECKING:
 __all__ = [
     "MIN_SIMILARITY",
     "PROTOTYPE_PHRASES",
+    "Decision",
     "TypePrototypes",
+    "apply_decisions",
+    "decide",
     "refine_plan_lines",
     "undecided_segments",
 ]
@@ -202,6 +205,9 @@ class TypePrototypes:
         return [(self.types[int(i)], float(scores[row, i])) for row, i in enumerate(best)]
 
 
+Decision = tuple[int, str, float]  # (segment index, new task type, similarity)
+
+
 def undecided_segments(plan: dict[str, Any]) -> list[int]:
     """Indices of segments whose verb the lexicon could not decide."""
     return [
@@ -211,26 +217,41 @@ def undecided_segments(plan: dict[str, Any]) -> list[int]:
     ]
 
 
-def refine_plan_lines(lines: list[str], undecided: list[bool], prototypes: TypePrototypes) -> list[str]:
-    """Re-type the undecided segments of compact JSON plans; `undecided[i]` marks lines that have some."""
-    parsed: dict[int, dict[str, Any]] = {}
-    targets: list[tuple[int, int]] = []  # (line, segment index)
-    for line_no, line in enumerate(lines):
-        if not undecided[line_no]:
-            continue
-        data = json.loads(line)
-        parsed[line_no] = data
-        targets.extend((line_no, index) for index in undecided_segments(data))
-    if not targets:
-        return lines
-    contents = [parsed[line_no]["segments"][index]["content"] for line_no, index in targets]
-    out = list(lines)
-    for (line_no, index), (task_type, similarity) in zip(targets, prototypes.nearest(contents), strict=True):
+def decide(prototypes: TypePrototypes, undecided: list[list[tuple[int, str]]]) -> list[list[Decision]]:
+    """For each plan's undecided (segment index, content) pairs, the types near enough to adopt.
+
+    All contents go to the embedder in one call, so the device sees one large batch.
+    """
+    flat = [(line, index, content) for line, pairs in enumerate(undecided) for index, content in pairs]
+    decisions: list[list[Decision]] = [[] for _ in undecided]
+    nearest = prototypes.nearest([content for _, _, content in flat])
+    for (line, index, _), (task_type, similarity) in zip(flat, nearest, strict=True):
         if similarity >= MIN_SIMILARITY:
-            _retype(parsed[line_no], index, task_type, similarity)
-    for line_no, data in parsed.items():
+            decisions[line].append((index, task_type.value, similarity))
+    return decisions
+
+
+def apply_decisions(lines: list[str], decisions: list[list[Decision]]) -> list[str]:
+    """Compact JSON plans with the decided segments re-typed and the plan re-prioritised.
+
+    Pure CPU work, independent per line: bulk runs it in worker processes.
+    """
+    out = list(lines)
+    for line_no, line_decisions in enumerate(decisions):
+        if not line_decisions:
+            continue
+        data = json.loads(lines[line_no])
+        for index, task_type, similarity in line_decisions:
+            _retype(data, index, TaskType(task_type), similarity)
         out[line_no] = _reprioritized(data)
     return out
+
+
+def refine_plan_lines(
+    lines: list[str], undecided: list[list[tuple[int, str]]], prototypes: TypePrototypes
+) -> list[str]:
+    """Re-type the undecided segments of compact JSON plans, in this process."""
+    return apply_decisions(lines, decide(prototypes, undecided))
 
 
 def _retype(plan: dict[str, Any], index: int, task_type: TaskType, similarity: float) -> None:
