@@ -72,7 +72,7 @@ def embedding_stage(device: str) -> tuple[Any, str]:
     from altlas.embeddings import Embedder
     from altlas.segmentation.prototypes import TypePrototypes
 
-    embedder = Embedder(device=device)
+    embedder = Embedder(os.environ.get("ALTLAS_EMBEDDING_MODEL") or None, device=device)
     embedder.warmup()
     prototypes = TypePrototypes(embedder)
     return (lambda: prototypes), embedder.describe()
