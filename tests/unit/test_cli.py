@@ -112,3 +112,29 @@ def test_validate_rejects_a_cycle(tmp_path: Path) -> None:
     path.write_text(json.dumps(plan), encoding="utf-8")
     result = altlas("validate", str(path))
     assert result.returncode == 2 and "segments[0].dependencies" in result.stderr and "cycle" in result.stderr
+
+
+def test_doctor_reports_and_never_fails() -> None:
+    text = altlas("doctor")
+    assert text.returncode == 0, text.stderr
+    assert "torch" in text.stdout and "GPU path:" in text.stdout
+    report = json.loads(altlas("doctor", "--json").stdout)
+    assert {"torch_version", "cuda_available", "driver_version", "gpus", "suitable", "verdict"} <= set(report)
+    if not report["cuda_available"]:
+        assert report["suitable"] is False and report["verdict"]
+
+
+def test_embed_cli(tmp_path: Path) -> None:
+    import numpy as np
+
+    source = tmp_path / "texts.txt"
+    source.write_text("Open Firefox\n\nFirefox'u aç\n", encoding="utf-8")
+    out = tmp_path / "v.npy"
+    result = altlas("embed", "--input", str(source), "--output", str(out), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    vectors = np.load(out)
+    assert vectors.shape == (3, 384) and vectors.dtype == np.float32
+    bad = altlas("embed", "--input", str(source), "--output", str(tmp_path / "v.txt"))
+    assert bad.returncode == 2 and ".npy" in bad.stderr
+    gpu = altlas("embed", "--input", str(source), "--device", "cuda:7")
+    assert gpu.returncode == 2 and gpu.stderr.startswith("altlas: error: device")
