@@ -86,6 +86,13 @@ def test_bulk_accepts_json_lines_and_stdin() -> None:
     assert second["segments"][0]["task_type"] == "search"
 
 
+def test_bulk_rejects_non_utf8_input(tmp_path: Path) -> None:
+    source = tmp_path / "latin1.txt"
+    source.write_bytes("Dosyaları sil\n".encode("latin-1", errors="replace") + b"\xff\xfe\n")
+    result = altlas("segment", "--input", str(source), "--format", "jsonl")
+    assert result.returncode == 2 and "UTF-8" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_bulk_refuses_yaml() -> None:
     result = altlas("segment", "--input", "-", "--format", "yaml", stdin="Open it\n")
     assert result.returncode == 2 and "jsonl" in result.stderr

@@ -202,9 +202,7 @@ def _segment_file(args: argparse.Namespace, options: object) -> int:
         _fail("--input writes one plan per line: use --format jsonl")
     if args.workers is not None and args.workers < 1:
         _fail("--workers must be at least 1")
-    source = _open_input(args.input)
-    lines = source.read().splitlines()
-    source.close()
+    lines = _read_lines(args.input)
     out = _open_output(args.output)
     failed = 0
     stage = _prototype_stage(args) if args.embeddings else None
@@ -230,15 +228,20 @@ def _prototype_stage(args: argparse.Namespace) -> Callable[[], TypePrototypes]:
         from altlas.embeddings.engine import Embedder
         from altlas.segmentation.prototypes import TypePrototypes
 
-        embedder = Embedder(
-            settings.embedding_model or None,
-            device=settings.device,
-            precision=settings.precision,
-            gpu_memory_gb=settings.gpu_memory_gb or None,
-        )
-        return TypePrototypes(embedder)
+        return TypePrototypes(Embedder.from_settings(settings))
 
     return build
+
+
+def _read_lines(path: Path) -> list[str]:
+    source = _open_input(path)
+    try:
+        return source.read().splitlines()
+    except UnicodeDecodeError as exc:
+        _fail(f"--input: {path} is not UTF-8 text ({exc.reason} at byte {exc.start})")
+    finally:
+        if source is not sys.stdin:
+            source.close()
 
 
 def _open_input(path: Path) -> IO[str]:
@@ -323,15 +326,8 @@ def _embed(args: argparse.Namespace) -> int:
         _fail("--output: give a .npy file (or leave it out for JSON lines on stdout)")
     if args.batch_tokens is not None and args.batch_tokens < 1:
         _fail("--batch-tokens must be at least 1")
-    source = _open_input(args.input)
-    texts = source.read().splitlines()
-    source.close()
-    embedder = Embedder(
-        args.model or settings.embedding_model or None,
-        device=settings.device,
-        precision=settings.precision,
-        gpu_memory_gb=settings.gpu_memory_gb or None,
-    )
+    texts = _read_lines(args.input)
+    embedder = Embedder.from_settings(settings, args.model)
     with _progress(len(texts), disabled=args.no_progress) as bar:
         vectors = embedder.encode(
             texts, batch_tokens=args.batch_tokens, normalize=not args.no_normalize, progress=bar.update

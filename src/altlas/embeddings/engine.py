@@ -27,6 +27,7 @@ from altlas.embeddings.bert import BertEncoder, load_state_dict
 from altlas.embeddings.model_files import EncoderSpec, read_model_folder
 from altlas.errors import InvalidInputError
 from altlas.runtime.device import apply_memory_budget, resolve_device, resolve_dtype
+from altlas.settings import Settings
 
 __all__ = ["Embedder", "EncodeStats"]
 
@@ -104,6 +105,16 @@ class Embedder:
                 self.spec.path / "tokenizer.json", self.spec.max_seq_length, self.tokenizer_workers
             )
         return self._pool
+
+    @classmethod
+    def from_settings(cls, settings: Settings, model: str | Path | None = None) -> Embedder:
+        """The engine that the settings (ALTLAS_* variables, CLI flags) describe."""
+        return cls(
+            model or settings.embedding_model or None,
+            device=settings.device,
+            precision=settings.precision,
+            gpu_memory_gb=settings.gpu_memory_gb or None,
+        )
 
     @property
     def dimension(self) -> int:

@@ -37,13 +37,7 @@ class EmbeddingService:
         if self._embedder is None:
             with self._load_lock:
                 if self._embedder is None:
-                    s = self.settings
-                    embedder = Embedder(
-                        s.embedding_model or None,
-                        device=s.device,
-                        precision=s.precision,
-                        gpu_memory_gb=s.gpu_memory_gb or None,
-                    )
+                    embedder = Embedder.from_settings(self.settings)
                     embedder.warmup()
                     self._embedder = embedder
         return self._embedder
