@@ -196,3 +196,48 @@ def test_embed_bad_input(client: httpx.Client) -> None:
         response = client.post("/v1/embed", json=body)
         assert 400 <= response.status_code < 500, (body, response.text)
         assert response.json()["error"]["param"] == param, response.text
+
+
+def test_similar_commands_and_dedupe(client: httpx.Client) -> None:
+    stored = client.post("/v1/segment", json={"command": "Download the quarterly sales report"}).json()
+    client.post("/v1/segment", json={"command": "Play some relaxing jazz music"})
+    response = client.post(
+        "/v1/similar-commands", json={"command": "download the sales report for this quarter", "k": 3}
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert results[0]["plan_id"] == stored["id"] and results[0]["command"] == stored["command"]
+    assert results[0]["score"] > 0.7 and len(results) <= 3
+    later = client.post("/v1/segment", json={"command": "Upload vacation photos to the cloud drive"}).json()
+    again = client.post(
+        "/v1/similar-commands", json={"command": "upload my holiday pictures to cloud storage"}
+    )
+    assert again.json()["results"][0]["plan_id"] == later["id"]  # the index follows new plans
+    client.delete(f"/v1/alt-files/{later['id']}")
+    gone = client.post(
+        "/v1/similar-commands", json={"command": "upload my holiday pictures to cloud storage"}
+    )
+    assert later["id"] not in [r["plan_id"] for r in gone.json()["results"]]
+
+    commands = [
+        "Open Firefox",
+        "open firefox",
+        "Open Firefox please",
+        "Delete the old logs",
+        "Translate this into German",
+    ]
+    body = client.post("/v1/dedupe", json={"commands": commands, "threshold": 0.85}).json()
+    assert {"i": 0, "j": 1} in [{"i": p["i"], "j": p["j"]} for p in body["pairs"]]
+    assert [0, 1, 2] in body["groups"] and all(3 not in g for g in body["groups"])
+
+
+def test_similarity_bad_input(client: httpx.Client) -> None:
+    for path, body, param in [
+        ("/v1/similar-commands", {"command": ""}, "command"),
+        ("/v1/similar-commands", {"command": "x", "k": 0}, "k"),
+        ("/v1/similar-commands", {"command": "x" * 20_000}, "command"),
+        ("/v1/dedupe", {"commands": []}, "commands"),
+        ("/v1/dedupe", {"commands": ["a"], "threshold": 1.5}, "threshold"),
+    ]:
+        response = client.post(path, json=body)
+        assert 400 <= response.status_code < 500 and response.json()["error"]["param"] == param, response.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -17,25 +18,38 @@ from altlas.segmentation.service import SegmentationService
 from altlas.settings import Settings
 from altlas.storage.plan_store import PlanStore
 
+if TYPE_CHECKING:
+    from altlas.embeddings.service import EmbeddingService
+
 __all__ = ["SERVICES", "create_app"]
 
 
+def _embedding_service(app: FastAPI, settings: Settings) -> EmbeddingService:
+    """One embedding engine per app (loaded on first use), shared by the services that need it."""
+    if getattr(app.state, "embeddings", None) is None:
+        from altlas.embeddings.service import EmbeddingService
+
+        app.state.embeddings = EmbeddingService(settings)
+    service: EmbeddingService = app.state.embeddings
+    return service
+
+
 def _mount_segmentation(app: FastAPI, settings: Settings) -> None:
+    from altlas.api.routes.similarity import similarity_router
+    from altlas.search.service import CommandSimilarity
+
     store = PlanStore(settings.data_dir)
     service = SegmentationService(store, max_batch=settings.max_batch_commands)
     app.include_router(segmentation_router(service))
     app.include_router(alt_files_router(store))
+    app.include_router(similarity_router(CommandSimilarity(store, _embedding_service(app, settings))))
     app.state.segmentation = service
 
 
 def _mount_embeddings(app: FastAPI, settings: Settings) -> None:
-    # Imported here: torch loads only when the service is mounted.
     from altlas.api.routes.embeddings import embeddings_router
-    from altlas.embeddings.service import EmbeddingService
 
-    service = EmbeddingService(settings)
-    app.include_router(embeddings_router(service))
-    app.state.embeddings = service
+    app.include_router(embeddings_router(_embedding_service(app, settings)))
 
 
 # name -> function that mounts the service's routers; later services add themselves here.

@@ -13,6 +13,7 @@ import os
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,9 @@ class PlanStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._order: dict[str, float] = self._scan()
+        # Called after plans are saved or deleted (e.g. to keep a similarity index current).
+        self.on_save: list[Callable[[list[AltFile]], None]] = []
+        self.on_delete: list[Callable[[str], None]] = []
 
     def _scan(self) -> dict[str, float]:
         found: list[tuple[float, str]] = []
@@ -87,6 +91,8 @@ class PlanStore:
                 self._order.pop(plan.id, None)
                 self._order[plan.id] = path.stat().st_mtime
         _fsync_dir(self.directory)
+        for listener in self.on_save:
+            listener(plans)
 
     def get(self, plan_id: str) -> AltFile:
         path = self._path(plan_id)
@@ -105,6 +111,21 @@ class PlanStore:
                 raise NotFoundError(f"no ALT file with id {plan_id}", field="id") from None
             self._order.pop(check_plan_id(plan_id), None)
         _fsync_dir(self.directory)
+        for listener in self.on_delete:
+            listener(check_plan_id(plan_id))
+
+    def commands(self) -> list[tuple[str, str]]:
+        """(id, command) of every stored plan, oldest first."""
+        with self._lock:
+            ids = list(self._order)
+        found = []
+        for plan_id in ids:
+            try:
+                data = json.loads(self._path(plan_id).read_text(encoding="utf-8"))
+            except (FileNotFoundError, ValueError):
+                continue
+            found.append((plan_id, str(data.get("command", ""))))
+        return found
 
     def __len__(self) -> int:
         return len(self._order)

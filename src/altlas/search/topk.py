@@ -1,0 +1,153 @@
+"""Exact k-nearest search: `topk(queries, database, k, metric)`.
+
+Inputs are torch tensors or numpy arrays (the output is of the same kind), on CPU
+or CUDA. Scores are accumulated in fp32 whatever the storage precision. The
+database is scanned in chunks, each chunk reduced to its own top k at once, so
+the full score matrix never exists: memory stays O(Q x chunk + Q x k x chunks).
+
+Rules, documented because they are part of the contract:
+- metric "ip" (inner product) and "cosine" return the highest scores first, "l2"
+  returns the smallest squared Euclidean distances first;
+- fewer than k rows in the database: the missing places get index -1 and score
+  -inf (ip, cosine) or +inf (l2);
+- ties are broken by the lower database index;
+- NaN or infinity in the queries or the database is rejected with an error that
+  names the input and the row (pass check_finite=False for trusted data).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from altlas.errors import InvalidInputError
+
+__all__ = ["MAX_K", "Metric", "as_tensor", "check_finite", "topk"]
+
+Metric = Literal["ip", "cosine", "l2"]
+MAX_K = 1024
+_CHUNK_BYTES = 256 * 2**20  # score buffer per chunk
+
+
+def as_tensor(array: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
+    """A 2-D float tensor from a tensor or array (1-D means one row)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array)) if isinstance(array, np.ndarray) else array
+    if not isinstance(tensor, torch.Tensor):
+        raise InvalidInputError(
+            f"must be a torch tensor or numpy array, got {type(array).__name__}", field=name
+        )
+    if tensor.ndim == 1:
+        tensor = tensor[None, :]
+    if tensor.ndim != 2:
+        raise InvalidInputError(f"must be 2-D [rows, dim], got shape {tuple(tensor.shape)}", field=name)
+    if not tensor.is_floating_point():
+        tensor = tensor.float()
+    return tensor
+
+
+def check_finite(tensor: torch.Tensor, name: str) -> None:
+    if tensor.numel() and not bool(torch.isfinite(tensor).all()):
+        row = int((~torch.isfinite(tensor)).any(dim=1).nonzero()[0, 0])
+        raise InvalidInputError(f"contains NaN or infinity (first at row {row})", field=name)
+
+
+def topk(
+    queries: torch.Tensor | np.ndarray,
+    database: torch.Tensor | np.ndarray,
+    k: int,
+    metric: Metric = "ip",
+    *,
+    check_finite_values: bool = True,
+    chunk_rows: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor] | tuple[np.ndarray, np.ndarray]:
+    """(scores [Q, k] float32, indices [Q, k] int64) of the k best database rows per query."""
+    numpy_out = isinstance(queries, np.ndarray)
+    q = as_tensor(queries, "queries")
+    db = as_tensor(database, "database")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise InvalidInputError(f"must be an integer from 1 to {MAX_K}, got {k!r}", field="k")
+    if metric not in ("ip", "cosine", "l2"):
+        raise InvalidInputError(f"must be ip, cosine or l2, got {metric!r}", field="metric")
+    if q.shape[1] != db.shape[1] and db.shape[0] and q.shape[0]:
+        raise InvalidInputError(f"queries have dim {q.shape[1]}, the database {db.shape[1]}", field="queries")
+    if check_finite_values:
+        check_finite(q, "queries")
+        check_finite(db, "database")
+    q = q.to(db.device)
+    scores, indices = _library_topk(q, db, k, metric, chunk_rows)
+    if numpy_out:
+        return scores.cpu().numpy(), indices.cpu().numpy()
+    return scores, indices
+
+
+def _prepare(q: torch.Tensor, db: torch.Tensor, metric: Metric) -> tuple[torch.Tensor, torch.Tensor]:
+    compute = db.dtype if db.device.type == "cuda" else torch.float32  # CPU has no fast fp16 matmul
+    q = q.to(compute)
+    if metric == "cosine":
+        q = F.normalize(q.float(), dim=1).to(compute)
+    return q, db
+
+
+def _library_topk(
+    q: torch.Tensor, db: torch.Tensor, k: int, metric: Metric, chunk_rows: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    n_queries, n_rows = q.shape[0], db.shape[0]
+    largest = metric != "l2"
+    fill = float("-inf") if largest else float("inf")
+    if n_queries == 0 or n_rows == 0:
+        return (
+            torch.full((n_queries, k), fill, dtype=torch.float32, device=db.device),
+            torch.full((n_queries, k), -1, dtype=torch.int64, device=db.device),
+        )
+    q, _ = _prepare(q, db, metric)
+    rows = chunk_rows or max(1024, _CHUNK_BYTES // (4 * max(n_queries, 1)))
+    q_norms = (q.float() ** 2).sum(dim=1, keepdim=True) if metric == "l2" else None
+    cand_scores, cand_indices = [], []
+    for start in range(0, n_rows, rows):
+        chunk = db[start : start + rows].to(q.dtype)
+        if metric == "cosine":
+            chunk = F.normalize(chunk.float(), dim=1).to(q.dtype)
+        scores = (q @ chunk.T).float()  # [Q, chunk], fp32 accumulation in the GEMM
+        if q_norms is not None:
+            scores = q_norms + (chunk.float() ** 2).sum(dim=1)[None, :] - 2 * scores
+        values, positions = _chunk_topk(scores, min(k, scores.shape[1]), largest)
+        cand_scores.append(values)
+        cand_indices.append(positions + start)
+    return _merge(torch.cat(cand_scores, dim=1), torch.cat(cand_indices, dim=1), k, largest, fill)
+
+
+def _chunk_topk(scores: torch.Tensor, take: int, largest: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch.topk, but rows whose k-th value is tied beyond the cut keep the lowest indices."""
+    values, positions = torch.topk(scores, take, dim=1, largest=largest, sorted=False)
+    kth = values.min(dim=1).values if largest else values.max(dim=1).values
+    tied_total = (scores == kth[:, None]).sum(dim=1)
+    tied_taken = (values == kth[:, None]).sum(dim=1)
+    rows = (tied_total > tied_taken).nonzero()[:, 0]
+    if rows.numel():  # rare with real data: redo those rows exactly
+        sub = scores[rows]
+        beyond = sub > kth[rows, None] if largest else sub < kth[rows, None]
+        tied = sub == kth[rows, None]
+        room = take - beyond.sum(dim=1, keepdim=True)
+        keep = beyond | (tied & (torch.cumsum(tied, dim=1) <= room))
+        exact = keep.nonzero()[:, 1].view(rows.numel(), take)
+        positions[rows] = exact
+        values[rows] = sub.gather(1, exact)
+    return values, positions
+
+
+def _merge(
+    scores: torch.Tensor, indices: torch.Tensor, k: int, largest: bool, fill: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Best k of the candidates, ties by lower index, padded with -1 / fill."""
+    by_index = torch.argsort(indices, dim=1, stable=True)
+    scores, indices = scores.gather(1, by_index), indices.gather(1, by_index)
+    order = torch.argsort(scores, dim=1, descending=largest, stable=True)[:, :k]
+    scores, indices = scores.gather(1, order), indices.gather(1, order)
+    missing = k - scores.shape[1]
+    if missing > 0:
+        scores = F.pad(scores, (0, missing), value=fill)
+        indices = F.pad(indices, (0, missing), value=-1)
+    return scores, indices
