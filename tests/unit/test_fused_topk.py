@@ -34,7 +34,7 @@ def test_fused_candidates_give_the_reference_top_k(n_queries: int, n_rows: int, 
 def test_fused_output_is_fully_written() -> None:
     q = torch.from_numpy(RNG.standard_normal((5, 32)).astype(np.float32)).to(DEVICE)
     db = torch.from_numpy(RNG.standard_normal((150, 32)).astype(np.float32)).to(DEVICE)
-    scores, indices = fused_topk(q, db, 4, splits=3)
+    scores, indices = fused_topk(q, db, 4, splits=3, block_n=32)
     assert scores.shape == (5, 3, 16)
     assert bool(torch.isfinite(scores).all()) and bool((indices >= 0).all())  # 50 rows per split >= K=16
 

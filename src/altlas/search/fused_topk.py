@@ -48,6 +48,7 @@ if triton is not None:
         n_queries, n_rows, dim, rows_per_split,
         stride_q, stride_db, stride_out_q, stride_out_s,
         K: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+        PRECISION: tl.constexpr,
     ):  # fmt: skip
         pid_q = tl.program_id(0)
         pid_s = tl.program_id(1)
@@ -75,7 +76,7 @@ if triton is not None:
                     mask=n_mask[:, None] & d_mask[None, :],
                     other=0.0,
                 )
-                acc += tl.dot(q_tile, tl.trans(db_tile))
+                acc += tl.dot(q_tile, tl.trans(db_tile), input_precision=PRECISION)
             acc = tl.where(n_mask[None, :], acc, float("-inf"))
             # The K-th best of each row so far; only scores above it can enter.
             kth = tl.min(best_s, axis=1)
@@ -97,7 +98,16 @@ if triton is not None:
 
 
 def fused_topk(
-    queries: torch.Tensor, database: torch.Tensor, k: int, *, splits: int | None = None
+    queries: torch.Tensor,
+    database: torch.Tensor,
+    k: int,
+    *,
+    splits: int | None = None,
+    block_q: int | None = None,
+    block_n: int = 128,
+    block_d: int = 64,
+    num_warps: int = 8,
+    num_stages: int = 3,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per (query, split) candidates of an inner-product top-k: (scores [Q, S, K], indices [Q, S, K])."""
     if triton is None:
@@ -109,9 +119,9 @@ def fused_topk(
     queries = queries.to(database.dtype).contiguous()
     database = database.contiguous()
     K = max(16, triton.next_power_of_2(k))
-    BLOCK_Q = 64 if n_queries > 16 else 16
-    BLOCK_N = 64
-    BLOCK_D = 64 if dim >= 64 else max(16, triton.next_power_of_2(dim))
+    BLOCK_Q = block_q or (128 if n_queries > 64 else 64 if n_queries > 16 else 16)
+    BLOCK_N = block_n
+    BLOCK_D = block_d if dim >= block_d else max(16, triton.next_power_of_2(dim))
     q_blocks = triton.cdiv(n_queries, BLOCK_Q)
     if splits is None:
         target_programs = 4 * 132
@@ -125,5 +135,8 @@ def fused_topk(
         n_queries, n_rows, dim, rows_per_split,
         queries.stride(0), database.stride(0), out_s.stride(0), out_s.stride(1),
         K=K, BLOCK_Q=BLOCK_Q, BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D,
+        # fp32 data is multiplied in full fp32 ("ieee"), not TF32, so results match the reference
+        PRECISION="ieee" if database.dtype == torch.float32 else "tf32",
+        num_warps=num_warps, num_stages=num_stages,
     )  # fmt: skip
     return out_s, out_i
