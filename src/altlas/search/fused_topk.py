@@ -104,9 +104,9 @@ def fused_topk(
     *,
     splits: int | None = None,
     block_q: int | None = None,
-    block_n: int = 128,
-    block_d: int = 64,
-    num_warps: int = 8,
+    block_n: int | None = None,
+    block_d: int | None = None,
+    num_warps: int = 4,
     num_stages: int = 3,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per (query, split) candidates of an inner-product top-k: (scores [Q, S, K], indices [Q, S, K])."""
@@ -119,8 +119,12 @@ def fused_topk(
     queries = queries.to(database.dtype).contiguous()
     database = database.contiguous()
     K = max(16, triton.next_power_of_2(k))
-    BLOCK_Q = block_q or (128 if n_queries > 64 else 64 if n_queries > 16 else 16)
-    BLOCK_N = block_n
+    # Tiles measured best on an H100 (fp16, d=384, N=1M; see docs/search-notes.md):
+    # many queries (64, 128, 64), few queries (16, 64, 128); 4 warps, 3 stages.
+    many = n_queries > 16
+    BLOCK_Q = block_q or (64 if many else 16)
+    BLOCK_N = block_n or (128 if many else 64)
+    block_d = block_d or (64 if many else 128)
     BLOCK_D = block_d if dim >= block_d else max(16, triton.next_power_of_2(dim))
     q_blocks = triton.cdiv(n_queries, BLOCK_Q)
     if splits is None:

@@ -29,7 +29,7 @@ __all__ = ["FUSED_MIN_ROWS", "MAX_K", "Metric", "as_tensor", "check_finite", "to
 
 Metric = Literal["ip", "cosine", "l2"]
 MAX_K = 1024
-_CHUNK_BYTES = 256 * 2**20  # score buffer per chunk
+_CHUNK_BYTES = 512 * 2**20  # score buffer per chunk
 
 
 def as_tensor(array: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
@@ -145,18 +145,18 @@ def _library_topk(
             torch.full((n_queries, k), -1, dtype=torch.int64, device=db.device),
         )
     q, _ = _prepare(q, db, metric)
-    rows = chunk_rows or max(1024, _CHUNK_BYTES // (4 * max(n_queries, 1)))
+    rows = chunk_rows or max(1024, _CHUNK_BYTES // (q.element_size() * max(n_queries, 1)))
     q_norms = (q.float() ** 2).sum(dim=1, keepdim=True) if metric == "l2" else None
     cand_scores, cand_indices = [], []
     for start in range(0, n_rows, rows):
         chunk = db[start : start + rows].to(q.dtype)
         if metric == "cosine":
             chunk = F.normalize(chunk.float(), dim=1).to(q.dtype)
-        scores = (q @ chunk.T).float()  # [Q, chunk], fp32 accumulation in the GEMM
+        scores = q @ chunk.T  # [Q, chunk]: fp32 accumulation in the GEMM, stored in the data's precision
         if q_norms is not None:
-            scores = q_norms + (chunk.float() ** 2).sum(dim=1)[None, :] - 2 * scores
+            scores = q_norms + (chunk.float() ** 2).sum(dim=1)[None, :] - 2 * scores.float()
         values, positions = _chunk_topk(scores, min(k, scores.shape[1]), largest)
-        cand_scores.append(values)
+        cand_scores.append(values.float())
         cand_indices.append(positions + start)
     return _merge(torch.cat(cand_scores, dim=1), torch.cat(cand_indices, dim=1), k, largest, fill)
 
