@@ -29,7 +29,7 @@ __all__ = ["FUSED_MIN_ROWS", "MAX_K", "Metric", "as_tensor", "check_finite", "to
 
 Metric = Literal["ip", "cosine", "l2"]
 MAX_K = 1024
-_CHUNK_BYTES = 512 * 2**20  # score buffer per chunk
+_CHUNK_BYTES = {"cuda": 2 * 2**30, "cpu": 256 * 2**20}  # score buffer per chunk
 
 
 def as_tensor(array: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
@@ -145,7 +145,8 @@ def _library_topk(
             torch.full((n_queries, k), -1, dtype=torch.int64, device=db.device),
         )
     q, _ = _prepare(q, db, metric)
-    rows = chunk_rows or max(1024, _CHUNK_BYTES // (q.element_size() * max(n_queries, 1)))
+    budget = _CHUNK_BYTES["cuda" if db.device.type == "cuda" else "cpu"]
+    rows = chunk_rows or max(1024, budget // (q.element_size() * max(n_queries, 1)))
     q_norms = (q.float() ** 2).sum(dim=1, keepdim=True) if metric == "l2" else None
     cand_scores, cand_indices = [], []
     for start in range(0, n_rows, rows):
@@ -183,12 +184,20 @@ def _chunk_topk(scores: torch.Tensor, take: int, largest: bool) -> tuple[torch.T
 def _merge(
     scores: torch.Tensor, indices: torch.Tensor, k: int, largest: bool, fill: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Best k of the candidates, ties by lower index, padded with -1 / fill."""
-    by_index = torch.argsort(indices, dim=1, stable=True)
-    scores, indices = scores.gather(1, by_index), indices.gather(1, by_index)
-    order = torch.argsort(scores, dim=1, descending=largest, stable=True)[:, :k]
-    scores, indices = scores.gather(1, order), indices.gather(1, order)
-    missing = k - scores.shape[1]
+    """Best k of the candidates, ties by lower index, padded with -1 / fill.
+
+    One topk over int64 keys: the score's bits made order-preserving in the high 32
+    bits, the inverted index in the low 32, so that equal scores rank the lower index first.
+    """
+    take = min(k, scores.shape[1])
+    signed = scores.float() if largest else -scores.float()
+    bits = signed.contiguous().view(torch.int32).to(torch.int64)
+    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # IEEE order -> integer order
+    low = 0xFFFFFFFF - (indices.to(torch.int64) & 0xFFFFFFFF)  # index -1 ranks last among equals
+    keys = (ordered << 32) | low
+    _, order = torch.topk(keys, take, dim=1)
+    scores, indices = scores.gather(1, order).float(), indices.gather(1, order)
+    missing = k - take
     if missing > 0:
         scores = F.pad(scores, (0, missing), value=fill)
         indices = F.pad(indices, (0, missing), value=-1)
