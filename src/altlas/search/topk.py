@@ -163,12 +163,19 @@ def _library_topk(
 
 
 def _chunk_topk(scores: torch.Tensor, take: int, largest: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """torch.topk, but rows whose k-th value is tied beyond the cut keep the lowest indices."""
-    values, positions = torch.topk(scores, take, dim=1, largest=largest, sorted=False)
-    kth = values.min(dim=1).values if largest else values.max(dim=1).values
-    tied_total = (scores == kth[:, None]).sum(dim=1)
-    tied_taken = (values == kth[:, None]).sum(dim=1)
-    rows = (tied_total > tied_taken).nonzero()[:, 0]
+    """torch.topk, but rows whose k-th value is tied beyond the cut keep the lowest indices.
+
+    Asks for one value more than needed: a row has a tie across the cut exactly when that
+    extra value equals the k-th. (A full compare pass for the check costs more than the
+    topk itself on the GPU.)
+    """
+    extra = min(take + 1, scores.shape[1])
+    values, positions = torch.topk(scores, extra, dim=1, largest=largest, sorted=True)
+    if extra == take:
+        return values, positions
+    kth = values[:, take - 1]
+    rows = (values[:, take] == kth).nonzero()[:, 0]
+    values, positions = values[:, :take].contiguous(), positions[:, :take].contiguous()
     if rows.numel():  # rare with real data: redo those rows exactly
         sub = scores[rows]
         beyond = sub > kth[rows, None] if largest else sub < kth[rows, None]
