@@ -9,6 +9,7 @@ path, which rules out traversal ("../etc/passwd") by construction.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -16,12 +17,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from altlas.errors import InvalidInputError, NotFoundError
 from altlas.plans.codec import plan_from_dict, plan_to_dict
 from altlas.plans.model import AltFile
 
 __all__ = ["PlanPage", "PlanStore", "PlanSummary", "check_plan_id"]
+
+log = logging.getLogger("altlas.storage")
 
 
 def check_plan_id(plan_id: str) -> str:
@@ -91,8 +95,7 @@ class PlanStore:
                 self._order.pop(plan.id, None)
                 self._order[plan.id] = path.stat().st_mtime
         _fsync_dir(self.directory)
-        for listener in self.on_save:
-            listener(plans)
+        _notify(self.on_save, plans)
 
     def get(self, plan_id: str) -> AltFile:
         path = self._path(plan_id)
@@ -111,8 +114,7 @@ class PlanStore:
                 raise NotFoundError(f"no ALT file with id {plan_id}", field="id") from None
             self._order.pop(check_plan_id(plan_id), None)
         _fsync_dir(self.directory)
-        for listener in self.on_delete:
-            listener(check_plan_id(plan_id))
+        _notify(self.on_delete, check_plan_id(plan_id))
 
     def commands(self) -> list[tuple[str, str]]:
         """(id, command) of every stored plan, oldest first."""
@@ -150,6 +152,17 @@ class PlanStore:
                 )
             )
         return PlanPage(items, len(newest_first), offset, limit)
+
+
+def _notify(listeners: list[Callable[[Any], None]], payload: Any) -> None:
+    """Tell listeners; the plans are stored already, so a failing listener is logged, not raised."""
+    for listener in listeners:
+        try:
+            listener(payload)
+        except Exception:
+            log.exception(
+                "plan store listener failed", extra={"listener": getattr(listener, "__qualname__", "?")}
+            )
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
