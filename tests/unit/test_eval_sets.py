@@ -20,6 +20,7 @@ FLOORS = {
     "segmentation_eval.jsonl": 0.98,
     "segmentation_eval_hard.jsonl": 0.95,
     "segmentation_eval_colloquial.jsonl": 0.95,
+    "segmentation_eval_plain.jsonl": 0.98,
 }
 
 

@@ -49,6 +49,8 @@ def contents(command: str) -> list[str]:
         ("Müzik çal ve sesi yükselt", ["execute", "execute"]),
         ("Belgeyi rapor_son.docx olarak kaydedin", ["save"]),  # "olarak" is no converb of an action
         ("Send a message to Burak saying 'I'll be late, start without me'.", ["send"]),  # quotes stay whole
+        ("Zip the wedding photos. Also, back them up to the cloud.", ["compress", "copy"]),  # particle verb
+        ("Shut it down and then open Chrome", ["close", "open"]),
     ],
 )
 def test_types(command: str, expected: list[str]) -> None:

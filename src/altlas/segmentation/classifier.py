@@ -65,12 +65,20 @@ _EN_FILLER_SET = PhraseSet(EN_FILLERS)
 _DETERMINERS = frozenset("a an the my your our their his her its this that these those some".split())
 
 
+_PRONOUNS = frozenset("it them this that these those everything all me".split())
+
+
 def _matches(words: list[Token], start: int, phrase: tuple[str, ...]) -> int:
-    """End index if `phrase` matches at `start` ("*" = an optional determiner), else -1."""
+    """End index if `phrase` matches at `start`, else -1.
+
+    "*" matches an optional determiner; "~" an optional pronoun, so that particle verbs
+    match with their object inside ("back them up", "shut it down").
+    """
     i = start
     for part in phrase:
-        if part == "*":
-            if i < len(words) and words[i].key in _DETERMINERS:
+        if part in ("*", "~"):
+            optional = _DETERMINERS if part == "*" else _PRONOUNS
+            if i < len(words) and words[i].key in optional:
                 i += 1
             continue
         if i >= len(words) or words[i].key != part:
