@@ -38,18 +38,28 @@ _FILL = {
 }
 
 
+def _vocabulary(i: int) -> tuple[list[str], list[str]]:
+    """Actions and joiners: even commands English, odd ones Turkish."""
+    return (_EN_ACTIONS, _EN_JOINERS) if i % 2 == 0 else (_TR_ACTIONS, _TR_JOINERS)
+
+
+def _filled(rng: random.Random, text: str) -> str:
+    """The template with its slots filled, first letter capitalised."""
+    text = text.format(**{k: rng.choice(v) for k, v in _FILL.items()})
+    return text[0].upper() + text[1:]
+
+
 def generate_commands(count: int, seed: int = 0) -> list[str]:
     """`count` commands, half English and half Turkish, deterministic for a seed."""
     rng = random.Random(seed)
     commands = []
     for i in range(count):
-        actions, joiners = (_EN_ACTIONS, _EN_JOINERS) if i % 2 == 0 else (_TR_ACTIONS, _TR_JOINERS)
+        actions, joiners = _vocabulary(i)
         parts = [rng.choice(actions) for _ in range(rng.randint(1, 4))]
         text = parts[0]
         for part in parts[1:]:
             text += rng.choice(joiners) + part
-        text = text.format(**{k: rng.choice(v) for k, v in _FILL.items()})
-        commands.append(text[0].upper() + text[1:])
+        commands.append(_filled(rng, text))
     return commands
 
 
@@ -58,11 +68,10 @@ def generate_short_commands(count: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     commands = []
     for i in range(count):
-        actions, joiners = (_EN_ACTIONS, _EN_JOINERS) if i % 2 == 0 else (_TR_ACTIONS, _TR_JOINERS)
+        actions, joiners = _vocabulary(i)
         text = rng.choice(actions)
         if rng.random() < 0.5:
             text += rng.choice(joiners) + rng.choice(actions)
-        text = text.format(**{k: rng.choice(v) for k, v in _FILL.items()})
         # A ticket number keeps texts distinct, as real command logs are.
-        commands.append(f"{text[0].upper()}{text[1:]} #{rng.randrange(10**6)}")
+        commands.append(f"{_filled(rng, text)} #{rng.randrange(10**6)}")
     return commands

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from altlas.errors import InvalidInputError
-from altlas.search.topk import as_tensor, check_finite
+from altlas.search.topk import as_tensor, check_finite, compute_dtype
 
 __all__ = ["similar_pairs"]
 
@@ -30,8 +30,7 @@ def similar_pairs(
         raise InvalidInputError(f"must be a number from -1 to 1, got {threshold!r}", field="threshold")
     if check_finite_values:
         check_finite(v, "vectors")
-    compute = v.dtype if v.device.type == "cuda" else torch.float32
-    unit = F.normalize(v.float(), dim=1).to(compute)
+    unit = F.normalize(v.float(), dim=1).to(compute_dtype(v))
     found_i, found_j, found_s = [], [], []
     n = unit.shape[0]
     for row in range(0, n, block):

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from altlas.errors import InvalidInputError
 
-__all__ = ["FUSED_MIN_ROWS", "MAX_K", "Metric", "as_tensor", "check_finite", "topk"]
+__all__ = ["FUSED_MIN_ROWS", "MAX_K", "Metric", "as_tensor", "check_finite", "compute_dtype", "topk"]
 
 Metric = Literal["ip", "cosine", "l2"]
 MAX_K = 1024
@@ -117,20 +117,25 @@ def _fused(q: torch.Tensor, db: torch.Tensor, k: int, metric: Metric) -> tuple[t
 
     if q.shape[0] == 0 or db.shape[0] == 0:
         return _library_topk(q, db, k, metric, None)
+    q = _prepare(q, db, metric)
     if metric == "cosine":
-        q = F.normalize(q.float(), dim=1)
         db = F.normalize(db.float(), dim=1).to(db.dtype)
     scores, indices = fused_topk(q, db, k)
     n_queries = q.shape[0]
     return _merge(scores.view(n_queries, -1), indices.view(n_queries, -1), k, True, float("-inf"))
 
 
-def _prepare(q: torch.Tensor, db: torch.Tensor, metric: Metric) -> tuple[torch.Tensor, torch.Tensor]:
-    compute = db.dtype if db.device.type == "cuda" else torch.float32  # CPU has no fast fp16 matmul
-    q = q.to(compute)
+def compute_dtype(data: torch.Tensor) -> torch.dtype:
+    """The precision products run in: the data's on CUDA; fp32 on CPU, which has no fast fp16 matmul."""
+    return data.dtype if data.device.type == "cuda" else torch.float32
+
+
+def _prepare(q: torch.Tensor, db: torch.Tensor, metric: Metric) -> torch.Tensor:
+    """Queries in the compute precision, normalised for cosine."""
+    compute = compute_dtype(db)
     if metric == "cosine":
-        q = F.normalize(q.float(), dim=1).to(compute)
-    return q, db
+        return F.normalize(q.float(), dim=1).to(compute)
+    return q.to(compute)
 
 
 def _library_topk(
@@ -144,7 +149,7 @@ def _library_topk(
             torch.full((n_queries, k), fill, dtype=torch.float32, device=db.device),
             torch.full((n_queries, k), -1, dtype=torch.int64, device=db.device),
         )
-    q, _ = _prepare(q, db, metric)
+    q = _prepare(q, db, metric)
     budget = _CHUNK_BYTES["cuda" if db.device.type == "cuda" else "cpu"]
     rows = chunk_rows or max(1024, budget // (q.element_size() * max(n_queries, 1)))
     q_norms = (q.float() ** 2).sum(dim=1, keepdim=True) if metric == "l2" else None

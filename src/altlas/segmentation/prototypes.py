@@ -20,7 +20,6 @@ import numpy as np
 from altlas.plans.codec import parameter_to_dict, plan_from_dict, plan_to_dict
 from altlas.plans.model import Language, TaskType
 from altlas.plans.priorities import PriorityRequest, PriorityWeights, prioritize
-from altlas.segmentation.classifier import CONFIDENCE_UNKNOWN
 from altlas.segmentation.parameters import extract_parameters
 from altlas.segmentation.text import fold, tokenize
 
@@ -35,7 +34,6 @@ __all__ = [
     "apply_decisions",
     "decide",
     "refine_plan_lines",
-    "undecided_segments",
 ]
 
 MIN_SIMILARITY = 0.35  # below this, no prototype is near enough: the segment stays execute
@@ -206,15 +204,6 @@ class TypePrototypes:
 
 
 Decision = tuple[int, str, float]  # (segment index, new task type, similarity)
-
-
-def undecided_segments(plan: dict[str, Any]) -> list[int]:
-    """Indices of segments whose verb the lexicon could not decide."""
-    return [
-        i
-        for i, segment in enumerate(plan.get("segments", []))
-        if float(segment.get("metadata", {}).get("confidence", 1.0)) <= CONFIDENCE_UNKNOWN
-    ]
 
 
 def decide(prototypes: TypePrototypes, undecided: list[list[tuple[int, str]]]) -> list[list[Decision]]:
