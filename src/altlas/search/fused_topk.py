@@ -67,12 +67,12 @@ if triton is not None:
                 offs_d = d0 + tl.arange(0, BLOCK_D)
                 d_mask = offs_d < dim
                 q_tile = tl.load(
-                    q_ptr + offs_q[:, None] * stride_q + offs_d[None, :],
+                    q_ptr + offs_q.to(tl.int64)[:, None] * stride_q + offs_d[None, :],
                     mask=q_mask[:, None] & d_mask[None, :],
                     other=0.0,
                 )
                 db_tile = tl.load(
-                    db_ptr + offs_n[:, None] * stride_db + offs_d[None, :],
+                    db_ptr + offs_n.to(tl.int64)[:, None] * stride_db + offs_d[None, :],
                     mask=n_mask[:, None] & d_mask[None, :],
                     other=0.0,
                 )
@@ -92,7 +92,7 @@ if triton is not None:
                 acc = tl.where(taken, float("-inf"), acc)
                 acc = tl.where(enter[:, None], acc, float("-inf"))  # rows that took nothing are done
                 kth = tl.min(best_s, axis=1)
-        out = offs_q[:, None] * stride_out_q + pid_s * stride_out_s + offs_k[None, :]
+        out = offs_q.to(tl.int64)[:, None] * stride_out_q + pid_s * stride_out_s + offs_k[None, :]
         tl.store(out_s_ptr + out, best_s, mask=q_mask[:, None])
         tl.store(out_i_ptr + out, best_i, mask=q_mask[:, None])
 

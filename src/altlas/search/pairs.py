@@ -1,10 +1,15 @@
 """All pairs of vectors with cosine similarity at or above a threshold (near-duplicates).
 
-The similarity matrix is computed in square blocks of the upper triangle only, and
-each block is reduced to its matches at once, so memory stays O(N + block² + pairs).
+Two paths with one contract. The fused path (a Triton kernel, `threshold_scan`) computes
+the upper triangle tile by tile and appends only the matches, so scores never reach
+global memory; the library path computes square blocks of the upper triangle with a
+matmul and reduces each block to its matches at once. Memory stays O(N + pairs)
+(plus block² for the library path).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 import torch
@@ -22,8 +27,14 @@ def similar_pairs(
     *,
     block: int = 4096,
     check_finite_values: bool = True,
+    backend: Literal["auto", "fused", "library"] = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(i, j, score) for every pair i < j with cosine(v_i, v_j) >= threshold, sorted by (i, j)."""
+    """(i, j, score) for every pair i < j with cosine(v_i, v_j) >= threshold, sorted by (i, j).
+
+    Scores are fp32 accumulations of the vectors normalised and stored in the compute
+    precision (fp16 stays fp16 on CUDA). backend: "fused" (Triton), "library" (blocked
+    matmul), or "auto": fused on CUDA when triton is there, library otherwise.
+    """
     numpy_out = isinstance(vectors, np.ndarray)
     v = as_tensor(vectors, "vectors")
     if not isinstance(threshold, int | float) or isinstance(threshold, bool) or not -1 <= threshold <= 1:
@@ -31,6 +42,36 @@ def similar_pairs(
     if check_finite_values:
         check_finite(v, "vectors")
     unit = F.normalize(v.float(), dim=1).to(compute_dtype(v))
+    if _use_fused(backend, unit):
+        from altlas.search.threshold_scan import threshold_pairs
+
+        i, j, s = threshold_pairs(unit, float(threshold))
+    else:
+        i, j, s = _library_pairs(unit, float(threshold), block)
+    order = torch.argsort(i * max(unit.shape[0], 1) + j)
+    i, j, s = i[order], j[order], s[order]
+    if numpy_out:
+        return i.cpu().numpy(), j.cpu().numpy(), s.cpu().numpy()
+    return i, j, s
+
+
+def _use_fused(backend: str, unit: torch.Tensor) -> bool:
+    from altlas.search.fused_topk import fused_available
+
+    if backend not in ("auto", "fused", "library"):
+        raise InvalidInputError(f"must be auto, fused or library, got {backend!r}", field="backend")
+    available = fused_available(unit.device) and unit.shape[0] > 1
+    if backend == "fused" and not fused_available(unit.device):
+        raise InvalidInputError("the fused kernel needs triton (CUDA or TRITON_INTERPRET=1)", field="backend")
+    if backend == "auto":
+        return available and unit.device.type == "cuda"
+    return backend == "fused" and available
+
+
+def _library_pairs(
+    unit: torch.Tensor, threshold: float, block: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The blocked matmul path: square blocks of the upper triangle, each reduced to its matches."""
     found_i, found_j, found_s = [], [], []
     n = unit.shape[0]
     for row in range(0, n, block):
@@ -44,14 +85,7 @@ def similar_pairs(
                 found_i.append(hits[:, 0] + row)
                 found_j.append(hits[:, 1] + col)
                 found_s.append(sims[hits[:, 0], hits[:, 1]])
-    device = unit.device
-    if found_i:
-        i, j, s = torch.cat(found_i), torch.cat(found_j), torch.cat(found_s)
-        order = torch.argsort(i * max(n, 1) + j)
-        i, j, s = i[order], j[order], s[order]
-    else:
-        i = j = torch.zeros(0, dtype=torch.int64, device=device)
-        s = torch.zeros(0, dtype=torch.float32, device=device)
-    if numpy_out:
-        return i.cpu().numpy(), j.cpu().numpy(), s.cpu().numpy()
-    return i, j, s
+    if not found_i:
+        empty = torch.zeros(0, dtype=torch.int64, device=unit.device)
+        return empty, empty, torch.zeros(0, dtype=torch.float32, device=unit.device)
+    return torch.cat(found_i), torch.cat(found_j), torch.cat(found_s)

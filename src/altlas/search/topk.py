@@ -92,19 +92,24 @@ def topk(
     return scores, indices
 
 
-FUSED_MIN_ROWS = 65_536  # below this the library path wins or ties (to re-measure per card)
+# H100 (BENCHMARKS.md): fused beats the library path at every measured N >= 10k except
+# Q=1024 at 10k (1.28 vs 1.08 ms); below that both are launch-bound.
+FUSED_MIN_ROWS = 10_000
 
 
 def _use_fused(backend: str, q: torch.Tensor, db: torch.Tensor, k: int, metric: Metric) -> bool:
-    from altlas.search.fused_topk import FUSED_MAX_K, fused_available
+    from altlas.search.fused_topk import fused_available
 
     if backend == "library":
         return False
-    suitable = metric in ("ip", "cosine") and k <= FUSED_MAX_K and fused_available(db.device)
+    kind = _fused_kind(q.shape[0], db.shape[0], k)
+    suitable = metric in ("ip", "cosine") and fused_available(db.device) and kind is not None
     if backend == "fused":
         if not suitable:
             raise InvalidInputError(
-                f"the fused kernel needs triton, metric ip or cosine and k <= {FUSED_MAX_K}", field="backend"
+                "the fused kernels need triton, metric ip or cosine, and k <= 64 (or k <= 256 over "
+                "at least 16 k rows)",
+                field="backend",
             )
         return True
     if backend != "auto":
@@ -112,17 +117,41 @@ def _use_fused(backend: str, q: torch.Tensor, db: torch.Tensor, k: int, metric: 
     return suitable and db.device.type == "cuda" and db.shape[0] >= FUSED_MIN_ROWS and q.shape[0] > 0
 
 
+SCAN_MIN_QUERIES = 128  # H100, N=1M, k=10: Q=64 scan 0.5 ms vs selection 0.55; Q=1024 2.5 vs 3.5
+
+
+def _fused_kind(n_queries: int, n_rows: int, k: int) -> Literal["scan", "select"] | None:
+    """Which kernel answers. The threshold scan (threshold_scan.py) needs a sample of at most
+    1/4 of the rows for its bar and pays that pass back from about SCAN_MIN_QUERIES queries;
+    the running selection (fused_topk.py) takes k <= 64 and wins for fewer queries."""
+    from altlas.search.fused_topk import FUSED_MAX_K
+    from altlas.search.threshold_scan import sample_stride
+
+    scan = sample_stride(n_rows, k) >= 4
+    if k <= FUSED_MAX_K and (n_queries < SCAN_MIN_QUERIES or not scan):
+        return "select"
+    return "scan" if scan else None
+
+
 def _fused(q: torch.Tensor, db: torch.Tensor, k: int, metric: Metric) -> tuple[torch.Tensor, torch.Tensor]:
     from altlas.search.fused_topk import fused_topk
+    from altlas.search.threshold_scan import threshold_topk
 
     if q.shape[0] == 0 or db.shape[0] == 0:
         return _library_topk(q, db, k, metric, None)
     q = _prepare(q, db, metric)
     if metric == "cosine":
         db = F.normalize(db.float(), dim=1).to(db.dtype)
-    scores, indices = fused_topk(q, db, k)
     n_queries = q.shape[0]
-    return _merge(scores.view(n_queries, -1), indices.view(n_queries, -1), k, True, float("-inf"))
+    if _fused_kind(n_queries, db.shape[0], k) == "select":
+        scores, indices = fused_topk(q, db, k)
+        return _merge(scores.view(n_queries, -1), indices.view(n_queries, -1), k, True, float("-inf"))
+    candidates, rows, complete = threshold_topk(q, db, k)
+    scores, indices = _merge(candidates, rows, k, True, float("-inf"))  # order ties by index
+    redo = (~complete).nonzero()[:, 0]
+    if redo.numel():  # a list overflowed (or the bar misfired): those queries the exact library way
+        scores[redo], indices[redo] = _library_topk(q[redo], db, k, "ip", None)
+    return scores, indices
 
 
 def compute_dtype(data: torch.Tensor) -> torch.dtype:
