@@ -27,6 +27,8 @@ FUSED_MAX_K = 64  # larger k goes to the library path
 try:
     import triton
     import triton.language as tl
+
+    from altlas.search.kernel_parts import dot_tile
 except ImportError:  # pragma: no cover - triton is optional
     triton = None
     tl = None
@@ -64,19 +66,8 @@ if triton is not None:
             n_mask = offs_n < row_end
             acc = tl.zeros((BLOCK_Q, BLOCK_N), tl.float32)
             for d0 in range(0, dim, BLOCK_D):
-                offs_d = d0 + tl.arange(0, BLOCK_D)
-                d_mask = offs_d < dim
-                q_tile = tl.load(
-                    q_ptr + offs_q.to(tl.int64)[:, None] * stride_q + offs_d[None, :],
-                    mask=q_mask[:, None] & d_mask[None, :],
-                    other=0.0,
-                )
-                db_tile = tl.load(
-                    db_ptr + offs_n.to(tl.int64)[:, None] * stride_db + offs_d[None, :],
-                    mask=n_mask[:, None] & d_mask[None, :],
-                    other=0.0,
-                )
-                acc += tl.dot(q_tile, tl.trans(db_tile), input_precision=PRECISION)
+                acc = dot_tile(acc, q_ptr, db_ptr, offs_q, offs_n, q_mask, n_mask, d0,
+                               stride_q, stride_db, dim, BLOCK_D, PRECISION)  # fmt: skip
             acc = tl.where(n_mask[None, :], acc, float("-inf"))
             # The K-th best of each row so far; only scores above it can enter.
             kth = tl.min(best_s, axis=1)

@@ -30,6 +30,8 @@ SCAN_MAX_ROWS = 2**31 - 1  # indices travel as int32
 try:
     import triton
     import triton.language as tl
+
+    from altlas.search.kernel_parts import dot_tile
 except ImportError:  # pragma: no cover - triton is optional
     triton = None
     tl = None
@@ -77,29 +79,10 @@ if triton is not None:
                 n_mask = offs_n < row_end
                 acc = tl.zeros((BLOCK_Q, BLOCK_N), tl.float32)
                 for d0 in range(0, DIM, BLOCK_D):
-                    acc = _dot_chunk(acc, q_ptr, db_ptr, offs_q, offs_n, q_mask, n_mask, d0,
-                                     stride_q, stride_db, DIM, BLOCK_D, PRECISION)  # fmt: skip
+                    acc = dot_tile(acc, q_ptr, db_ptr, offs_q, offs_n, q_mask, n_mask, d0,
+                                   stride_q, stride_db, DIM, BLOCK_D, PRECISION)  # fmt: skip
                 _emit_hits(acc, bar, offs_q, n0, offs_n, n_mask, count_ptr, out_s_ptr, out_i_ptr,
                            out_q_ptr, capacity, BLOCK_N, PAIRS)  # fmt: skip
-
-    @triton.jit  # type: ignore[untyped-decorator]
-    def _dot_chunk(  # type: ignore[no-untyped-def]
-        acc, q_ptr, db_ptr, offs_q, offs_n, q_mask, n_mask, d0, stride_q, stride_db,
-        DIM: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
-    ):  # fmt: skip
-        offs_d = d0 + tl.arange(0, BLOCK_D)
-        d_mask = offs_d < DIM
-        q_tile = tl.load(
-            q_ptr + offs_q.to(tl.int64)[:, None] * stride_q + offs_d[None, :],
-            mask=q_mask[:, None] & d_mask[None, :],
-            other=0.0,
-        )
-        db_tile = tl.load(
-            db_ptr + offs_n.to(tl.int64)[:, None] * stride_db + offs_d[None, :],
-            mask=n_mask[:, None] & d_mask[None, :],
-            other=0.0,
-        )
-        return tl.dot(q_tile, tl.trans(db_tile), acc, input_precision=PRECISION)
 
     @triton.jit  # type: ignore[untyped-decorator]
     def _emit_hits(  # type: ignore[no-untyped-def]
