@@ -28,7 +28,7 @@ try:
     import triton
     import triton.language as tl
 
-    from altlas.search.kernel_parts import dot_tile
+    from altlas.search.kernel_parts import tile_scores
 except ImportError:  # pragma: no cover - triton is optional
     triton = None
     tl = None
@@ -64,10 +64,8 @@ if triton is not None:
         for n0 in range(row_start, row_end, BLOCK_N):
             offs_n = n0 + tl.arange(0, BLOCK_N)
             n_mask = offs_n < row_end
-            acc = tl.zeros((BLOCK_Q, BLOCK_N), tl.float32)
-            for d0 in range(0, dim, BLOCK_D):
-                acc = dot_tile(acc, q_ptr, db_ptr, offs_q, offs_n, q_mask, n_mask, d0,
-                               stride_q, stride_db, dim, BLOCK_D, PRECISION)  # fmt: skip
+            acc = tile_scores(q_ptr, db_ptr, offs_q, offs_n, q_mask, n_mask, stride_q, stride_db, dim,
+                              BLOCK_Q, BLOCK_N, BLOCK_D, PRECISION)  # fmt: skip
             acc = tl.where(n_mask[None, :], acc, float("-inf"))
             # The K-th best of each row so far; only scores above it can enter.
             kth = tl.min(best_s, axis=1)

@@ -60,12 +60,15 @@ def _use_fused(backend: str, unit: torch.Tensor) -> bool:
 
     if backend not in ("auto", "fused", "library"):
         raise InvalidInputError(f"must be auto, fused or library, got {backend!r}", field="backend")
-    available = fused_available(unit.device) and unit.shape[0] > 1
-    if backend == "fused" and not fused_available(unit.device):
-        raise InvalidInputError("the fused kernel needs triton (CUDA or TRITON_INTERPRET=1)", field="backend")
-    if backend == "auto":
-        return available and unit.device.type == "cuda"
-    return backend == "fused" and available
+    if backend == "library":
+        return False
+    if not fused_available(unit.device):
+        if backend == "fused":
+            needs = "the fused kernel needs triton (CUDA or TRITON_INTERPRET=1)"
+            raise InvalidInputError(needs, field="backend")
+        return False
+    # One vector has no pairs; "auto" takes the kernel on CUDA only (the interpreter is for tests).
+    return unit.shape[0] > 1 and (backend == "fused" or unit.device.type == "cuda")
 
 
 def _library_pairs(

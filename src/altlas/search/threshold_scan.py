@@ -31,7 +31,7 @@ try:
     import triton
     import triton.language as tl
 
-    from altlas.search.kernel_parts import dot_tile
+    from altlas.search.kernel_parts import tile_scores
 except ImportError:  # pragma: no cover - triton is optional
     triton = None
     tl = None
@@ -63,26 +63,20 @@ if triton is not None:
             db_desc = tl.make_tensor_descriptor(
                 db_ptr, shape=[n_rows, DIM], strides=[stride_db, 1], block_shape=[BLOCK_N, BLOCK_D]
             )
-            for n0 in range(row_start, row_end, BLOCK_N):
-                offs_n = n0 + tl.arange(0, BLOCK_N)
-                n_mask = offs_n < row_end
+        for n0 in range(row_start, row_end, BLOCK_N):
+            offs_n = n0 + tl.arange(0, BLOCK_N)
+            n_mask = offs_n < row_end
+            if TMA:
                 acc = tl.zeros((BLOCK_Q, BLOCK_N), tl.float32)
                 for d0 in range(0, DIM, BLOCK_D):
                     q_tile = q_desc.load([pid_q * BLOCK_Q, d0])
                     db_tile = db_desc.load([n0, d0])
                     acc = tl.dot(q_tile, db_tile.T, acc, input_precision=PRECISION)
-                _emit_hits(acc, bar, offs_q, n0, offs_n, n_mask, count_ptr, out_s_ptr, out_i_ptr,
-                           out_q_ptr, capacity, BLOCK_N, PAIRS)  # fmt: skip
-        else:
-            for n0 in range(row_start, row_end, BLOCK_N):
-                offs_n = n0 + tl.arange(0, BLOCK_N)
-                n_mask = offs_n < row_end
-                acc = tl.zeros((BLOCK_Q, BLOCK_N), tl.float32)
-                for d0 in range(0, DIM, BLOCK_D):
-                    acc = dot_tile(acc, q_ptr, db_ptr, offs_q, offs_n, q_mask, n_mask, d0,
-                                   stride_q, stride_db, DIM, BLOCK_D, PRECISION)  # fmt: skip
-                _emit_hits(acc, bar, offs_q, n0, offs_n, n_mask, count_ptr, out_s_ptr, out_i_ptr,
-                           out_q_ptr, capacity, BLOCK_N, PAIRS)  # fmt: skip
+            else:
+                acc = tile_scores(q_ptr, db_ptr, offs_q, offs_n, q_mask, n_mask, stride_q, stride_db, DIM,
+                                  BLOCK_Q, BLOCK_N, BLOCK_D, PRECISION)  # fmt: skip
+            _emit_hits(acc, bar, offs_q, n0, offs_n, n_mask, count_ptr, out_s_ptr, out_i_ptr,
+                       out_q_ptr, capacity, BLOCK_N, PAIRS)  # fmt: skip
 
     @triton.jit  # type: ignore[untyped-decorator]
     def _emit_hits(  # type: ignore[no-untyped-def]

@@ -28,6 +28,7 @@ from altlas.errors import InvalidInputError
 __all__ = ["FUSED_MIN_ROWS", "MAX_K", "Metric", "as_tensor", "check_finite", "compute_dtype", "topk"]
 
 Metric = Literal["ip", "cosine", "l2"]
+FusedKernel = Literal["scan", "select"]  # threshold_scan.py, fused_topk.py
 MAX_K = 1024
 _CHUNK_BYTES = {"cuda": 2 * 2**30, "cpu": 256 * 2**20}  # score buffer per chunk
 
@@ -83,8 +84,9 @@ def topk(
         check_finite(q, "queries")
         check_finite(db, "database")
     q = q.to(db.device)
-    if _use_fused(backend, q, db, k, metric):
-        scores, indices = _fused(q, db, k, metric)
+    kernel = _fused_kernel(backend, q, db, k, metric)
+    if kernel is not None:
+        scores, indices = _fused(q, db, k, metric, kernel)
     else:
         scores, indices = _library_topk(q, db, k, metric, chunk_rows)
     if numpy_out:
@@ -97,11 +99,14 @@ def topk(
 FUSED_MIN_ROWS = 10_000
 
 
-def _use_fused(backend: str, q: torch.Tensor, db: torch.Tensor, k: int, metric: Metric) -> bool:
+def _fused_kernel(
+    backend: str, q: torch.Tensor, db: torch.Tensor, k: int, metric: Metric
+) -> FusedKernel | None:
+    """The fused kernel that answers this search, or None for the library path."""
     from altlas.search.fused_topk import fused_available
 
     if backend == "library":
-        return False
+        return None
     kind = _fused_kind(q.shape[0], db.shape[0], k)
     suitable = metric in ("ip", "cosine") and fused_available(db.device) and kind is not None
     if backend == "fused":
@@ -111,16 +116,17 @@ def _use_fused(backend: str, q: torch.Tensor, db: torch.Tensor, k: int, metric: 
                 "at least 16 k rows)",
                 field="backend",
             )
-        return True
+        return kind
     if backend != "auto":
         raise InvalidInputError(f"must be auto, fused or library, got {backend!r}", field="backend")
-    return suitable and db.device.type == "cuda" and db.shape[0] >= FUSED_MIN_ROWS and q.shape[0] > 0
+    auto = suitable and db.device.type == "cuda" and db.shape[0] >= FUSED_MIN_ROWS and q.shape[0] > 0
+    return kind if auto else None
 
 
 SCAN_MIN_QUERIES = 128  # H100, N=1M, k=10: Q=64 scan 0.5 ms vs selection 0.55; Q=1024 2.5 vs 3.5
 
 
-def _fused_kind(n_queries: int, n_rows: int, k: int) -> Literal["scan", "select"] | None:
+def _fused_kind(n_queries: int, n_rows: int, k: int) -> FusedKernel | None:
     """Which kernel answers. The threshold scan (threshold_scan.py) needs a sample of at most
     1/4 of the rows for its bar and pays that pass back from about SCAN_MIN_QUERIES queries;
     the running selection (fused_topk.py) takes k <= 64 and wins for fewer queries."""
@@ -133,7 +139,9 @@ def _fused_kind(n_queries: int, n_rows: int, k: int) -> Literal["scan", "select"
     return "scan" if scan else None
 
 
-def _fused(q: torch.Tensor, db: torch.Tensor, k: int, metric: Metric) -> tuple[torch.Tensor, torch.Tensor]:
+def _fused(
+    q: torch.Tensor, db: torch.Tensor, k: int, metric: Metric, kernel: FusedKernel
+) -> tuple[torch.Tensor, torch.Tensor]:
     from altlas.search.fused_topk import fused_topk
     from altlas.search.threshold_scan import threshold_topk
 
@@ -143,7 +151,7 @@ def _fused(q: torch.Tensor, db: torch.Tensor, k: int, metric: Metric) -> tuple[t
     if metric == "cosine":
         db = F.normalize(db.float(), dim=1).to(db.dtype)
     n_queries = q.shape[0]
-    if _fused_kind(n_queries, db.shape[0], k) == "select":
+    if kernel == "select":
         scores, indices = fused_topk(q, db, k)
         return _merge(scores.view(n_queries, -1), indices.view(n_queries, -1), k, True, float("-inf"))
     candidates, rows, complete = threshold_topk(q, db, k)
