@@ -163,7 +163,7 @@ def scan_candidates(
         rows_per_split = triton.cdiv(triton.cdiv(n_rows, splits), BLOCK_N) * BLOCK_N
     splits = max(1, triton.cdiv(n_rows, rows_per_split))
     if tma:
-        _set_tma_allocator()
+        _set_tma_allocator(device)
     counts = torch.zeros(1 if pairs else n_queries, dtype=torch.int32, device=device)
     shape = (capacity,) if pairs else (n_queries, capacity)
     out_s = torch.full(shape, float("-inf"), dtype=torch.float32, device=device)
@@ -191,11 +191,13 @@ def _tma_suits(queries: torch.Tensor, database: torch.Tensor) -> bool:
     )
 
 
-def _set_tma_allocator() -> None:
-    """Tensor descriptors made inside a kernel need a little global scratch memory."""
+def _set_tma_allocator(device: torch.device) -> None:
+    """Tensor descriptors made inside a kernel need a little global scratch memory, on the
+    data's own GPU. Triton keeps the allocator in a context variable, so it is set per call
+    (each server thread has its own context)."""
 
     def alloc(size: int, alignment: int, stream: int | None) -> torch.Tensor:
-        return torch.empty(size, dtype=torch.int8, device="cuda")
+        return torch.empty(size, dtype=torch.int8, device=device)
 
     triton.set_allocator(alloc)
 
