@@ -7,8 +7,12 @@ the card's measured fp16 matmul peak and copy bandwidth: the two floors. Then
 `similar_pairs` on 100k x d with planted near-duplicates (threshold 0.9): the fused
 kernel vs the blocked torch baseline (the library path at its best block size).
 
+Every search repeats on the same database, as in a service: from the second call on, the
+fused path replays a CUDA graph (altlas/search/graphs.py). --eager turns the graphs off to
+time the first call of a shape.
+
     python bench/search.py [--sizes 10000 100000 1000000 10000000] [--queries 1 64 1024]
-                           [--ks 1 10 100] [--pairs 100000] [--json out.json]
+                           [--ks 1 10 100] [--pairs 100000] [--eager] [--json out.json]
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import torch
 
 from altlas.errors import InvalidInputError
 from altlas.search import similar_pairs
+from altlas.search.topk import _GRAPHS as search_graphs
 from altlas.search.topk import topk
 
 try:
@@ -117,8 +122,10 @@ def main() -> None:
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 10, 100])
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--pairs", type=int, default=100_000, help="rows for similar_pairs (0: skip)")
+    parser.add_argument("--eager", action="store_true", help="no CUDA-graph replay of repeated searches")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    search_graphs.enabled = not args.eager
     peak_tflops, bandwidth = floors()
     print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}")
     print(f"# floors: fp16 matmul {peak_tflops:.0f} TFLOP/s, copy {bandwidth:.0f} GB/s")

@@ -128,6 +128,45 @@ def test_outputs_are_written_over_poisoned_memory(generator: torch.Generator) ->
     assert bool(torch.isfinite(s).all()) and bool((i < j).all())
 
 
+@pytest.mark.parametrize(
+    ("n_queries", "k", "metric"), [(300, 10, "ip"), (40, 10, "ip"), (300, 100, "cosine")]
+)
+def test_repeated_searches_replay_from_graphs(
+    n_queries: int, k: int, metric: str, generator: torch.Generator
+) -> None:
+    """Same database and shapes again: the graph replays over fresh queries, in-place changes
+    to the database, and from several threads at once; a new database is not confused with it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from altlas.search.topk import _GRAPHS as graphs
+
+    def check(q: torch.Tensor, db: torch.Tensor) -> None:
+        scores, indices = topk(q, db, k, metric, backend="fused")  # type: ignore[arg-type]
+        if metric == "cosine":
+            q, db = (torch.nn.functional.normalize(t.float(), dim=1).half() for t in (q, db))
+        want = reference_topk(q, db, k)
+        assert_same_neighbours((scores.cpu().numpy(), indices.cpu().numpy()), want, rtol=1e-3)
+
+    db = random_rows(120_001, 384, torch.float16, generator)
+    graphs_before = len(graphs)
+    for _ in range(3):  # the second call captures, the third replays
+        check(random_rows(n_queries, 384, torch.float16, generator), db)
+    assert len(graphs) == graphs_before + 1
+    db[:50_000] = random_rows(50_000, 384, torch.float16, generator)  # changed in place
+    check(random_rows(n_queries, 384, torch.float16, generator), db)
+    queries = [random_rows(n_queries, 384, torch.float16, generator) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda q, d=db: topk(q, d, k, metric, backend="fused"), queries))  # type: ignore[arg-type]
+    for q, (_scores, indices) in zip(queries, results, strict=True):
+        assert torch.equal(indices, topk(q, db, k, metric, backend="fused")[1])  # type: ignore[arg-type]
+    shape = db.shape
+    del db  # its memory goes back to the allocator: a new database of the same shape may land there
+    check(
+        random_rows(n_queries, 384, torch.float16, generator),
+        random_rows(shape[0], shape[1], torch.float16, generator),
+    )
+
+
 def planted_duplicates(n: int, dim: int, generator: torch.Generator) -> torch.Tensor:
     """Random rows where a tenth are noisy copies of others: cosine about 0.96 to 0.89."""
     rows = torch.randn((n, dim), device="cuda", generator=generator)

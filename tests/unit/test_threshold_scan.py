@@ -11,7 +11,13 @@ import torch
 
 from altlas.search import similar_pairs, topk
 from altlas.search.fused_topk import fused_available
-from altlas.search.threshold_scan import sample_stride, scan_candidates, threshold_pairs, topk_bar
+from altlas.search.threshold_scan import (
+    sample_stride,
+    scan_candidates,
+    threshold_pairs,
+    topk_bar,
+    topk_keys,
+)
 
 from .test_search import RNG, assert_same_neighbours, reference
 
@@ -50,9 +56,22 @@ def test_overflowing_lists_are_redone_exactly() -> None:
 
 def test_scan_counts_beyond_capacity() -> None:
     q = tensor(RNG.standard_normal((2, 16)).astype(np.float32))
-    counts, _scores, rows, _ = scan_candidates(q, tensor(np.ones((100, 16), np.float32)), q.sum(1) - 1, 8)
+    counts, keys = scan_candidates(q, tensor(np.ones((100, 16), np.float32)), q.sum(1) - 1, 8)
     assert counts.tolist() == [100, 100]
-    assert bool((rows >= 0).all()) and len(set(rows[0].tolist())) == 8  # the list is full, no repeats
+    _scores, rows = topk_keys(keys)
+    assert bool((rows < 100).all()) and len(set(rows[0].tolist())) == 8  # the list is full, no repeats
+
+
+def test_sort_keys_order_by_score_then_lower_row() -> None:
+    values = np.array([1.5, -2.0, 0.0, -0.0, 1.5, -np.inf, 3e38, -1e-30, 0.0], np.float32)
+    rows = np.array([7, 3, 9, 2, 4, 1, 8, 6, 5])
+    bits = values.view(np.int32).astype(np.int64)
+    bits[values == 0] = 0
+    ordered = np.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+    keys = torch.from_numpy((ordered << 32) | (0xFFFFFFFF - rows))
+    scores, got_rows = topk_keys(torch.sort(keys, descending=True).values)
+    want = sorted(zip(values.tolist(), rows.tolist(), strict=True), key=lambda vr: (-vr[0], vr[1]))
+    assert list(zip(scores.tolist(), got_rows.tolist(), strict=True)) == want
 
 
 def test_fused_pairs_match_brute_force_and_survive_overflow() -> None:

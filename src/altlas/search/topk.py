@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from altlas.errors import InvalidInputError
+from altlas.search.graphs import GraphCache
 
 __all__ = ["FUSED_MIN_ROWS", "MAX_K", "Metric", "as_tensor", "check_finite", "compute_dtype", "topk"]
 
@@ -142,24 +143,43 @@ def _fused_kind(n_queries: int, n_rows: int, k: int) -> FusedKernel | None:
 def _fused(
     q: torch.Tensor, db: torch.Tensor, k: int, metric: Metric, kernel: FusedKernel
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    from altlas.search.fused_topk import fused_topk
-    from altlas.search.threshold_scan import threshold_topk
-
     if q.shape[0] == 0 or db.shape[0] == 0:
         return _library_topk(q, db, k, metric, None)
-    q = _prepare(q, db, metric)
-    if metric == "cosine":
-        db = F.normalize(db.float(), dim=1).to(db.dtype)
-    n_queries = q.shape[0]
     if kernel == "select":
-        scores, indices = fused_topk(q, db, k)
-        return _merge(scores.view(n_queries, -1), indices.view(n_queries, -1), k, True, float("-inf"))
-    candidates, rows, complete = threshold_topk(q, db, k)
-    scores, indices = _merge(candidates, rows, k, True, float("-inf"))  # order ties by index
+        scores, indices = _GRAPHS.run(_select_search, q, db, k, metric)
+        return scores, indices
+    scores, indices, complete = _GRAPHS.run(_scan_search, q, db, k, metric)
     redo = (~complete).nonzero()[:, 0]
     if redo.numel():  # a list overflowed (or the bar misfired): those queries the exact library way
-        scores[redo], indices[redo] = _library_topk(q[redo], db, k, "ip", None)
+        scores[redo], indices[redo] = _library_topk(q[redo], db, k, metric, None)
     return scores, indices
+
+
+# Repeated searches (same database, batch shape and k) replay from CUDA graphs: graphs.py.
+_GRAPHS = GraphCache()
+
+
+def _select_search(q: torch.Tensor, db: torch.Tensor, k: int, metric: str) -> tuple[torch.Tensor, ...]:
+    """Running-selection kernel (fused_topk.py) and the merge of its per-split candidates."""
+    from altlas.search.fused_topk import fused_topk
+
+    q, db = _prepare(q, db, metric), _unit_rows(db) if metric == "cosine" else db
+    scores, indices = fused_topk(q, db, k)
+    n_queries = q.shape[0]
+    return _merge(scores.view(n_queries, -1), indices.view(n_queries, -1), k, True, float("-inf"))
+
+
+def _scan_search(q: torch.Tensor, db: torch.Tensor, k: int, metric: str) -> tuple[torch.Tensor, ...]:
+    """Threshold-scan kernel (threshold_scan.py): (scores, indices, complete), best first,
+    ties by lower index."""
+    from altlas.search.threshold_scan import threshold_topk
+
+    q, db = _prepare(q, db, metric), _unit_rows(db) if metric == "cosine" else db
+    return threshold_topk(q, db, k)
+
+
+def _unit_rows(db: torch.Tensor) -> torch.Tensor:
+    return F.normalize(db.float(), dim=1).to(db.dtype)
 
 
 def compute_dtype(data: torch.Tensor) -> torch.dtype:
@@ -167,7 +187,7 @@ def compute_dtype(data: torch.Tensor) -> torch.dtype:
     return data.dtype if data.device.type == "cuda" else torch.float32
 
 
-def _prepare(q: torch.Tensor, db: torch.Tensor, metric: Metric) -> torch.Tensor:
+def _prepare(q: torch.Tensor, db: torch.Tensor, metric: str) -> torch.Tensor:
     """Queries in the compute precision, normalised for cosine."""
     compute = compute_dtype(db)
     if metric == "cosine":
@@ -194,7 +214,7 @@ def _library_topk(
     for start in range(0, n_rows, rows):
         chunk = db[start : start + rows].to(q.dtype)
         if metric == "cosine":
-            chunk = F.normalize(chunk.float(), dim=1).to(q.dtype)
+            chunk = _unit_rows(chunk)
         scores = q @ chunk.T  # [Q, chunk]: fp32 accumulation in the GEMM, stored in the data's precision
         if q_norms is not None:
             scores = q_norms + (chunk.float() ** 2).sum(dim=1)[None, :] - 2 * scores.float()
@@ -240,6 +260,7 @@ def _merge(
     """
     take = min(k, scores.shape[1])
     signed = scores.float() if largest else -scores.float()
+    signed = torch.where(signed == 0, 0.0, signed)  # -0.0 and +0.0 tie (their bits differ)
     bits = signed.contiguous().view(torch.int32).to(torch.int64)
     ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # IEEE order -> integer order
     low = 0xFFFFFFFF - (indices.to(torch.int64) & 0xFFFFFFFF)  # index -1 ranks last among equals
