@@ -23,7 +23,7 @@ class Settings:
     log_level: str = "INFO"
     max_body_bytes: int = 32 * 1024 * 1024  # a full batch of 1000 long Turkish commands fits
     max_batch_commands: int = 1000
-    services: tuple[str, ...] = ("segmentation", "embeddings")
+    services: tuple[str, ...] = ("segmentation", "embeddings", "orchestrator")
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto | fp32 | fp16 | bf16
     gpu_memory_gb: float = 0.0  # cap on this process's GPU memory; 0 = the whole card

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -52,11 +54,31 @@ def _mount_embeddings(app: FastAPI, settings: Settings) -> None:
     app.include_router(embeddings_router(_embedding_service(app, settings)))
 
 
+def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
+    from altlas.api.routes.models import models_router
+    from altlas.api.routes.openai_compat import openai_router
+    from altlas.orchestrator.manager import ModelManager
+
+    manager = ModelManager.from_settings(settings)
+    app.include_router(models_router(manager, started=int(time.time())))
+    app.include_router(openai_router(manager))
+    app.state.models = manager
+    app.state.on_start.append(manager.start)  # models marked load_at_start load in the background
+
+
 # name -> function that mounts the service's routers; later services add themselves here.
 SERVICES: dict[str, Callable[[FastAPI, Settings], None]] = {
     "segmentation": _mount_segmentation,
     "embeddings": _mount_embeddings,
+    "orchestrator": _mount_orchestrator,
 }
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    for hook in app.state.on_start:
+        hook()
+    yield
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -71,9 +93,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="altlas",
         version=altlas.__version__,
-        summary="ALT_LAS core: command segmentation into ALT task plans",
+        summary="ALT_LAS core: command segmentation into ALT task plans, and the models tasks need",
         docs_url="/docs",
+        lifespan=_lifespan,
     )
+    app.state.on_start = []
     install_error_handlers(app)
     for name in settings.services:
         SERVICES[name](app, settings)

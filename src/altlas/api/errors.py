@@ -7,6 +7,7 @@ the request id.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -21,20 +22,30 @@ from altlas.logs import request_id_var
 __all__ = ["install_error_handlers"]
 
 log = logging.getLogger("altlas.http")
+# pydantic names the member of a union that failed in the error's location: str, list[str], ...
+_UNION_TAG = re.compile(
+    r"^(str|int|float|bool|bytes|list\[.*\]|dict\[.*\]|tuple\[.*\]|[a-z-]+\[.*\]|Literal\[.*\])$"
+)
 
 
 def _status_of(exc: AltlasError) -> tuple[int, str]:
+    from altlas.orchestrator.manager import ModelUnavailableError, WrongTaskError
+
     if isinstance(exc, InputTooLargeError):
         return 413, "too_large"
     if isinstance(exc, NotFoundError):
         return 404, "not_found"
+    if isinstance(exc, WrongTaskError):
+        return 400, "wrong_task"
+    if isinstance(exc, ModelUnavailableError):
+        return 503, "model_unavailable"
     return 422, "invalid_value"
 
 
 async def _altlas_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AltlasError)
     status, code = _status_of(exc)
-    kind = "not_found_error" if status == 404 else "invalid_request_error"
+    kind = {404: "not_found_error", 503: "server_error"}.get(status, "invalid_request_error")
     return JSONResponse(error_body(str(exc), exc.field, code, kind), status_code=status)
 
 
@@ -42,6 +53,8 @@ def _location(loc: tuple[Any, ...]) -> str:
     parts = list(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
     text = ""
     for part in parts:
+        if isinstance(part, str) and _UNION_TAG.match(part):  # which member of a union, not a field
+            continue
         if isinstance(part, int):
             text += f"[{part}]"
         else:
@@ -52,6 +65,12 @@ def _location(loc: tuple[Any, ...]) -> str:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
+    if errors:  # of a union's failed members (same field), the deepest says most: input[0], not input
+        field_of_first = tuple(errors[0].get("loc", ()))[:2]
+        same_field = [e for e in errors if tuple(e.get("loc", ()))[:2] == field_of_first]
+        errors = [max(same_field, key=lambda e: len(e.get("loc", ())))] + [
+            e for e in errors if e not in same_field
+        ]
     first: dict[str, Any] = (
         dict(errors[0]) if errors else {"loc": ("body",), "msg": "invalid", "type": "invalid"}
     )

@@ -1,0 +1,320 @@
+"""OpenAI-compatible endpoints: /v1/embeddings, /v1/completions, /v1/chat/completions.
+
+Requests and responses keep OpenAI's shapes, so the official client and tools built on it
+work unchanged; `stream: true` answers with server-sent events ending in `data: [DONE]`.
+What a request cost travels beside that, where clients ignore it: the headers
+X-Altlas-Processing-Ms, X-Altlas-Queue-Ms and X-Altlas-Device, and an `altlas` object in
+JSON bodies (and in the last chunk of a stream). For a stream the processing header is
+the time to the first token; the full time is in the last chunk.
+Extensions beyond OpenAI's parameters: top_k and repetition_penalty.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from altlas.embeddings.service import MAX_TEXTS_PER_REQUEST, encode_base64
+from altlas.errors import InputTooLargeError, InvalidInputError
+from altlas.generation.engine import TokenEvent
+from altlas.generation.sampling import SamplingParams
+from altlas.orchestrator.backends import EmbeddingBackend, GenerationBackend
+from altlas.orchestrator.manager import Lease, ModelManager
+
+__all__ = ["openai_router"]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: StrictStr
+    user: StrictStr | None = None
+
+
+class EmbeddingsRequest(_Request):
+    input: StrictStr | list[StrictStr] = Field(description=f"a text or up to {MAX_TEXTS_PER_REQUEST} texts")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: StrictInt | None = None
+
+
+class _Sampling(_Request):
+    max_tokens: StrictInt | None = Field(default=None, ge=1)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    top_k: StrictInt = Field(
+        default=0, ge=0, description="altlas extension: keep the k likeliest tokens (0: off)"
+    )
+    repetition_penalty: float = Field(default=1.0, gt=0.0, le=10.0, description="altlas extension")
+    stop: StrictStr | list[StrictStr] | None = None
+    seed: StrictInt | None = None
+    n: Literal[1] = 1
+    stream: bool = False
+    stream_options: dict[str, bool] | None = None
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    logprobs: Literal[False] | None = None
+
+    def sampling(self, default_max: int) -> SamplingParams:
+        for name in ("frequency_penalty", "presence_penalty"):
+            if getattr(self, name):
+                raise InvalidInputError("is not supported (use repetition_penalty)", field=name)
+        stops = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        return SamplingParams(
+            max_tokens=self.max_tokens or default_max, temperature=self.temperature, top_p=self.top_p,
+            top_k=self.top_k, repetition_penalty=self.repetition_penalty, stop=stops, seed=self.seed,
+        )  # fmt: skip
+
+
+class CompletionRequest(_Sampling):
+    prompt: StrictStr | list[StrictStr]
+    echo: Literal[False] = False
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # name, tool_call_id ... are accepted and not used
+
+    role: Literal["system", "user", "assistant", "developer"]
+    content: StrictStr | list[dict[str, Any]]
+
+    def text(self, index: int) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        parts = []
+        for part in self.content:
+            if part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise InvalidInputError("only text parts are supported", field=f"messages[{index}].content")
+            parts.append(part["text"])
+        return "".join(parts)
+
+
+class ChatRequest(_Sampling):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: StrictInt | None = Field(default=None, ge=1)
+
+
+def _cost(lease: Lease, processing_ms: float, **extra: Any) -> tuple[dict[str, str], dict[str, Any]]:
+    headers = {
+        "X-Altlas-Processing-Ms": f"{processing_ms:.3f}",
+        "X-Altlas-Queue-Ms": f"{lease.queue_ms:.3f}",
+        "X-Altlas-Device": lease.device,
+    }
+    body = {
+        "processing_ms": round(processing_ms, 3),
+        "queue_ms": round(lease.queue_ms, 3),
+        "device": lease.device,
+        "batch_size": 1,
+        "model_gpu_bytes": lease.gpu_bytes,
+        **extra,
+    }
+    return headers, body
+
+
+def _sse(payload: dict[str, Any] | str) -> bytes:
+    return f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n".encode()
+
+
+def openai_router(manager: ModelManager) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["openai"])
+
+    # embeddings
+
+    def embed(body: EmbeddingsRequest) -> JSONResponse:
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        if not texts:
+            raise InvalidInputError("must hold at least one text", field="input")
+        if len(texts) > MAX_TEXTS_PER_REQUEST:
+            raise InputTooLargeError(
+                f"has {len(texts):,} texts; the limit is {MAX_TEXTS_PER_REQUEST:,}", field="input"
+            )
+        with manager.use(body.model, "embedding") as lease:
+            backend = lease.backend
+            assert isinstance(backend, EmbeddingBackend)
+            if body.dimensions is not None and body.dimensions != backend.embedder.dimension:
+                raise InvalidInputError(
+                    f"this model gives {backend.embedder.dimension} dimensions only", field="dimensions"
+                )
+            started = time.perf_counter()
+            vectors = backend.embedder.encode(texts)
+            tokens = backend.count_tokens(texts)
+            processing_ms = (time.perf_counter() - started) * 1e3
+        headers, cost = _cost(lease, processing_ms, batch_size=len(texts))
+        data = [
+            {"object": "embedding", "index": i,
+             "embedding": encode_base64(v) if body.encoding_format == "base64" else v.tolist()}
+            for i, v in enumerate(vectors)
+        ]  # fmt: skip
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        result = {"object": "list", "data": data, "model": body.model, "usage": usage, "altlas": cost}
+        return JSONResponse(result, headers=headers)
+
+    @router.post("/embeddings", summary="Embeddings (OpenAI shape; encoding_format float or base64)")
+    async def embeddings(body: EmbeddingsRequest) -> JSONResponse:
+        return await run_in_threadpool(embed, body)
+
+    # text generation
+
+    def generate(body: CompletionRequest | ChatRequest) -> JSONResponse | StreamingResponse:
+        chat = isinstance(body, ChatRequest)
+        stack = ExitStack()
+        try:
+            lease = stack.enter_context(manager.use(body.model, "generation"))
+            backend = lease.backend
+            assert isinstance(backend, GenerationBackend)
+            engine = backend.generator
+            if isinstance(body, ChatRequest):
+                messages = [{"role": m.role if m.role != "developer" else "system", "content": m.text(i)}
+                            for i, m in enumerate(body.messages)]  # fmt: skip
+                ids = engine.chat_ids(messages)
+                limit = body.max_completion_tokens or body.max_tokens
+            else:
+                prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+                if len(prompts) != 1:
+                    raise InvalidInputError("one prompt per request (n=1)", field="prompt")
+                ids = engine.text_ids(prompts[0])
+                limit = body.max_tokens
+            params = body.sampling(limit or (engine.max_context if chat else 16))
+            started = time.perf_counter()
+            events = engine.stream(ids, params, "messages" if chat else "prompt")
+            first = next(events)  # the prefill runs here, so its errors are still plain 4xx answers
+            first_ms = (time.perf_counter() - started) * 1e3
+        except BaseException:
+            stack.close()
+            raise
+        ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
+        created = int(time.time())
+        shape = _ChatShape(ident, created, body.model) if chat else _TextShape(ident, created, body.model)
+        if body.stream:
+            include_usage = bool((body.stream_options or {}).get("include_usage"))
+            headers, _ = _cost(lease, first_ms)
+            stream = _stream_events(stack, lease, shape, first, events, started, len(ids), include_usage)
+            return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+        with stack:
+            pieces, last = [first.text], first
+            for event in events:
+                pieces.append(event.text)
+                last = event
+            processing_ms = (time.perf_counter() - started) * 1e3
+        usage = _usage(len(ids), last.completion_tokens)
+        headers, cost = _cost(lease, processing_ms, **_speed(first_ms, processing_ms, last.completion_tokens))
+        result = shape.whole("".join(pieces), last.finish_reason or "length", usage, cost)
+        return JSONResponse(result, headers=headers)
+
+    @router.post(
+        "/completions",
+        summary="Text completion (OpenAI shape; stream: true for server-sent events)",
+        response_model=None,
+    )
+    async def completions(body: CompletionRequest) -> JSONResponse | StreamingResponse:
+        return await run_in_threadpool(generate, body)
+
+    @router.post(
+        "/chat/completions",
+        summary="Chat completion (OpenAI shape; stream: true for server-sent events)",
+        response_model=None,
+    )
+    async def chat_completions(body: ChatRequest) -> JSONResponse | StreamingResponse:
+        return await run_in_threadpool(generate, body)
+
+    return router
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}  # fmt: skip
+
+
+def _speed(first_ms: float, total_ms: float, tokens: int) -> dict[str, Any]:
+    decode_ms = total_ms - first_ms
+    rate = (tokens - 1) / (decode_ms / 1e3) if tokens > 1 and decode_ms > 0 else None
+    return {"time_to_first_token_ms": round(first_ms, 3), "decode_tokens_per_s": rate and round(rate, 1)}
+
+
+def _stream_events(
+    stack: ExitStack, lease: Lease, shape: _TextShape | _ChatShape, first: TokenEvent,
+    events: Iterator[TokenEvent], started: float, prompt_tokens: int, include_usage: bool,
+) -> Iterator[bytes]:  # fmt: skip
+    """The SSE body; the lease is held until the last event or the client leaves."""
+    with stack:
+        yield _sse(shape.opening())
+        last = first
+        first_ms = (time.perf_counter() - started) * 1e3
+        for event in _chain(first, events):
+            last = event
+            if event.finish_reason is None and event.text:
+                yield _sse(shape.piece(event.text))
+        total_ms = (time.perf_counter() - started) * 1e3
+        _, cost = _cost(lease, total_ms, **_speed(first_ms, total_ms, last.completion_tokens))
+        usage = _usage(prompt_tokens, last.completion_tokens)
+        yield _sse(shape.closing(last.finish_reason or "length", cost, None if include_usage else usage))
+        if include_usage:
+            yield _sse(shape.usage_chunk(usage))
+        yield _sse("[DONE]")
+
+
+def _chain(first: TokenEvent, rest: Iterator[TokenEvent]) -> Iterator[TokenEvent]:
+    yield first
+    yield from rest
+
+
+class _TextShape:
+    """/v1/completions bodies and chunks."""
+
+    def __init__(self, ident: str, created: int, model: str) -> None:
+        self.head = {"id": ident, "object": "text_completion", "created": created, "model": model}
+
+    def whole(self, text: str, finish: str, usage: dict[str, int], cost: dict[str, Any]) -> dict[str, Any]:
+        choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
+        return {**self.head, "choices": [choice], "usage": usage, "altlas": cost}
+
+    def opening(self) -> dict[str, Any]:
+        return self.piece("")
+
+    def piece(self, text: str) -> dict[str, Any]:
+        return {**self.head, "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": None}]}
+
+    def closing(self, finish: str, cost: dict[str, Any], usage: dict[str, int] | None) -> dict[str, Any]:
+        choice = {"text": "", "index": 0, "logprobs": None, "finish_reason": finish}
+        return {**self.head, "choices": [choice], "altlas": cost, **({"usage": usage} if usage else {})}
+
+    def usage_chunk(self, usage: dict[str, int]) -> dict[str, Any]:
+        return {**self.head, "choices": [], "usage": usage}
+
+
+class _ChatShape(_TextShape):
+    """/v1/chat/completions bodies and chunks."""
+
+    def __init__(self, ident: str, created: int, model: str) -> None:
+        self.head = {"id": ident, "object": "chat.completion", "created": created, "model": model}
+        self.chunk_head = {**self.head, "object": "chat.completion.chunk"}
+
+    def whole(self, text: str, finish: str, usage: dict[str, int], cost: dict[str, Any]) -> dict[str, Any]:
+        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                  "finish_reason": finish}  # fmt: skip
+        return {**self.head, "choices": [choice], "usage": usage, "altlas": cost}
+
+    def opening(self) -> dict[str, Any]:
+        delta = {"role": "assistant", "content": ""}
+        return {
+            **self.chunk_head,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}],
+        }
+
+    def piece(self, text: str) -> dict[str, Any]:
+        choice = {"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}
+        return {**self.chunk_head, "choices": [choice]}
+
+    def closing(self, finish: str, cost: dict[str, Any], usage: dict[str, int] | None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}
+        return {**self.chunk_head, "choices": [choice], "altlas": cost, **({"usage": usage} if usage else {})}
+
+    def usage_chunk(self, usage: dict[str, int]) -> dict[str, Any]:
+        return {**self.chunk_head, "choices": [], "usage": usage}

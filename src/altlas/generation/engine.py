@@ -1,0 +1,228 @@
+"""Text generation with a causal language model (transformers + torch), token by token.
+
+`TextGenerator` loads a transformers model folder (see convert.py for GGUF files) on a
+device, turns chat messages into token ids with the model's own chat template, and
+streams the answer: every step yields the new text (decoded incrementally, never a
+half character), and generation ends at an end-of-turn token, a stop sequence (which is
+not part of the answer) or the token budget.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from altlas.errors import InputTooLargeError, InvalidInputError
+from altlas.generation.sampling import SamplingParams, next_token
+
+__all__ = ["Completion", "TextGenerator", "TokenEvent"]
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """A piece of the answer; the last event of a stream has finish_reason "stop" or "length"."""
+
+    text: str
+    finish_reason: str | None = None
+    completion_tokens: int = 0  # on the last event: tokens generated (stop sequences included)
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    prefill_ms: float
+    decode_ms: float
+
+
+class TextGenerator:
+    """A causal LM and its tokenizer on one device; one generation at a time."""
+
+    def __init__(
+        self, folder: Path, device: torch.device, dtype: torch.dtype, max_context: int | None = None
+    ) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.folder = folder
+        self.device = device
+        self.dtype = dtype
+        try:
+            self.tokenizer: Any = AutoTokenizer.from_pretrained(folder)
+            model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+        except (OSError, ValueError, KeyError) as exc:
+            raise InvalidInputError(f"cannot load a causal LM from {folder}: {exc}", field="source") from None
+        self.model = model.to(device).eval()
+        # transformers 5 renamed the KV-cache argument and output field from past_key_values to cache
+        self._cache_name = (
+            "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        )
+        config = self.model.config
+        limit = int(getattr(config, "max_position_embeddings", 0) or 2048)
+        self.max_context = min(max_context or limit, limit)
+        eos = config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if self.tokenizer.eos_token_id is not None:
+            eos_ids.add(int(self.tokenizer.eos_token_id))
+        self.eos_ids = frozenset(eos_ids)
+        self.completion_tokens = 0  # counters over the engine's life
+        self.lock = threading.Lock()  # one generation at a time: the KV cache and stream are per call
+
+    # prompts
+
+    def chat_ids(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Token ids of a conversation in the model's chat template, ready for the assistant's turn."""
+        if self.tokenizer.chat_template is None:
+            raise InvalidInputError("this model has no chat template; use completions", field="messages")
+        ids: Any = self.tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=True, tokenize=True
+        )
+        if isinstance(ids, dict) or hasattr(ids, "keys"):  # a BatchEncoding in some versions
+            ids = ids["input_ids"]
+        return [int(i) for i in ids]
+
+    def text_ids(self, prompt: str) -> list[int]:
+        return [int(i) for i in self.tokenizer(prompt)["input_ids"]]
+
+    # generation
+
+    def complete(self, ids: Sequence[int], params: SamplingParams) -> Completion:
+        started = time.perf_counter()
+        pieces: list[str] = []
+        first_piece_at = 0.0
+        last = TokenEvent("", "length")
+        for event in self.stream(ids, params):
+            first_piece_at = first_piece_at or time.perf_counter()
+            pieces.append(event.text)
+            last = event
+        ended = time.perf_counter()
+        return Completion(
+            "".join(pieces), len(ids), last.completion_tokens, last.finish_reason or "length",
+            prefill_ms=(first_piece_at - started) * 1e3, decode_ms=(ended - first_piece_at) * 1e3,
+        )  # fmt: skip
+
+    def stream(
+        self, ids: Sequence[int], params: SamplingParams, field: str = "prompt"
+    ) -> Iterator[TokenEvent]:
+        """The answer as it is generated; the caller may stop iterating at any time.
+        `field` names the input in errors (prompt, messages)."""
+        if not ids:
+            raise InvalidInputError("the prompt is empty", field=field)
+        if len(ids) >= self.max_context:
+            raise InputTooLargeError(
+                f"the prompt has {len(ids):,} tokens; this model's context is {self.max_context:,} "
+                "tokens including the answer",
+                field=field,
+            )
+        budget = min(params.max_tokens, self.max_context - len(ids))
+        return self._stream(list(ids), params, budget)
+
+    def _stream(self, ids: list[int], params: SamplingParams, budget: int) -> Iterator[TokenEvent]:
+        generator = None
+        if params.seed is not None and not params.greedy:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(params.seed)
+        seen = torch.zeros(len(ids) + budget, dtype=torch.long, device=self.device)
+        seen[: len(ids)] = torch.tensor(ids, device=self.device)
+        text = _Detokenizer(self.tokenizer)
+        stops = _StopScanner(params.stop)
+        generated = 0
+        # Each step's tensor work sits in its own inference_mode block, never across a yield:
+        # a stream may be resumed on another thread, and the mode is per thread.
+        with torch.inference_mode():
+            output = self.model(input_ids=seen[None, : len(ids)], use_cache=True)
+            logits = output.logits[0, -1]
+        finish = "length"
+        for step in range(budget):
+            with torch.inference_mode():
+                token = next_token(logits, params, seen[: len(ids) + step], generator)
+                token_id = int(token)
+                if token_id not in self.eos_ids:
+                    seen[len(ids) + step] = token
+                    if step + 1 < budget:
+                        cache = {self._cache_name: getattr(output, self._cache_name)}
+                        output = self.model(input_ids=token.view(1, 1), use_cache=True, **cache)
+                        logits = output.logits[0, -1]
+            if token_id in self.eos_ids:
+                finish = "stop"
+                break
+            generated += 1
+            self.completion_tokens += 1
+            emit, stopped = stops.feed(text.add(token_id))
+            if emit:
+                yield TokenEvent(emit)
+            if stopped:
+                finish = "stop"
+                break
+        if finish == "length" or not stops.stopped:
+            rest = stops.flush()
+            if rest:
+                yield TokenEvent(rest)
+        yield TokenEvent("", finish, generated)
+
+    def warmup(self, prompts: Sequence[str]) -> None:
+        """Run the prefill and decode paths once per prompt so that first requests pay no set-up."""
+        for prompt in prompts or ["Hello"]:
+            chat = self.tokenizer.chat_template is not None
+            ids = self.chat_ids([{"role": "user", "content": prompt}]) if chat else self.text_ids(prompt)
+            self.complete(ids, SamplingParams(max_tokens=4, temperature=0.0))
+            self.complete(ids, SamplingParams(max_tokens=2, temperature=0.7, top_p=0.9, top_k=40, seed=0))
+
+    def describe(self) -> dict[str, Any]:
+        return {"max_context": self.max_context, "dtype": str(self.dtype).removeprefix("torch.")}
+
+
+class _Detokenizer:
+    """Text of a growing token sequence, a piece at a time: a piece is released only when
+    its last character is complete (byte-level tokens can split a UTF-8 character)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.prefix = 0
+        self.read = 0
+
+    def add(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        decode = self.tokenizer.decode
+        before = decode(self.ids[self.prefix : self.read], skip_special_tokens=True)
+        after = decode(self.ids[self.prefix :], skip_special_tokens=True)
+        if len(after) <= len(before) or after.endswith("\ufffd"):
+            return ""
+        self.prefix, self.read = self.read, len(self.ids)
+        return str(after[len(before) :])
+
+
+class _StopScanner:
+    """Holds back text that may be the start of a stop sequence; ends at the first stop."""
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self.stops = tuple(stops)
+        self.held = ""
+        self.stopped = False
+
+    def feed(self, piece: str) -> tuple[str, bool]:
+        if not self.stops:
+            return piece, False
+        self.held += piece
+        found = [i for i in (self.held.find(s) for s in self.stops) if i >= 0]
+        if found:
+            self.stopped = True
+            emit, self.held = self.held[: min(found)], ""
+            return emit, True
+        keep = max((n for s in self.stops for n in range(1, len(s)) if self.held.endswith(s[:n])), default=0)
+        emit = self.held[: len(self.held) - keep]
+        self.held = self.held[len(self.held) - keep :]
+        return emit, False
+
+    def flush(self) -> str:
+        rest, self.held = self.held, ""
+        return rest

