@@ -20,9 +20,15 @@ from typing import Any
 import torch
 
 from altlas.errors import InputTooLargeError, InvalidInputError
+from altlas.generation.llama_decoder import LlamaDecoder, supports
 from altlas.generation.sampling import SamplingParams, next_token
 
-__all__ = ["Completion", "TextGenerator", "TokenEvent"]
+__all__ = ["Completion", "TextGenerator", "TokenEvent", "cache_of"]
+
+
+def cache_of(output: Any) -> Any:
+    """The KV cache of a transformers forward's output (`cache` in 5.x, `past_key_values` before)."""
+    return output.cache if hasattr(output, "cache") else output.past_key_values
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,9 @@ class TokenEvent:
     text: str
     finish_reason: str | None = None
     completion_tokens: int = 0  # on the last event: tokens generated (stop sequences included)
+    token_ids: tuple[int, ...] = ()  # on the last event: the generated ids
+    prefill_ms: float = 0.0  # on the last event: prompt to first token
+    decode_ms: float = 0.0  # on the last event: first token to the end
 
 
 @dataclass(frozen=True)
@@ -42,14 +51,23 @@ class Completion:
     finish_reason: str
     prefill_ms: float
     decode_ms: float
+    token_ids: tuple[int, ...] = ()
 
 
 class TextGenerator:
     """A causal LM and its tokenizer on one device; one generation at a time."""
 
     def __init__(
-        self, folder: Path, device: torch.device, dtype: torch.dtype, max_context: int | None = None
+        self,
+        folder: Path,
+        device: torch.device,
+        dtype: torch.dtype,
+        max_context: int | None = None,
+        *,
+        fast_decode: bool | None = None,
     ) -> None:
+        """fast_decode: the static-cache, CUDA-graph decoder of llama_decoder.py (default: on CUDA
+        when the model is Llama-shaped); otherwise every token goes through transformers."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.folder = folder
@@ -73,6 +91,17 @@ class TextGenerator:
         if self.tokenizer.eos_token_id is not None:
             eos_ids.add(int(self.tokenizer.eos_token_id))
         self.eos_ids = frozenset(eos_ids)
+        self.decoder: LlamaDecoder | None = None
+        self.decode_path = "transformers"
+        if fast_decode is None or fast_decode:
+            reason = supports(self.model)
+            if reason is None and (fast_decode or device.type == "cuda"):
+                self.decoder = LlamaDecoder(self.model, self.max_context)
+                self.decode_path = "static cache + " + (
+                    "CUDA graph" if self.decoder.use_graph else "eager kernels"
+                )
+            elif fast_decode:
+                raise InvalidInputError(f"fast decoding is not available: {reason}", field="fast_decode")
         self.completion_tokens = 0  # counters over the engine's life
         self.lock = threading.Lock()  # one generation at a time: the KV cache and stream are per call
 
@@ -95,18 +124,14 @@ class TextGenerator:
     # generation
 
     def complete(self, ids: Sequence[int], params: SamplingParams) -> Completion:
-        started = time.perf_counter()
         pieces: list[str] = []
-        first_piece_at = 0.0
         last = TokenEvent("", "length")
         for event in self.stream(ids, params):
-            first_piece_at = first_piece_at or time.perf_counter()
             pieces.append(event.text)
             last = event
-        ended = time.perf_counter()
         return Completion(
             "".join(pieces), len(ids), last.completion_tokens, last.finish_reason or "length",
-            prefill_ms=(first_piece_at - started) * 1e3, decode_ms=(ended - first_piece_at) * 1e3,
+            prefill_ms=last.prefill_ms, decode_ms=last.decode_ms, token_ids=last.token_ids,
         )  # fmt: skip
 
     def stream(
@@ -134,27 +159,34 @@ class TextGenerator:
         seen[: len(ids)] = torch.tensor(ids, device=self.device)
         text = _Detokenizer(self.tokenizer)
         stops = _StopScanner(params.stop)
-        generated = 0
+        generated: list[int] = []
+        started = time.perf_counter()
+        first_token_at = 0.0
         # Each step's tensor work sits in its own inference_mode block, never across a yield:
         # a stream may be resumed on another thread, and the mode is per thread.
         with torch.inference_mode():
             output = self.model(input_ids=seen[None, : len(ids)], use_cache=True)
             logits = output.logits[0, -1]
+            if self.decoder is not None:
+                self.decoder.load_prefill(cache_of(output), len(ids))
         finish = "length"
         for step in range(budget):
             with torch.inference_mode():
                 token = next_token(logits, params, seen[: len(ids) + step], generator)
                 token_id = int(token)
+                first_token_at = first_token_at or time.perf_counter()
                 if token_id not in self.eos_ids:
                     seen[len(ids) + step] = token
-                    if step + 1 < budget:
+                    if step + 1 < budget and self.decoder is not None:
+                        logits = self.decoder.step(token, len(ids) + step)
+                    elif step + 1 < budget:
                         cache = {self._cache_name: getattr(output, self._cache_name)}
                         output = self.model(input_ids=token.view(1, 1), use_cache=True, **cache)
                         logits = output.logits[0, -1]
             if token_id in self.eos_ids:
                 finish = "stop"
                 break
-            generated += 1
+            generated.append(token_id)
             self.completion_tokens += 1
             emit, stopped = stops.feed(text.add(token_id))
             if emit:
@@ -166,7 +198,10 @@ class TextGenerator:
             rest = stops.flush()
             if rest:
                 yield TokenEvent(rest)
-        yield TokenEvent("", finish, generated)
+        ended = time.perf_counter()
+        first_token_at = first_token_at or ended
+        timing = {"prefill_ms": (first_token_at - started) * 1e3, "decode_ms": (ended - first_token_at) * 1e3}
+        yield TokenEvent("", finish, len(generated), tuple(generated), **timing)
 
     def warmup(self, prompts: Sequence[str]) -> None:
         """Run the prefill and decode paths once per prompt so that first requests pay no set-up."""
@@ -177,7 +212,8 @@ class TextGenerator:
             self.complete(ids, SamplingParams(max_tokens=2, temperature=0.7, top_p=0.9, top_k=40, seed=0))
 
     def describe(self) -> dict[str, Any]:
-        return {"max_context": self.max_context, "dtype": str(self.dtype).removeprefix("torch.")}
+        dtype = str(self.dtype).removeprefix("torch.")
+        return {"max_context": self.max_context, "dtype": dtype, "decode": self.decode_path}
 
 
 class _Detokenizer:

@@ -55,9 +55,16 @@ class GenerationBackend:
     task = "generation"
 
     def __init__(
-        self, path: Path, device: torch.device, dtype: torch.dtype, cache_dir: Path, max_context: int | None
+        self,
+        path: Path,
+        device: torch.device,
+        dtype: torch.dtype,
+        cache_dir: Path,
+        max_context: int | None,
+        fast_decode: bool | None = None,
     ) -> None:
-        self.generator = TextGenerator(model_folder(path, cache_dir), device, dtype, max_context)
+        folder = model_folder(path, cache_dir)
+        self.generator = TextGenerator(folder, device, dtype, max_context, fast_decode=fast_decode)
         self.device = device
 
     def warmup(self, inputs: list[str]) -> None:
@@ -65,6 +72,7 @@ class GenerationBackend:
 
     def close(self) -> None:
         self.generator.model = None
+        self.generator.decoder = None  # its cache, buffers and CUDA graph
 
 
 def build_backend(spec: ModelSpec, path: Path, device: torch.device, cache_dir: Path) -> Backend:
@@ -81,7 +89,11 @@ def build_backend(spec: ModelSpec, path: Path, device: torch.device, cache_dir: 
         max_context = spec.options.get("max_context")
         if max_context is not None and (not isinstance(max_context, int) or max_context < 16):
             raise InvalidInputError("must be an integer >= 16", field="options.max_context")
-        return GenerationBackend(path, device, resolve_dtype(precision, device), cache_dir, max_context)
+        fast_decode = spec.options.get("fast_decode")  # default: on CUDA for Llama-shaped models
+        if fast_decode is not None and not isinstance(fast_decode, bool):
+            raise InvalidInputError("must be true or false", field="options.fast_decode")
+        dtype = resolve_dtype(precision, device)
+        return GenerationBackend(path, device, dtype, cache_dir, max_context, fast_decode)
     raise InvalidInputError(
         f"backend {spec.backend!r} for task {spec.task} is not available here", field="backend"
     )

@@ -223,6 +223,10 @@ class ModelManager:
             gc.collect()
             if device is not None and device.type == "cuda":
                 torch.cuda.synchronize(device)
+                # cuBLAS keeps a workspace per stream a graph was captured on (32 MiB on Hopper)
+                clear_workspaces = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
+                if clear_workspaces is not None:
+                    clear_workspaces()
                 torch.cuda.empty_cache()
             after = _allocated(device)
         return {**self.status(name), "gpu_bytes_before": before, "gpu_bytes_after": after,

@@ -204,7 +204,7 @@ def openai_router(manager: ModelManager) -> APIRouter:
                 last = event
             processing_ms = (time.perf_counter() - started) * 1e3
         usage = _usage(len(ids), last.completion_tokens)
-        headers, cost = _cost(lease, processing_ms, **_speed(first_ms, processing_ms, last.completion_tokens))
+        headers, cost = _cost(lease, processing_ms, **_speed(last))
         result = shape.whole("".join(pieces), last.finish_reason or "length", usage, cost)
         return JSONResponse(result, headers=headers)
 
@@ -232,10 +232,13 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
             "total_tokens": prompt_tokens + completion_tokens}  # fmt: skip
 
 
-def _speed(first_ms: float, total_ms: float, tokens: int) -> dict[str, Any]:
-    decode_ms = total_ms - first_ms
-    rate = (tokens - 1) / (decode_ms / 1e3) if tokens > 1 and decode_ms > 0 else None
-    return {"time_to_first_token_ms": round(first_ms, 3), "decode_tokens_per_s": rate and round(rate, 1)}
+def _speed(last: TokenEvent) -> dict[str, Any]:
+    tokens, decode_s = last.completion_tokens, last.decode_ms / 1e3
+    rate = (tokens - 1) / decode_s if tokens > 1 and decode_s > 0 else None
+    return {
+        "time_to_first_token_ms": round(last.prefill_ms, 3),
+        "decode_tokens_per_s": rate and round(rate, 1),
+    }
 
 
 def _stream_events(
@@ -246,13 +249,12 @@ def _stream_events(
     with stack:
         yield _sse(shape.opening())
         last = first
-        first_ms = (time.perf_counter() - started) * 1e3
         for event in _chain(first, events):
             last = event
             if event.finish_reason is None and event.text:
                 yield _sse(shape.piece(event.text))
         total_ms = (time.perf_counter() - started) * 1e3
-        _, cost = _cost(lease, total_ms, **_speed(first_ms, total_ms, last.completion_tokens))
+        _, cost = _cost(lease, total_ms, **_speed(last))
         usage = _usage(prompt_tokens, last.completion_tokens)
         yield _sse(shape.closing(last.finish_reason or "length", cost, None if include_usage else usage))
         if include_usage:

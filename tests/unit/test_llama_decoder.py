@@ -1,0 +1,84 @@
+"""The fast decoder's kernels and step against transformers' Llama forward, on a small random model.
+
+Runs in the Triton interpreter on CPU (CI) and on CUDA (tests/gpu adds the CUDA-graph path
+on the real model).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from altlas.search.fused_topk import fused_available
+
+transformers = pytest.importorskip("transformers")
+
+pytestmark = pytest.mark.skipif(not fused_available(torch.device("cpu")), reason="needs triton's interpreter")
+
+
+def tiny_llama(kv_heads: int = 2, seed: int = 0) -> object:
+    config = transformers.LlamaConfig(
+        vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=kv_heads, max_position_embeddings=256, rms_norm_eps=1e-5, rope_theta=10000.0,
+        tie_word_embeddings=True,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    return transformers.LlamaForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("kv_heads", [1, 2, 4])
+def test_decode_steps_match_transformers(kv_heads: int) -> None:
+    from altlas.generation.engine import cache_of
+    from altlas.generation.llama_decoder import LlamaDecoder
+
+    model = tiny_llama(kv_heads)
+    prompt = torch.randint(0, 97, (1, 7))
+    with torch.no_grad():
+        out = model(input_ids=prompt, use_cache=True)
+        cache = cache_of(out)
+        decoder = LlamaDecoder(model, max_context=64, use_graph=False)
+        decoder.load_prefill(cache, prompt.shape[1])
+        token = out.logits[0, -1].argmax()
+        for step in range(12):
+            position = prompt.shape[1] + step
+            ours = decoder.step(token, position).clone()
+            out = model(input_ids=token.view(1, 1), use_cache=True, **{cache_name(model): cache})
+            cache = cache_of(out)
+            want = out.logits[0, -1]
+            torch.testing.assert_close(ours, want, atol=2e-5, rtol=1e-4)
+            token = want.argmax()
+
+
+def test_attention_spans_several_position_blocks() -> None:
+    from altlas.generation.engine import cache_of
+    from altlas.generation.llama_decoder import LlamaDecoder
+
+    model = tiny_llama(2, seed=1)
+    prompt = torch.randint(0, 97, (1, 150))  # the kernel reads 64 positions per block: three blocks
+    with torch.no_grad():
+        out = model(input_ids=prompt, use_cache=True)
+        decoder = LlamaDecoder(model, max_context=200, use_graph=False)
+        decoder.load_prefill(cache_of(out), 150)
+        token = torch.tensor(5)
+        ours = decoder.step(token, 150).clone()
+        want = model(input_ids=token.view(1, 1), use_cache=True, **{cache_name(model): cache_of(out)}).logits[
+            0, -1
+        ]
+    torch.testing.assert_close(ours, want, atol=2e-5, rtol=1e-4)
+
+
+def cache_name(model: object) -> str:
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"  # type: ignore[attr-defined]
+
+
+def test_unsupported_models_say_why() -> None:
+    from altlas.generation.llama_decoder import supports
+
+    model = tiny_llama()
+    assert supports(model) is None
+    config = model.config  # type: ignore[attr-defined]
+    name = "rope_parameters" if "rope_parameters" in config.to_dict() else "rope_scaling"
+    config.__dict__[name] = {"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0}
+    assert "rope scaling" in (supports(model) or "")
