@@ -4,7 +4,6 @@ generation streams from the CUDA-graph decoder, and every answer says it ran on 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from altlas.embeddings.engine import Embedder
 from altlas.embeddings.model_files import default_model_path
 
 from ..api.conftest import start_server
+from ..embedding_cases import model_path
 
 pytestmark = pytest.mark.gpu
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -30,7 +30,7 @@ def test_endpoints_run_on_cuda_and_agree_with_the_cpu(
 ) -> None:
     from generation import random_model_folder  # bench/generation.py
 
-    embedder_path = os.environ.get("ALTLAS_EMBEDDING_MODEL") or str(default_model_path())
+    embedder_path = str(model_path() or default_model_path())
     llm = random_model_folder(tmp_path / "lm", torch.bfloat16)
     data = tmp_path / "data"
     data.mkdir()
