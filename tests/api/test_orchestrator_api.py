@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import threading
 import time
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,7 +38,7 @@ def cost_headers(headers: Any) -> dict[str, str]:
 
 def test_models_are_listed_and_retrieved_in_openai_shape(oai: openai.OpenAI, server: Server) -> None:
     names = [m.id for m in oai.models.list().data]
-    assert {EMBEDDER, LLM} <= set(names)
+    assert {EMBEDDER, LLM, "silero-vad", "efficientnet-lite0"} <= set(names)
     model = oai.models.retrieve(LLM)
     status = model.model_extra["altlas"]  # type: ignore[index]
     assert status["task"] == "generation" and status["active_version"] == "q4_1"
@@ -218,3 +221,142 @@ def test_register_activate_unload_and_a_model_that_cannot_load(server: Server) -
         assert client.get("/healthz").status_code == 200  # the server stays up
         bad = client.post("/v1/models", json={"name": "x", "task": "painting", "versions": {"1": "a"}})
         assert bad.status_code == 422 and bad.json()["error"]["param"] == "body.task"
+
+
+AUDIO = Path(__file__).resolve().parents[1] / "data" / "audio"
+
+
+def encoded(samples: np.ndarray, rate: int, fmt: str) -> bytes:
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(
+        buffer, samples, rate, format=fmt, subtype={"WAV": "PCM_16", "FLAC": "PCM_16", "OGG": "VORBIS"}[fmt]
+    )
+    return buffer.getvalue()
+
+
+def speech() -> tuple[np.ndarray, int]:
+    import soundfile
+
+    samples, rate = soundfile.read(AUDIO / "speech_en.wav", dtype="float32")  # espeak-ng, see make_clips.sh
+    return samples, rate
+
+
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC", "OGG"])
+def test_vad_finds_the_spoken_sentence(server: Server, fmt: str) -> None:
+    samples, rate = speech()
+    silence = np.zeros(2 * rate, np.float32)
+    clip = encoded(np.concatenate([silence, samples, silence]), rate, fmt)
+    response = httpx.post(
+        server.url + "/v1/audio/vad", files={"file": (f"clip.{fmt.lower()}", clip)}, timeout=120
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["sample_rate"] == rate and abs(body["duration"] - (len(samples) / rate + 4)) < 0.01
+    segments = body["segments"]
+    assert segments and abs(segments[0]["start"] - 2.0) < 0.3 and segments[-1]["end"] > 5.0, segments
+    assert all(s["probability"] > 0.5 for s in segments) and body["speech_seconds"] > 2.5
+    assert set(cost_headers(response.headers)) == {
+        "x-altlas-processing-ms",
+        "x-altlas-queue-ms",
+        "x-altlas-device",
+    }
+
+
+def test_vad_finds_no_speech_in_silence_or_noise_and_finds_it_far_into_a_long_file(server: Server) -> None:
+    samples, rate = speech()
+    rng = np.random.default_rng(1)
+    for quiet in (np.zeros(3 * rate, np.float32), (rng.standard_normal(3 * rate) * 0.02).astype(np.float32)):
+        response = httpx.post(
+            server.url + "/v1/audio/vad", files={"file": ("q.wav", encoded(quiet, rate, "WAV"))}
+        )
+        assert response.status_code == 200 and response.json()["segments"] == [], response.text
+    long = np.zeros(75 * rate, np.float32)  # three 30 s pieces side by side
+    long[rate : rate + len(samples)] = samples
+    long[65 * rate : 65 * rate + len(samples)] = samples
+    response = httpx.post(
+        server.url + "/v1/audio/vad", files={"file": ("long.flac", encoded(long, rate, "FLAC"))}, timeout=120
+    )
+    starts = [s["start"] for s in response.json()["segments"]]
+    assert any(abs(s - 1.0) < 0.3 for s in starts) and any(abs(s - 65.0) < 0.3 for s in starts), starts
+
+
+def test_vad_bad_input(server: Server) -> None:
+    samples, rate = speech()
+    for files, data, status, param in [
+        ({"file": ("x.wav", b"not audio at all")}, {}, 415, "file"),
+        ({"file": ("x.wav", b"")}, {}, 415, "file"),
+        ({"file": ("x.wav", encoded(samples, rate, "WAV"))}, {"threshold": "2"}, 422, "threshold"),
+        ({"file": ("x.wav", encoded(samples, rate, "WAV"))}, {"model": LLM}, 400, "model"),
+        (None, {}, 422, "file"),
+    ]:
+        response = httpx.post(server.url + "/v1/audio/vad", files=files, data=data, timeout=60)
+        assert response.status_code == status, response.text
+        assert response.json()["error"]["param"] == param, response.text
+
+
+IMAGES = Path(__file__).resolve().parents[1] / "data" / "images"
+CATS = {"tabby, tabby cat", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat, Siamese"}
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("chelsea.jpg", CATS),
+        ("coffee.jpg", {"espresso", "cup", "coffee mug"}),
+        ("rocket.jpg", {"missile", "projectile, missile"}),
+    ],
+)
+def test_the_classifier_names_clear_photos(server: Server, name: str, expected: set[str]) -> None:
+    data = (IMAGES / name).read_bytes()
+    response = httpx.post(
+        server.url + "/v1/images/classify", files={"file": (name, data)}, data={"top_k": "5"}, timeout=120
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    labels = [p["label"] for p in body["predictions"]]
+    assert len(labels) == 5 and expected & set(labels), labels
+    assert labels[0] in expected  # the best guess is right too
+    scores = [p["score"] for p in body["predictions"]]
+    assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1.0001
+    assert (body["width"], body["height"]) == (320, 213) or name == "rocket.jpg"
+    assert set(cost_headers(response.headers)) == {
+        "x-altlas-processing-ms",
+        "x-altlas-queue-ms",
+        "x-altlas-device",
+    }
+
+
+def test_a_users_torchscript_classifier_by_path(server: Server, tmp_path: Path) -> None:
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(48, 3))
+    path = tmp_path / "tiny.pt"
+    with warnings.catch_warnings():  # torch 2.13 marks TorchScript deprecated; users still bring such files
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(model).save(str(path))
+    path.with_suffix(".labels.txt").write_text("red\ngreen\nblue\n")
+    spec = {"name": "tiny-classifier", "task": "image-classification", "backend": "torchscript",
+            "versions": {"1": str(path)}, "options": {"size": 32}}  # fmt: skip
+    assert httpx.post(server.url + "/v1/models", json=spec).status_code == 201
+    data = (IMAGES / "coffee.jpg").read_bytes()
+    response = httpx.post(server.url + "/v1/images/classify", files={"file": ("c.jpg", data)},
+                          data={"model": "tiny-classifier", "top_k": "3"}, timeout=120)  # fmt: skip
+    assert response.status_code == 200, response.text
+    assert sorted(p["label"] for p in response.json()["predictions"]) == ["blue", "green", "red"]
+
+
+def test_classify_bad_input(server: Server) -> None:
+    data = (IMAGES / "coffee.jpg").read_bytes()
+    for files, form, status, param in [
+        ({"file": ("x.jpg", b"GIF89a but not really")}, {}, 415, "file"),
+        ({"file": ("x.jpg", b"")}, {}, 415, "file"),
+        ({"file": ("x.jpg", data)}, {"top_k": "0"}, 422, "top_k"),
+        ({"file": ("x.jpg", data)}, {"model": EMBEDDER}, 400, "model"),
+        ({"file": ("x.jpg", data)}, {"model": "nope"}, 404, "model"),
+    ]:
+        response = httpx.post(server.url + "/v1/images/classify", files=files, data=form, timeout=60)
+        assert response.status_code == status, response.text
+        assert response.json()["error"]["param"] == param, response.text

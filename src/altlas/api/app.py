@@ -55,6 +55,7 @@ def _mount_embeddings(app: FastAPI, settings: Settings) -> None:
 
 
 def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
+    from altlas.api.routes.media import media_router
     from altlas.api.routes.models import models_router
     from altlas.api.routes.openai_compat import openai_router
     from altlas.orchestrator.manager import ModelManager
@@ -62,6 +63,7 @@ def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
     manager = ModelManager.from_settings(settings)
     app.include_router(models_router(manager, started=int(time.time())))
     app.include_router(openai_router(manager))
+    app.include_router(media_router(manager))
     app.state.models = manager
     app.state.on_start.append(manager.start)  # models marked load_at_start load in the background
 

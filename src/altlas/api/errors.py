@@ -29,8 +29,12 @@ _UNION_TAG = re.compile(
 
 
 def _status_of(exc: AltlasError) -> tuple[int, str]:
+    from altlas.audio.decode import UnsupportedAudioError
     from altlas.orchestrator.manager import ModelUnavailableError, WrongTaskError
+    from altlas.vision.classifier import UnsupportedImageError
 
+    if isinstance(exc, UnsupportedAudioError | UnsupportedImageError):
+        return 415, "unsupported_media"
     if isinstance(exc, InputTooLargeError):
         return 413, "too_large"
     if isinstance(exc, NotFoundError):

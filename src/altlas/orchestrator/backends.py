@@ -13,13 +13,15 @@ from typing import Protocol
 
 import torch
 
+from altlas.audio.vad import VoiceActivityDetector
 from altlas.embeddings.engine import Embedder
 from altlas.errors import InvalidInputError
 from altlas.generation.convert import model_folder
 from altlas.generation.engine import TextGenerator
 from altlas.orchestrator.registry import ModelSpec
+from altlas.vision.classifier import ImageClassifier
 
-__all__ = ["Backend", "EmbeddingBackend", "GenerationBackend", "build_backend"]
+__all__ = ["Backend", "EmbeddingBackend", "GenerationBackend", "ImageBackend", "VadBackend", "build_backend"]
 
 
 class Backend(Protocol):
@@ -75,6 +77,34 @@ class GenerationBackend:
         self.generator.decoder = None  # its cache, buffers and CUDA graph
 
 
+class VadBackend:
+    task = "audio-vad"
+
+    def __init__(self, path: Path, device: torch.device, chunk_seconds: float) -> None:
+        self.detector = VoiceActivityDetector(path, device, chunk_seconds)
+        self.device = device
+
+    def warmup(self, inputs: list[str]) -> None:
+        self.detector.warmup()
+
+    def close(self) -> None:
+        self.detector.model = None
+
+
+class ImageBackend:
+    task = "image-classification"
+
+    def __init__(self, kind: str, path: Path, device: torch.device, options: dict[str, object]) -> None:
+        self.classifier = ImageClassifier.load(kind, path, device, dict(options))
+        self.device = self.classifier.device
+
+    def warmup(self, inputs: list[str]) -> None:
+        self.classifier.warmup()
+
+    def close(self) -> None:
+        self.classifier.model = None
+
+
 def build_backend(spec: ModelSpec, path: Path, device: torch.device, cache_dir: Path) -> Backend:
     """The backend the spec names, loaded onto `device`."""
     from altlas.runtime.device import resolve_dtype
@@ -94,6 +124,13 @@ def build_backend(spec: ModelSpec, path: Path, device: torch.device, cache_dir: 
             raise InvalidInputError("must be true or false", field="options.fast_decode")
         dtype = resolve_dtype(precision, device)
         return GenerationBackend(path, device, dtype, cache_dir, max_context, fast_decode)
+    if spec.task == "audio-vad":
+        chunk = spec.options.get("chunk_seconds", 30.0)
+        if not isinstance(chunk, int | float) or not 1 <= chunk <= 3600:
+            raise InvalidInputError("must be 1 to 3600 seconds", field="options.chunk_seconds")
+        return VadBackend(path, device, float(chunk))
+    if spec.task == "image-classification":
+        return ImageBackend(spec.backend, path, device, spec.options)
     raise InvalidInputError(
         f"backend {spec.backend!r} for task {spec.task} is not available here", field="backend"
     )

@@ -23,6 +23,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from altlas.api.cost import request_cost
 from altlas.embeddings.service import MAX_TEXTS_PER_REQUEST, encode_base64
 from altlas.errors import InputTooLargeError, InvalidInputError
 from altlas.generation.engine import TokenEvent
@@ -101,23 +102,6 @@ class ChatRequest(_Sampling):
     max_completion_tokens: StrictInt | None = Field(default=None, ge=1)
 
 
-def _cost(lease: Lease, processing_ms: float, **extra: Any) -> tuple[dict[str, str], dict[str, Any]]:
-    headers = {
-        "X-Altlas-Processing-Ms": f"{processing_ms:.3f}",
-        "X-Altlas-Queue-Ms": f"{lease.queue_ms:.3f}",
-        "X-Altlas-Device": lease.device,
-    }
-    body = {
-        "processing_ms": round(processing_ms, 3),
-        "queue_ms": round(lease.queue_ms, 3),
-        "device": lease.device,
-        "batch_size": 1,
-        "model_gpu_bytes": lease.gpu_bytes,
-        **extra,
-    }
-    return headers, body
-
-
 def _sse(payload: dict[str, Any] | str) -> bytes:
     return f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n".encode()
 
@@ -146,7 +130,7 @@ def openai_router(manager: ModelManager) -> APIRouter:
             vectors = backend.embedder.encode(texts)
             tokens = backend.count_tokens(texts)
             processing_ms = (time.perf_counter() - started) * 1e3
-        headers, cost = _cost(lease, processing_ms, batch_size=len(texts))
+        headers, cost = request_cost(lease, processing_ms, batch_size=len(texts))
         data = [
             {"object": "embedding", "index": i,
              "embedding": encode_base64(v) if body.encoding_format == "base64" else v.tolist()}
@@ -194,7 +178,7 @@ def openai_router(manager: ModelManager) -> APIRouter:
         shape = _ChatShape(ident, created, body.model) if chat else _TextShape(ident, created, body.model)
         if body.stream:
             include_usage = bool((body.stream_options or {}).get("include_usage"))
-            headers, _ = _cost(lease, first_ms)
+            headers, _ = request_cost(lease, first_ms)
             stream = _stream_events(stack, lease, shape, first, events, started, len(ids), include_usage)
             return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
         with stack:
@@ -204,7 +188,7 @@ def openai_router(manager: ModelManager) -> APIRouter:
                 last = event
             processing_ms = (time.perf_counter() - started) * 1e3
         usage = _usage(len(ids), last.completion_tokens)
-        headers, cost = _cost(lease, processing_ms, **_speed(last))
+        headers, cost = request_cost(lease, processing_ms, **_speed(last))
         result = shape.whole("".join(pieces), last.finish_reason or "length", usage, cost)
         return JSONResponse(result, headers=headers)
 
@@ -254,7 +238,7 @@ def _stream_events(
             if event.finish_reason is None and event.text:
                 yield _sse(shape.piece(event.text))
         total_ms = (time.perf_counter() - started) * 1e3
-        _, cost = _cost(lease, total_ms, **_speed(last))
+        _, cost = request_cost(lease, total_ms, **_speed(last))
         usage = _usage(prompt_tokens, last.completion_tokens)
         yield _sse(shape.closing(last.finish_reason or "length", cost, None if include_usage else usage))
         if include_usage:
