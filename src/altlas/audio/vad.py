@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +57,11 @@ class VoiceActivityDetector:
             self.path = self.path / "silero_vad.jit"
         self.device = device or torch.device("cpu")
         try:
-            self.model = torch.jit.load(str(self.path), map_location=self.device).eval()  # type: ignore[no-untyped-call]
+            with (
+                warnings.catch_warnings()
+            ):  # torch 2.11+ calls TorchScript deprecated; this model ships as one
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.model = torch.jit.load(str(self.path), map_location=self.device).eval()  # type: ignore[no-untyped-call]
         except (RuntimeError, ValueError) as exc:
             raise InvalidInputError(
                 f"{self.path.name} is not a TorchScript VAD model: {exc}", field="source"

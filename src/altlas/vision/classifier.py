@@ -14,6 +14,7 @@ antialiased bilinear resampling, centre crop to size.
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -92,7 +93,9 @@ class ImageClassifier:
             model = _efficientnet_lite0(path).to(device)
         elif kind == "torchscript":
             try:
-                model = torch.jit.load(str(path), map_location=device).eval()  # type: ignore[no-untyped-call]
+                with warnings.catch_warnings():  # deprecated in torch 2.11+, still what users bring
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    model = torch.jit.load(str(path), map_location=device).eval()  # type: ignore[no-untyped-call]
             except (RuntimeError, ValueError) as exc:
                 raise InvalidInputError(
                     f"{path.name} is not a TorchScript model: {exc}", field="source"
