@@ -360,3 +360,65 @@ def test_classify_bad_input(server: Server) -> None:
         response = httpx.post(server.url + "/v1/images/classify", files=files, data=form, timeout=60)
         assert response.status_code == status, response.text
         assert response.json()["error"]["param"] == param, response.text
+
+
+def test_search_collections_add_search_replace_remove(server: Server) -> None:
+    with server.client() as client:
+        client.timeout = httpx.Timeout(120)
+        documents = [
+            {"id": "shot", "text": "take a screenshot of the screen"},
+            {"id": "weather", "text": "look up the weather forecast for tomorrow"},
+            {"id": "mail", "text": "send an email to the team"},
+            {"id": "music", "text": "play some relaxing jazz"},
+        ]
+        added = client.post("/v1/search/indexes/tasks/documents", json={"documents": documents})
+        assert added.status_code == 200 and added.json()["documents"] == 4, added.text
+        found = client.post(
+            "/v1/search",
+            json={"index": "tasks", "query": ["grab a screen capture", "will it rain tomorrow"], "k": 2},
+        )
+        assert found.status_code == 200, found.text
+        results = found.json()["results"]
+        assert results[0][0]["id"] == "shot" and results[1][0]["id"] == "weather" and len(results[0]) == 2
+        assert (
+            results[0][0]["text"] == "take a screenshot of the screen"
+            and results[0][0]["score"] > results[0][1]["score"]
+        )
+        assert found.headers["x-altlas-device"] and found.json()["altlas"]["batch_size"] == 2
+        client.post(
+            "/v1/search/indexes/tasks/documents",
+            json={"documents": [{"id": "shot", "text": "delete old log files"}]},
+        )
+        again = client.post("/v1/search", json={"index": "tasks", "query": "remove logs", "k": 1}).json()
+        assert again["results"][0][0] == {
+            "id": "shot",
+            "text": "delete old log files",
+            "score": again["results"][0][0]["score"],
+        }
+        assert (
+            client.post("/v1/search/indexes/tasks/remove", json={"ids": ["shot", "nope"]}).json()["removed"]
+            == 1
+        )
+        listed = {c["name"]: c for c in client.get("/v1/search/indexes").json()["data"]}
+        assert listed["tasks"]["documents"] == 3 and listed["tasks"]["model"] == EMBEDDER
+        assert (server.data_dir / "collections" / "tasks" / "vectors.npz").exists()
+        for path, body, status, param in [
+            ("/v1/search", {"index": "missing", "query": "x"}, 404, "index"),
+            ("/v1/search", {"index": "tasks", "query": "x", "k": 0}, 422, "k"),
+            (
+                "/v1/search/indexes/tasks/documents",
+                {"model": LLM, "documents": [{"id": "a", "text": "b"}]},
+                400,
+                "model",
+            ),
+            ("/v1/search/indexes/bad name/documents", {"documents": [{"id": "a", "text": "b"}]}, 422, "name"),
+            (
+                "/v1/search/indexes/other/documents",
+                {"documents": [{"id": "a", "text": "b"}, {"id": "a", "text": "c"}]},
+                422,
+                "documents",
+            ),
+        ]:
+            response = client.post(path, json=body)
+            assert response.status_code == status, (path, response.text)
+            assert response.json()["error"]["param"] == param, response.text

@@ -58,12 +58,17 @@ def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
     from altlas.api.routes.media import media_router
     from altlas.api.routes.models import models_router
     from altlas.api.routes.openai_compat import openai_router
+    from altlas.api.routes.search import search_router
     from altlas.orchestrator.manager import ModelManager
+    from altlas.runtime.device import resolve_device
+    from altlas.search.collections import Collections
 
     manager = ModelManager.from_settings(settings)
     app.include_router(models_router(manager, started=int(time.time())))
     app.include_router(openai_router(manager))
     app.include_router(media_router(manager))
+    collections = Collections(settings.data_dir / "collections", device=str(resolve_device(settings.device)))
+    app.include_router(search_router(manager, collections))
     app.state.models = manager
     app.state.on_start.append(manager.start)  # models marked load_at_start load in the background
 
