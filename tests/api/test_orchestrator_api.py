@@ -348,6 +348,32 @@ def test_a_users_torchscript_classifier_by_path(server: Server, tmp_path: Path) 
     assert sorted(p["label"] for p in response.json()["predictions"]) == ["blue", "green", "red"]
 
 
+def test_a_users_onnx_classifier_by_path(server: Server, tmp_path: Path) -> None:
+    import torch
+
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(
+        torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(48, 4)
+    ).eval()
+    path = tmp_path / "tiny.onnx"
+    with warnings.catch_warnings():  # the TorchScript-based exporter is deprecated, and the simplest here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (torch.zeros(1, 3, 32, 32),), str(path), dynamo=False, input_names=["x"],
+                          dynamic_axes={"x": {0: "n"}})  # fmt: skip
+    spec = {"name": "tiny-onnx", "task": "image-classification", "backend": "onnx",
+            "versions": {"1": str(path)}, "options": {"size": 32}}  # fmt: skip
+    assert httpx.post(server.url + "/v1/models", json=spec).status_code == 201
+    data = (IMAGES / "chelsea.jpg").read_bytes()
+    response = httpx.post(server.url + "/v1/images/classify", files={"file": ("c.jpg", data)},
+                          data={"model": "tiny-onnx", "top_k": "4"}, timeout=120)  # fmt: skip
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    assert sorted(p["label"] for p in predictions) == ["0", "1", "2", "3"]  # no labels file: the indices
+    assert abs(sum(p["score"] for p in predictions) - 1.0) < 1e-4
+
+
 def test_classify_bad_input(server: Server) -> None:
     data = (IMAGES / "coffee.jpg").read_bytes()
     for files, form, status, param in [

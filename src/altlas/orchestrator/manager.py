@@ -24,6 +24,7 @@ import torch
 
 from altlas.errors import AltlasError, InvalidInputError, NotFoundError
 from altlas.orchestrator.backends import Backend, build_backend
+from altlas.orchestrator.placement import estimate_bytes, fits
 from altlas.orchestrator.registry import ModelSpec, Registry, resolve_source
 from altlas.runtime.device import resolve_device
 from altlas.settings import Settings
@@ -82,6 +83,7 @@ class ModelManager:
         self._entries = {spec.name: _Entry(spec) for spec in registry.all()}
         self._lock = threading.Lock()  # guards _entries
         self._loading = threading.Lock()  # one load at a time: GPU bytes are attributed by difference
+        self._placement: dict[str, str | None] = {}  # why a model sits where it does (auto policy)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelManager:
@@ -113,6 +115,7 @@ class ModelManager:
                 {"version": v, "source": s, "active": v == spec.active} for v, s in spec.versions.items()
             ],
             "device_policy": spec.device,
+            "placement": self._placement.get(name),
             "precision": spec.precision,
             "load_at_start": spec.load_at_start,
             "load_ms": entry.load_ms,
@@ -180,6 +183,11 @@ class ModelManager:
             device = resolve_device(policy)
         except InvalidInputError as exc:
             raise InvalidInputError(exc.message, field="device") from None
+        placement = None
+        if policy == "auto" and device.type == "cuda":  # only an explicit policy insists on the GPU
+            room, placement = fits(estimate_bytes(path), self._gpu_bytes_used(device), self._budget(device))
+            if not room:
+                device, placement = torch.device("cpu"), "on the CPU: " + placement
         before = _allocated(device)
         try:
             backend = build_backend(spec, path, device, self.cache_dir)
@@ -195,6 +203,7 @@ class ModelManager:
             torch.cuda.synchronize(device)
         warmed = time.perf_counter()
         gpu_bytes = max(0, _allocated(device) - before)
+        self._placement[spec.name] = placement
         return (
             backend,
             describe_device(backend.device),
@@ -202,6 +211,16 @@ class ModelManager:
             (loaded - started) * 1e3,
             (warmed - loaded) * 1e3,
         )
+
+    def _budget(self, device: torch.device) -> int:
+        total = int(torch.cuda.get_device_properties(device).total_memory)
+        cap = self.settings.gpu_memory_gb
+        return min(total, int(cap * 1e9)) if cap > 0 else total
+
+    def _gpu_bytes_used(self, device: torch.device) -> int:
+        with self._lock:
+            entries = list(self._entries.values())
+        return sum(e.gpu_bytes for e in entries if e.device and e.device.split(" ")[0] == str(device))
 
     def unload(self, name: str) -> dict[str, Any]:
         """Let go of the model; reports the GPU memory allocated before and after."""

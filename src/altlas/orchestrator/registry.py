@@ -11,9 +11,7 @@ over the old one), so a crash leaves either the old registry or the new one.
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import tempfile
 import threading
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
@@ -23,6 +21,7 @@ from typing import Any
 import yaml
 
 from altlas.errors import InvalidInputError, NotFoundError
+from altlas.storage.atomic import write_atomically
 
 __all__ = ["BACKENDS", "TASKS", "ModelSpec", "Registry", "resolve_source"]
 
@@ -158,7 +157,7 @@ class Registry:
         self._lock = threading.Lock()
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomically(path, default_registry_text())
+            write_atomically(path, default_registry_text())
         self._models = self._read()
 
     def _read(self) -> dict[str, ModelSpec]:
@@ -182,7 +181,7 @@ class Registry:
             "# altlas model registry (written by altlas; edit with the server stopped, or over the API)\n"
         )
         body = yaml.safe_dump({"models": [m.to_dict() for m in self._models.values()]}, sort_keys=False)
-        _write_atomically(self.path, header + body)
+        write_atomically(self.path, header + body)
 
     def names(self) -> list[str]:
         with self._lock:
@@ -227,16 +226,3 @@ class Registry:
             self._models[name] = spec
             self._save()
         return spec
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -11,9 +11,7 @@ unit vectors, so this module knows nothing of models or HTTP.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ import numpy as np
 
 from altlas.errors import InvalidInputError, NotFoundError
 from altlas.search.index import VectorIndex
+from altlas.storage.atomic import write_atomically, write_file_atomically
 
 __all__ = ["Collections", "Document", "Hit"]
 
@@ -122,15 +121,9 @@ class Collections:
     def _write(self, name: str, collection: _Collection) -> None:
         folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz")
-        os.close(fd)
-        collection.index.save(tmp)
-        os.replace(tmp, folder / "vectors.npz")
-        meta = json.dumps({"model": collection.model, "texts": collection.texts}, ensure_ascii=False)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(meta)
-        os.replace(tmp, folder / "collection.json")
+        write_file_atomically(folder / "vectors.npz", collection.index.save)
+        meta = {"model": collection.model, "texts": collection.texts}
+        write_atomically(folder / "collection.json", json.dumps(meta, ensure_ascii=False))
 
     def _read(self, folder: Path) -> _Collection:
         meta = json.loads((folder / "collection.json").read_text(encoding="utf-8"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import Any
 from altlas.errors import InvalidInputError, NotFoundError
 from altlas.plans.codec import plan_from_dict, plan_to_dict
 from altlas.plans.model import AltFile
+from altlas.storage.atomic import write_atomically
 
 __all__ = ["PlanPage", "PlanStore", "PlanSummary", "check_plan_id"]
 
@@ -90,7 +90,7 @@ class PlanStore:
         for plan in plans:
             path = self._path(plan.id)
             data = json.dumps(plan_to_dict(plan), ensure_ascii=False, separators=(",", ":")).encode()
-            _atomic_write(path, data)
+            write_atomically(path, data)
             with self._lock:
                 self._order.pop(plan.id, None)
                 self._order[plan.id] = path.stat().st_mtime
@@ -163,19 +163,6 @@ def _notify(listeners: list[Callable[[Any], None]], payload: Any) -> None:
             log.exception(
                 "plan store listener failed", extra={"listener": getattr(listener, "__qualname__", "?")}
             )
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _fsync_dir(directory: Path) -> None:

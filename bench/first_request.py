@@ -1,0 +1,92 @@
+"""Does warm-up work? For every model of the default registry: load it (warm-up included), then time
+the first real request against the median of the next ones. The first should cost no more than the
+others: compilation, allocator growth and graph capture belong to the load.
+
+    python bench/first_request.py [--device auto|cpu|cuda] [--repeat 5] [--data-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from altlas.generation.sampling import SamplingParams
+from altlas.orchestrator.manager import ModelManager
+from altlas.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def requests(manager: ModelManager) -> dict[str, Callable[[], Any]]:
+    """One realistic request per task, through the manager's lease as the endpoints do."""
+    import soundfile
+
+    speech, rate = soundfile.read(ROOT / "tests" / "data" / "audio" / "speech_en.wav", dtype="float32")
+    photo = (ROOT / "tests" / "data" / "images" / "chelsea.jpg").read_bytes()
+
+    def embed() -> Any:
+        with manager.use("all-minilm-l6-v2", "embedding") as lease:
+            return lease.backend.embedder.encode(["Chrome'u aç ve hava durumunu ara", "take a screenshot"])  # type: ignore[attr-defined]
+
+    def chat() -> Any:
+        with manager.use("smollm2-135m-instruct", "generation") as lease:
+            engine = lease.backend.generator  # type: ignore[attr-defined]
+            ids = engine.chat_ids([{"role": "user", "content": "What is the capital of France?"}])
+            return engine.complete(ids, SamplingParams(max_tokens=16, temperature=0.0))
+
+    def vad() -> Any:
+        clip = np.concatenate([np.zeros(rate, np.float32), speech, np.zeros(rate, np.float32)])
+        with manager.use("silero-vad", "audio-vad") as lease:
+            return lease.backend.detector.segments(clip, rate)  # type: ignore[attr-defined]
+
+    def classify() -> Any:
+        from altlas.vision.classifier import decode_image
+
+        with manager.use("efficientnet-lite0", "image-classification") as lease:
+            return lease.backend.classifier.classify(decode_image(photo), 5)  # type: ignore[attr-defined]
+
+    return {
+        "all-minilm-l6-v2": embed,
+        "smollm2-135m-instruct": chat,
+        "silero-vad": vad,
+        "efficientnet-lite0": classify,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--data-dir", type=Path, help="reuse a data dir (its converted-model cache)")
+    args = parser.parse_args()
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="altlas-first-request-"))
+    manager = ModelManager.from_settings(Settings(data_dir=data_dir, device=args.device))
+    columns = ("load ms", "warm-up ms", "first ms", "steady ms", "first/steady")
+    print(f"{'model':<24} {'device':<34} " + " ".join(f"{c:>12}" for c in columns))
+    for name, request in requests(manager).items():
+        status = manager.load(name)
+        started = time.perf_counter()
+        request()
+        first = (time.perf_counter() - started) * 1e3
+        steady = []
+        for _ in range(args.repeat):
+            started = time.perf_counter()
+            request()
+            steady.append((time.perf_counter() - started) * 1e3)
+        median = statistics.median(steady)
+        print(f"{name:<24} {status['device']:<34} {status['load_ms']:>12.0f} {status['warmup_ms']:>12.0f} "
+              f"{first:>12.1f} {median:>12.1f} {first / median:>11.2f}x")  # fmt: skip
+        manager.unload(name)
+
+
+if __name__ == "__main__":
+    main()
