@@ -3,6 +3,10 @@ the first real request against the median of the next ones. The first should cos
 others: compilation, allocator growth and graph capture belong to the load.
 
     python bench/first_request.py [--device auto|cpu|cuda] [--repeat 5] [--data-dir DIR]
+                                  [--only NAME ...] [--source NAME=PATH ...]
+
+--source points a model at another folder or file (e.g. a same-shape LLM where the real weights
+cannot travel); --only measures some of the models.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def requests(manager: ModelManager) -> dict[str, Callable[[], Any]]:
     """One realistic request per task, through the manager's lease as the endpoints do."""
-    import soundfile
-
-    speech, rate = soundfile.read(ROOT / "tests" / "data" / "audio" / "speech_en.wav", dtype="float32")
     photo = (ROOT / "tests" / "data" / "images" / "chelsea.jpg").read_bytes()
 
     def embed() -> Any:
@@ -42,6 +44,9 @@ def requests(manager: ModelManager) -> dict[str, Callable[[], Any]]:
             return engine.complete(ids, SamplingParams(max_tokens=16, temperature=0.0))
 
     def vad() -> Any:
+        from altlas.audio.decode import decode_audio
+
+        speech, rate = decode_audio((ROOT / "tests" / "data" / "audio" / "speech_en.wav").read_bytes())
         clip = np.concatenate([np.zeros(rate, np.float32), speech, np.zeros(rate, np.float32)])
         with manager.use("silero-vad", "audio-vad") as lease:
             return lease.backend.detector.segments(clip, rate)  # type: ignore[attr-defined]
@@ -67,12 +72,21 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--data-dir", type=Path, help="reuse a data dir (its converted-model cache)")
+    parser.add_argument("--only", nargs="+", help="model names to measure (default: all)")
+    parser.add_argument("--source", nargs="+", default=[], help="NAME=PATH: load NAME from PATH")
     args = parser.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="altlas-first-request-"))
     manager = ModelManager.from_settings(Settings(data_dir=data_dir, device=args.device))
+    for item in args.source:
+        name, _, path = item.partition("=")
+        spec = manager.registry.get(name)
+        manager.register(replace(spec, versions={**spec.versions, "bench": path}))
+        manager.activate(name, "bench")
     columns = ("load ms", "warm-up ms", "first ms", "steady ms", "first/steady")
     print(f"{'model':<24} {'device':<34} " + " ".join(f"{c:>12}" for c in columns))
     for name, request in requests(manager).items():
+        if args.only and name not in args.only:
+            continue
         status = manager.load(name)
         started = time.perf_counter()
         request()

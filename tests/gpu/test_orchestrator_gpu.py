@@ -72,6 +72,24 @@ def test_endpoints_run_on_cuda_and_agree_with_the_cpu(
             pieces = [json.loads(line[6:])["choices"][0]["delta"].get("content", "") for line in lines[:-1]]
             assert "".join(pieces) == whole.json()["choices"][0]["message"]["content"]
 
+            ask = {"model": "lm", "prompt": "One, two,", "max_tokens": 8, "temperature": 0}
+            plain = client.post("/v1/completions", json=ask)
+            assert plain.status_code == 200 and plain.headers["x-altlas-device"].startswith("cuda:0 "), (
+                plain.text
+            )
+            assert plain.json()["usage"]["completion_tokens"] >= 1
+
+            documents = [{"id": str(i), "text": t} for i, t in enumerate(TEXTS)]
+            added = client.post(
+                "/v1/search/indexes/gpu/documents", json={"model": "minilm", "documents": documents}
+            )
+            assert added.status_code == 200, added.text
+            found = client.post("/v1/search", json={"index": "gpu", "query": "take a screen shot", "k": 2})
+            assert found.status_code == 200 and found.headers["x-altlas-device"].startswith("cuda:0 "), (
+                found.text
+            )
+            assert found.json()["results"][0][0]["id"] == "1"
+
             models = {m["id"]: m["altlas"] for m in client.get("/v1/models").json()["data"]}
             total = sum(m["gpu_bytes"] for m in models.values())
             assert all(m["status"] == "loaded" for m in models.values()) and total < 8e9

@@ -204,12 +204,19 @@ class TextGenerator:
         yield TokenEvent("", finish, len(generated), tuple(generated), **timing)
 
     def warmup(self, prompts: Sequence[str]) -> None:
-        """Run the prefill and decode paths once per prompt so that first requests pay no set-up."""
+        """Run the prefill and decode paths once per prompt, and the prefill at a spread of
+        lengths (cuBLAS and attention pick kernels per shape, the allocator grows), so that
+        first requests pay no set-up."""
         for prompt in prompts or ["Hello"]:
             chat = self.tokenizer.chat_template is not None
             ids = self.chat_ids([{"role": "user", "content": prompt}]) if chat else self.text_ids(prompt)
             self.complete(ids, SamplingParams(max_tokens=4, temperature=0.0))
             self.complete(ids, SamplingParams(max_tokens=2, temperature=0.7, top_p=0.9, top_k=40, seed=0))
+        filler = self.text_ids("warm up ") or [0]
+        for length in (8, 24, 48, 96, 192, 384, 768):
+            if length < self.max_context - 4:
+                ids = (filler * (length // len(filler) + 1))[:length]
+                self.complete(ids, SamplingParams(max_tokens=2, temperature=0.0))
 
     def describe(self) -> dict[str, Any]:
         dtype = str(self.dtype).removeprefix("torch.")

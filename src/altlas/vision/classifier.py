@@ -145,7 +145,12 @@ class ImageClassifier:
         ]
 
     def warmup(self) -> None:
-        self.classify(np.zeros((300, 400, 3), dtype=np.uint8), top_k=1)
+        """A decode (Pillow loads its format plug-ins on first use: ~50 ms) and a classification."""
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.new("RGB", (320, 213), (120, 90, 60)).save(buffer, format="JPEG")
+        self.classify(decode_image(buffer.getvalue()), top_k=1)
 
 
 def _efficientnet_lite0(weights: Path) -> torch.nn.Module:
