@@ -82,3 +82,28 @@ def test_unsupported_models_say_why() -> None:
     name = "rope_parameters" if "rope_parameters" in config.to_dict() else "rope_scaling"
     config.__dict__[name] = {"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0}
     assert "rope scaling" in (supports(model) or "")
+
+
+def test_the_engine_decodes_the_same_tokens_on_both_paths(tmp_path: object) -> None:
+    """TextGenerator with the fast decoder (padded prefill, static cache) and without agree."""
+    from pathlib import Path
+
+    from altlas.generation.engine import TextGenerator
+    from altlas.generation.sampling import SamplingParams
+
+    folder = Path(str(tmp_path)) / "tiny"
+    model = tiny_llama(2, seed=3)
+    model.save_pretrained(folder)  # type: ignore[attr-defined]
+    tokenizers = pytest.importorskip("tokenizers")
+    vocab = {f"t{i}": i for i in range(97)}
+    tokenizer = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="t0"))
+    tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="t0").save_pretrained(folder)
+    fast = TextGenerator(folder, torch.device("cpu"), torch.float32, max_context=200, fast_decode=True)
+    plain = TextGenerator(folder, torch.device("cpu"), torch.float32, max_context=200, fast_decode=False)
+    for engine in (fast, plain):
+        engine.eos_ids = frozenset()
+    for length in (3, 64, 70):  # under, at and over one prefill bucket
+        prompt = [(7 * i + 3) % 97 for i in range(length)]
+        greedy = SamplingParams(max_tokens=6, temperature=0.0)
+        assert fast.complete(prompt, greedy).token_ids == plain.complete(prompt, greedy).token_ids
