@@ -23,7 +23,7 @@ from altlas.errors import InputTooLargeError, InvalidInputError
 from altlas.generation.llama_decoder import LlamaDecoder, supports
 from altlas.generation.sampling import SamplingParams, next_token
 
-__all__ = ["Completion", "TextGenerator", "TokenEvent", "cache_of"]
+__all__ = ["Completion", "StopScanner", "TextGenerator", "TokenEvent", "cache_of", "collect"]
 
 
 def cache_of(output: Any) -> Any:
@@ -124,15 +124,7 @@ class TextGenerator:
     # generation
 
     def complete(self, ids: Sequence[int], params: SamplingParams) -> Completion:
-        pieces: list[str] = []
-        last = TokenEvent("", "length")
-        for event in self.stream(ids, params):
-            pieces.append(event.text)
-            last = event
-        return Completion(
-            "".join(pieces), len(ids), last.completion_tokens, last.finish_reason or "length",
-            prefill_ms=last.prefill_ms, decode_ms=last.decode_ms, token_ids=last.token_ids,
-        )  # fmt: skip
+        return collect(self.stream(ids, params), len(ids))
 
     def stream(
         self, ids: Sequence[int], params: SamplingParams, field: str = "prompt"
@@ -158,7 +150,7 @@ class TextGenerator:
         seen = torch.zeros(len(ids) + budget, dtype=torch.long, device=self.device)
         seen[: len(ids)] = torch.tensor(ids, device=self.device)
         text = _Detokenizer(self.tokenizer)
-        stops = _StopScanner(params.stop)
+        stops = StopScanner(params.stop)
         generated: list[int] = []
         started = time.perf_counter()
         first_token_at = 0.0
@@ -233,6 +225,19 @@ class TextGenerator:
         return {"max_context": self.max_context, "dtype": dtype, "decode": self.decode_path}
 
 
+def collect(events: Iterator[TokenEvent], prompt_tokens: int) -> Completion:
+    """The whole answer of a stream."""
+    pieces: list[str] = []
+    last = TokenEvent("", "length")
+    for event in events:
+        pieces.append(event.text)
+        last = event
+    return Completion(
+        "".join(pieces), prompt_tokens, last.completion_tokens, last.finish_reason or "length",
+        prefill_ms=last.prefill_ms, decode_ms=last.decode_ms, token_ids=last.token_ids,
+    )  # fmt: skip
+
+
 PREFILL_BUCKET = 64  # prompt lengths are padded to a multiple of this on the fast-decode path
 
 
@@ -261,7 +266,7 @@ class _Detokenizer:
         return str(after[len(before) :])
 
 
-class _StopScanner:
+class StopScanner:
     """Holds back text that may be the start of a stop sequence; ends at the first stop."""
 
     def __init__(self, stops: Sequence[str]) -> None:

@@ -18,6 +18,7 @@ from altlas.embeddings.engine import Embedder
 from altlas.errors import InvalidInputError
 from altlas.generation.convert import model_folder
 from altlas.generation.engine import TextGenerator
+from altlas.generation.llama_cpp_engine import LlamaCppGenerator
 from altlas.orchestrator.registry import ModelSpec
 from altlas.vision.classifier import ImageClassifier
 
@@ -56,25 +57,19 @@ class EmbeddingBackend:
 class GenerationBackend:
     task = "generation"
 
-    def __init__(
-        self,
-        path: Path,
-        device: torch.device,
-        dtype: torch.dtype,
-        cache_dir: Path,
-        max_context: int | None,
-        fast_decode: bool | None = None,
-    ) -> None:
-        folder = model_folder(path, cache_dir)
-        self.generator = TextGenerator(folder, device, dtype, max_context, fast_decode=fast_decode)
+    def __init__(self, generator: TextGenerator | LlamaCppGenerator, device: torch.device) -> None:
+        self.generator = generator
         self.device = device
 
     def warmup(self, inputs: list[str]) -> None:
         self.generator.warmup(inputs)
 
     def close(self) -> None:
-        self.generator.model = None
-        self.generator.decoder = None  # its cache, buffers and CUDA graph
+        if isinstance(self.generator, TextGenerator):
+            self.generator.model = None
+            self.generator.decoder = None  # its cache, buffers and CUDA graph
+        else:
+            self.generator.llm.close()
 
 
 class VadBackend:
@@ -123,7 +118,14 @@ def build_backend(spec: ModelSpec, path: Path, device: torch.device, cache_dir: 
         if fast_decode is not None and not isinstance(fast_decode, bool):
             raise InvalidInputError("must be true or false", field="options.fast_decode")
         dtype = resolve_dtype(precision, device)
-        return GenerationBackend(path, device, dtype, cache_dir, max_context, fast_decode)
+        generator = TextGenerator(
+            model_folder(path, cache_dir), device, dtype, max_context, fast_decode=fast_decode
+        )
+        return GenerationBackend(generator, device)
+    if spec.task == "generation" and spec.backend == "llama-cpp":
+        max_context = spec.options.get("max_context")
+        llama = LlamaCppGenerator(path, gpu=device.type == "cuda", max_context=max_context)
+        return GenerationBackend(llama, device)
     if spec.task == "audio-vad":
         chunk = spec.options.get("chunk_seconds", 30.0)
         if not isinstance(chunk, int | float) or not 1 <= chunk <= 3600:
