@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from altlas.errors import InputTooLargeError, InvalidInputError
 from altlas.generation.engine import Completion, StopScanner, TokenEvent, collect
@@ -63,7 +63,7 @@ class LlamaCppGenerator:
     def chat_ids(self, messages: Sequence[dict[str, str]]) -> list[int]:
         if self.formatter is None:
             raise InvalidInputError("this model has no chat template; use completions", field="messages")
-        prompt = self.formatter(messages=list(messages)).prompt
+        prompt = self.formatter(messages=cast(Any, list(messages))).prompt
         return self.text_ids(prompt, special=True)
 
     def text_ids(self, prompt: str, special: bool = False) -> list[int]:
