@@ -23,7 +23,7 @@ import yaml
 from altlas.errors import InvalidInputError, NotFoundError
 from altlas.storage.atomic import write_atomically
 
-__all__ = ["BACKENDS", "TASKS", "ModelSpec", "Registry", "resolve_source"]
+__all__ = ["BACKENDS", "TASKS", "ModelSpec", "Registry", "default_registry_text", "resolve_source"]
 
 # task -> the backends that serve it
 BACKENDS: dict[str, tuple[str, ...]] = {
