@@ -19,17 +19,13 @@ __all__ = ["attention_kernel", "gemv_kernel", "rmsnorm_kernel", "rope_cache_kern
 
 
 @triton.jit  # type: ignore[untyped-decorator]
-def rmsnorm_kernel(  # type: ignore[no-untyped-def]
-    x_ptr, delta_ptr, weight_ptr, out_ptr, size, eps, ADD: tl.constexpr, BLOCK: tl.constexpr
-):
+def rmsnorm_kernel(x_ptr, weight_ptr, out_ptr, size, eps, BLOCK: tl.constexpr):  # type: ignore[no-untyped-def]
     """out = x / rms(x) * weight in fp32, rounded like transformers (normalised x to the
-    model's dtype, then times the weight); with ADD, first x += delta (the residual) in place."""
+    model's dtype, then times the weight). The layers fold their norms into gemv_kernel;
+    this is the final norm before the output projection."""
     offs = tl.arange(0, BLOCK)
     mask = offs < size
     x = tl.load(x_ptr + offs, mask=mask, other=0.0)
-    if ADD:
-        x = (x.to(tl.float32) + tl.load(delta_ptr + offs, mask=mask, other=0.0).to(tl.float32)).to(x.dtype)
-        tl.store(x_ptr + offs, x, mask=mask)
     xf = x.to(tl.float32)
     variance = tl.sum(xf * xf, axis=0) / size
     normed = (xf * tl.rsqrt(variance + eps)).to(x.dtype)

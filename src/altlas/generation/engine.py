@@ -23,7 +23,16 @@ from altlas.errors import InputTooLargeError, InvalidInputError
 from altlas.generation.llama_decoder import LlamaDecoder, supports
 from altlas.generation.sampling import SamplingParams, next_token
 
-__all__ = ["Completion", "StopScanner", "TextGenerator", "TokenEvent", "cache_of", "collect"]
+__all__ = [
+    "Completion",
+    "StopScanner",
+    "TextGenerator",
+    "TokenEvent",
+    "answer_budget",
+    "cache_of",
+    "collect",
+    "last_event",
+]
 
 
 def cache_of(output: Any) -> Any:
@@ -131,16 +140,7 @@ class TextGenerator:
     ) -> Iterator[TokenEvent]:
         """The answer as it is generated; the caller may stop iterating at any time.
         `field` names the input in errors (prompt, messages)."""
-        if not ids:
-            raise InvalidInputError("the prompt is empty", field=field)
-        if len(ids) >= self.max_context:
-            raise InputTooLargeError(
-                f"the prompt has {len(ids):,} tokens; this model's context is {self.max_context:,} "
-                "tokens including the answer",
-                field=field,
-            )
-        budget = min(params.max_tokens, self.max_context - len(ids))
-        return self._stream(list(ids), params, budget)
+        return self._stream(list(ids), params, answer_budget(ids, params, self.max_context, field))
 
     def _stream(self, ids: list[int], params: SamplingParams, budget: int) -> Iterator[TokenEvent]:
         generator = None
@@ -200,10 +200,7 @@ class TextGenerator:
             rest = stops.flush()
             if rest:
                 yield TokenEvent(rest)
-        ended = time.perf_counter()
-        first_token_at = first_token_at or ended
-        timing = {"prefill_ms": (first_token_at - started) * 1e3, "decode_ms": (ended - first_token_at) * 1e3}
-        yield TokenEvent("", finish, len(generated), tuple(generated), **timing)
+        yield last_event(finish, generated, started, first_token_at)
 
     def warmup(self, prompts: Sequence[str]) -> None:
         """Run the prefill and decode paths once per prompt, and the prefill at a spread of
@@ -220,9 +217,26 @@ class TextGenerator:
                 ids = (filler * (length // len(filler) + 1))[:length]
                 self.complete(ids, SamplingParams(max_tokens=2, temperature=0.0))
 
-    def describe(self) -> dict[str, Any]:
-        dtype = str(self.dtype).removeprefix("torch.")
-        return {"max_context": self.max_context, "dtype": dtype, "decode": self.decode_path}
+
+def answer_budget(ids: Sequence[int], params: SamplingParams, max_context: int, field: str) -> int:
+    """How many tokens the answer may take; errors for an empty prompt or one that fills the context."""
+    if not ids:
+        raise InvalidInputError("the prompt is empty", field=field)
+    if len(ids) >= max_context:
+        raise InputTooLargeError(
+            f"the prompt has {len(ids):,} tokens; this model's context is {max_context:,} "
+            "tokens including the answer",
+            field=field,
+        )
+    return min(params.max_tokens, max_context - len(ids))
+
+
+def last_event(finish: str, generated: list[int], started: float, first_token_at: float) -> TokenEvent:
+    """A stream's closing event: why it ended, the ids, prefill and decode times."""
+    ended = time.perf_counter()
+    first_token_at = first_token_at or ended
+    timing = {"prefill_ms": (first_token_at - started) * 1e3, "decode_ms": (ended - first_token_at) * 1e3}
+    return TokenEvent("", finish, len(generated), tuple(generated), **timing)
 
 
 def collect(events: Iterator[TokenEvent], prompt_tokens: int) -> Completion:

@@ -16,8 +16,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from altlas.errors import InputTooLargeError, InvalidInputError
-from altlas.generation.engine import Completion, StopScanner, TokenEvent, collect
+from altlas.errors import InvalidInputError
+from altlas.generation.engine import Completion, StopScanner, TokenEvent, answer_budget, collect, last_event
 from altlas.generation.sampling import SamplingParams
 
 __all__ = ["LlamaCppGenerator"]
@@ -72,15 +72,7 @@ class LlamaCppGenerator:
     def stream(
         self, ids: Sequence[int], params: SamplingParams, field: str = "prompt"
     ) -> Iterator[TokenEvent]:
-        if not ids:
-            raise InvalidInputError("the prompt is empty", field=field)
-        if len(ids) >= self.max_context:
-            raise InputTooLargeError(
-                f"the prompt has {len(ids):,} tokens; this model's context is {self.max_context:,} tokens "
-                "including the answer",
-                field=field,
-            )
-        return self._stream(list(ids), params, min(params.max_tokens, self.max_context - len(ids)))
+        return self._stream(list(ids), params, answer_budget(ids, params, self.max_context, field))
 
     def _stream(self, ids: list[int], params: SamplingParams, budget: int) -> Iterator[TokenEvent]:
         started = time.perf_counter()
@@ -114,10 +106,7 @@ class LlamaCppGenerator:
             rest = stops.flush() + text.decode(b"", final=True)
             if rest:
                 yield TokenEvent(rest)
-        ended = time.perf_counter()
-        first_token_at = first_token_at or ended
-        timing = {"prefill_ms": (first_token_at - started) * 1e3, "decode_ms": (ended - first_token_at) * 1e3}
-        yield TokenEvent("", finish, len(generated), tuple(generated), **timing)
+        yield last_event(finish, generated, started, first_token_at)
 
     def complete(self, ids: Sequence[int], params: SamplingParams) -> Completion:
         return collect(self.stream(ids, params), len(ids))
@@ -130,6 +119,3 @@ class LlamaCppGenerator:
                 else self.text_ids(prompt)
             )
             self.complete(ids, SamplingParams(max_tokens=4, temperature=0.0))
-
-    def describe(self) -> dict[str, Any]:
-        return {"max_context": self.max_context, "decode": self.decode_path}

@@ -166,9 +166,7 @@ class LlamaDecoder:
             self._gemv(w["gate_up"], self.x, self.act, norm=w["norm2"], swiglu=True)
             self._gemv(w["down"], self.act, self.x, residual=True)
         hidden_block = _pow2(self.hidden)
-        rmsnorm_kernel[(1,)](
-            self.x, self.x, self.final_norm, self.h, self.hidden, self.eps, ADD=False, BLOCK=hidden_block
-        )
+        rmsnorm_kernel[(1,)](self.x, self.final_norm, self.h, self.hidden, self.eps, BLOCK=hidden_block)
         torch.mv(self.lm_head, self.h, out=self.logits)
 
     def _gemv(
