@@ -4,12 +4,22 @@ AltlasError
 ├── InvalidInputError        input that breaks a rule; names the offending field
 │   ├── InvalidPlanError     an ALT plan that is not valid (unknown dependency, cycle, ...)
 │   └── InputTooLargeError   a command or a batch over its size limit
-└── NotFoundError            no such stored plan
+├── NotFoundError            no such stored plan
+├── OverloadedError          a queue is full: try again after `retry_after_s` (HTTP 429)
+└── TimedOutError            the request's time ran out before its answer (HTTP 504)
 """
 
 from __future__ import annotations
 
-__all__ = ["AltlasError", "InputTooLargeError", "InvalidInputError", "InvalidPlanError", "NotFoundError"]
+__all__ = [
+    "AltlasError",
+    "InputTooLargeError",
+    "InvalidInputError",
+    "InvalidPlanError",
+    "NotFoundError",
+    "OverloadedError",
+    "TimedOutError",
+]
 
 
 class AltlasError(Exception):
@@ -38,3 +48,15 @@ class InputTooLargeError(InvalidInputError):
 
 class NotFoundError(AltlasError):
     """No stored object with that id."""
+
+
+class OverloadedError(AltlasError):
+    """Work refused because a bounded queue is full; nothing was accepted, so nothing is lost."""
+
+    def __init__(self, message: str, retry_after_s: float, field: str | None = None) -> None:
+        super().__init__(message, field)
+        self.retry_after_s = retry_after_s
+
+
+class TimedOutError(AltlasError):
+    """The request's time limit passed before its answer was ready."""

@@ -28,6 +28,17 @@ class Settings:
     precision: str = "auto"  # auto | fp32 | fp16 | bf16
     gpu_memory_gb: float = 0.0  # cap on this process's GPU memory; 0 = the whole card
     embedding_model: str = ""  # a sentence-transformers folder; empty = the shipped all-MiniLM-L6-v2
+    # scheduling (issue 6): dynamic batching per model and device, bounded queues, time limits
+    batching: bool = True  # off: every request runs alone (the baseline batching is measured against)
+    batch_max_tokens: int = 0  # tokens gathered per batch; 0 = by device (GPU 32,768, CPU 4,096)
+    batch_max_wait_ms: float = 2.0  # how long the oldest request waits for others to join its batch
+    queue_max: int = 1024  # requests waiting per model; one more gets 429 with Retry-After
+    request_timeout_s: float = 60.0  # a request not answered by then gets 504 (0 = no limit)
+    max_concurrent_requests: int = 1024  # /v1 requests in the server at once; more get 429 (0 = no cap)
+    api_keys: tuple[str, ...] = ()  # when set, /v1 routes need "Authorization: Bearer <one of them>"
+    metrics_require_key: bool = False  # whether /metrics needs a key too (when keys are set)
+    job_workers: int = 2  # threads running async jobs
+    job_result_ttl_s: float = 7 * 24 * 3600.0  # finished jobs and their results are kept this long
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -50,6 +61,12 @@ class Settings:
             raise InvalidInputError(
                 f"must be >= 0 (0 = no cap), got {self.gpu_memory_gb}", field="gpu_memory_gb"
             )
+        for name in ("batch_max_tokens", "queue_max", "max_concurrent_requests", "job_workers"):
+            if getattr(self, name) < 0 or (name in ("queue_max", "job_workers") and getattr(self, name) < 1):
+                raise InvalidInputError(f"must be a positive number, got {getattr(self, name)}", field=name)
+        for name in ("batch_max_wait_ms", "request_timeout_s", "job_result_ttl_s"):
+            if not getattr(self, name) >= 0:
+                raise InvalidInputError(f"must be >= 0, got {getattr(self, name)}", field=name)
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise InvalidInputError(
                 f"must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}", field="log_level"

@@ -70,7 +70,26 @@ def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
     collections = Collections(settings.data_dir / "collections", device=str(resolve_device(settings.device)))
     app.include_router(search_router(manager, collections))
     app.state.models = manager
+    app.state.collections = collections
     app.state.on_start.append(manager.start)  # models marked load_at_start load in the background
+
+
+def _mount_jobs(app: FastAPI, settings: Settings) -> None:
+    """Async jobs of every kind the mounted services can run, kept in SQLite under the data dir."""
+    from altlas.api.job_kinds import job_kinds
+    from altlas.api.routes.jobs import jobs_router
+    from altlas.jobs.runner import JobRunner
+    from altlas.jobs.store import JobStore
+
+    kinds = job_kinds(app.state)
+    if not kinds:
+        return
+    store = JobStore(settings.data_dir / "jobs.sqlite3", result_ttl_s=settings.job_result_ttl_s)
+    runner = JobRunner(store, {name: kind.handler for name, kind in kinds.items()}, settings.job_workers)
+    app.include_router(jobs_router(store, runner, kinds))
+    app.state.jobs = store
+    app.state.on_start.append(runner.start)  # jobs a killed server left running are queued again
+    app.state.on_stop.extend([runner.stop, store.close])
 
 
 # name -> function that mounts the service's routers; later services add themselves here.
@@ -86,6 +105,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     for hook in app.state.on_start:
         hook()
     yield
+    for hook in app.state.on_stop:
+        hook()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -105,9 +126,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.on_start = []
+    app.state.on_stop = []
     install_error_handlers(app)
     for name in settings.services:
         SERVICES[name](app, settings)
+    _mount_jobs(app, settings)
     app.include_router(health_router(settings.data_dir, lambda: list(settings.services)))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)

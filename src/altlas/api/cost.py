@@ -9,18 +9,30 @@ from altlas.orchestrator.manager import Lease
 __all__ = ["request_cost"]
 
 
-def request_cost(lease: Lease, processing_ms: float, **extra: Any) -> tuple[dict[str, str], dict[str, Any]]:
-    """(headers, the body's `altlas` object) for a request served under `lease`."""
+def request_cost(
+    lease: Lease,
+    processing_ms: float,
+    queue_ms: float = 0.0,
+    batch_size: int = 1,
+    batch_requests: int = 1,
+    **extra: Any,
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """(headers, the body's `altlas` object) for a request served under `lease`.
+
+    processing_ms: the work that served this request (for a batched request, its batch's run);
+    queue_ms: arrival at the model's queue to the start of that work; batch_size: texts (images,
+    files) that ran together; batch_requests: the requests they came from."""
     headers = {
         "X-Altlas-Processing-Ms": f"{processing_ms:.3f}",
-        "X-Altlas-Queue-Ms": f"{lease.queue_ms:.3f}",
+        "X-Altlas-Queue-Ms": f"{queue_ms:.3f}",
         "X-Altlas-Device": lease.device,
     }
     body = {
         "processing_ms": round(processing_ms, 3),
-        "queue_ms": round(lease.queue_ms, 3),
+        "queue_ms": round(queue_ms, 3),
         "device": lease.device,
-        "batch_size": 1,
+        "batch_size": batch_size,
+        "batch_requests": batch_requests,
         "model_gpu_bytes": lease.gpu_bytes,
         **extra,
     }

@@ -7,17 +7,19 @@ the request id.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from altlas.api.middleware import error_body
-from altlas.errors import AltlasError, InputTooLargeError, NotFoundError
+from altlas.errors import AltlasError, InputTooLargeError, NotFoundError, OverloadedError, TimedOutError
 from altlas.logs import request_id_var
+from altlas.scheduling.waiting import ClientGone
 
 __all__ = ["install_error_handlers"]
 
@@ -30,6 +32,7 @@ _UNION_TAG = re.compile(
 
 def _status_of(exc: AltlasError) -> tuple[int, str]:
     from altlas.audio.decode import UnsupportedAudioError
+    from altlas.jobs.store import JobStateError
     from altlas.orchestrator.manager import ModelUnavailableError, WrongTaskError
     from altlas.vision.classifier import UnsupportedImageError
 
@@ -43,14 +46,30 @@ def _status_of(exc: AltlasError) -> tuple[int, str]:
         return 400, "wrong_task"
     if isinstance(exc, ModelUnavailableError):
         return 503, "model_unavailable"
+    if isinstance(exc, OverloadedError):
+        return 429, "overloaded"
+    if isinstance(exc, JobStateError):
+        return 409, "conflict"
+    if isinstance(exc, TimedOutError):
+        return 504, "timeout"
     return 422, "invalid_value"
 
 
 async def _altlas_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AltlasError)
     status, code = _status_of(exc)
-    kind = {404: "not_found_error", 503: "server_error"}.get(status, "invalid_request_error")
-    return JSONResponse(error_body(str(exc), exc.field, code, kind), status_code=status)
+    kind = {404: "not_found_error", 429: "rate_limit_error", 503: "server_error", 504: "server_error"}.get(
+        status, "invalid_request_error"
+    )
+    headers = None
+    if isinstance(exc, OverloadedError):  # whole seconds, as RFC 9110 asks; never 0
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+    return JSONResponse(error_body(str(exc), exc.field, code, kind), status_code=status, headers=headers)
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """Nobody is left to read an answer; 499 (nginx's "client closed request") for the log."""
+    return Response(status_code=499)
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -117,6 +136,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AltlasError, _altlas_error)
+    app.add_exception_handler(ClientGone, _client_gone)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

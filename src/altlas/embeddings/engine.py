@@ -10,6 +10,7 @@ only the final vectors come back.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -29,7 +30,7 @@ from altlas.errors import InvalidInputError
 from altlas.runtime.device import apply_memory_budget, resolve_device, resolve_dtype
 from altlas.settings import Settings
 
-__all__ = ["Embedder", "EncodeStats"]
+__all__ = ["Embedder", "EncodeStats", "StagedRequests"]
 
 _CHUNK_TEXTS = 8_192  # texts tokenized per producer step (and per worker task)
 # Inputs at least this large are tokenized by worker processes, where there are cores for them.
@@ -89,6 +90,7 @@ class Embedder:
         self.last_stats = EncodeStats()
         self._lock = threading.Lock()  # one encode at a time per engine: the device stream is shared
         self._pool: TokenizerPool | None = None
+        self._stream: torch.cuda.Stream | None = None  # copies of staged batches
         self.tokenizer_workers = _default_workers() if self.device.type == "cuda" else 0
 
     def close(self) -> None:
@@ -226,26 +228,92 @@ class Embedder:
     def _run_chunk(
         self, flat: np.ndarray, lengths: np.ndarray, budget: int, normalize: bool, stats: EncodeStats
     ) -> np.ndarray:
-        chunk_out = torch.empty((lengths.size, self.dimension), dtype=torch.float32, device=self.device)
-        for batch in plan_batches(flat, lengths, budget):
+        staged = [self._stage(batch) for batch in plan_batches(flat, lengths, budget)]
+        return self._run_staged(staged, lengths.size, normalize, stats)
+
+    def _run_staged(
+        self, staged: list[_StagedBatch], count: int, normalize: bool, stats: EncodeStats
+    ) -> np.ndarray:
+        chunk_out = torch.empty((count, self.dimension), dtype=torch.float32, device=self.device)
+        for batch in staged:
+            if batch.copied is not None:  # staged on the copy stream: the compute stream waits for it
+                torch.cuda.current_stream(self.device).wait_event(batch.copied)
             stats.batches += 1
             stats.real_tokens += batch.real_tokens
             stats.padded_tokens += batch.padded_tokens
             vectors = self._forward(batch, normalize)
-            chunk_out.index_copy_(0, self._to_device(batch.positions, torch.int64), vectors)
+            chunk_out.index_copy_(0, batch.positions, vectors)
         return chunk_out.cpu().numpy()
 
-    def _to_device(self, array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-        # Batches of ids are small (hundreds of KB): pinning each costs more than the copy saves.
-        return torch.from_numpy(array).to(self.device, dtype=dtype)
+    # batches of several requests (the server's dynamic batcher): stage while the last batch runs
 
-    def _forward(self, batch: Batch, normalize: bool) -> torch.Tensor:
-        ids = self._to_device(batch.ids, torch.int64)  # [B, S]
+    def stage_requests(self, requests: Sequence[tuple[np.ndarray, np.ndarray]]) -> StagedRequests:
+        """Tokenized requests (flat ids, lengths) planned into batches and copied to the device on a
+        side stream: host work that overlaps the batch running before it."""
+        flats = [flat for flat, _ in requests]
+        lengths = [length for _, length in requests]
+        all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int32)
+        all_flat = np.concatenate(flats) if flats else np.zeros(0, np.int32)
+        budget = _DEFAULT_BATCH_TOKENS[self.device.type]
+        stream = self._copy_stream()
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            staged = [
+                self._stage(batch, pin=stream is not None)
+                for batch in plan_batches(all_flat, all_lengths, budget)
+            ]
+        counts = [int(length.size) for length in lengths]
+        return StagedRequests(staged, counts)
+
+    def run_requests(self, staged: StagedRequests, normalize: bool = True) -> list[np.ndarray]:
+        """Vectors of each staged request, in order."""
+        total = sum(staged.counts)
+        with self._lock, torch.inference_mode():
+            stats = EncodeStats(texts=total)
+            started = time.perf_counter()
+            out = (
+                self._run_staged(staged.batches, total, normalize, stats)
+                if total
+                else np.zeros((0, self.dimension), np.float32)
+            )
+            stats.device_s = stats.wall_s = time.perf_counter() - started
+            self.last_stats = stats
+        bounds = np.cumsum([0, *staged.counts])
+        return [out[bounds[i] : bounds[i + 1]] for i in range(len(staged.counts))]
+
+    def _copy_stream(self) -> torch.cuda.Stream | None:
+        if self.device.type != "cuda":
+            return None
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
+        return self._stream
+
+    def _stage(self, batch: Batch, pin: bool = False) -> _StagedBatch:
+        """The batch's arrays on the device; with `pin`, copied from pinned memory without blocking
+        on the current (copy) stream, and an event to wait for."""
+
+        def to_device(array: np.ndarray) -> torch.Tensor:
+            tensor = torch.from_numpy(array).to(torch.int64)
+            if pin:
+                return tensor.pin_memory().to(self.device, non_blocking=True)
+            # Batches of ids are small (hundreds of KB): pinning each costs more than the copy saves.
+            return tensor.to(self.device)
+
+        ids, lengths, positions = to_device(batch.ids), to_device(batch.lengths), to_device(batch.positions)
+        copied = None
+        if pin:
+            copied = torch.cuda.Event()  # type: ignore[no-untyped-call]
+            copied.record()
+        return _StagedBatch(
+            ids, lengths, positions, batch.uniform, batch.real_tokens, batch.padded_tokens, copied
+        )
+
+    def _forward(self, batch: _StagedBatch, normalize: bool) -> torch.Tensor:
+        ids = batch.ids  # [B, S]
         if batch.uniform:
             hidden = self.model(ids, None)  # [B, S, H]: no padding, so no mask
             pooled = hidden[:, 0] if self.spec.pooling == "cls" else hidden.float().mean(dim=1)
         else:
-            lengths = self._to_device(batch.lengths, torch.int64)
+            lengths = batch.lengths
             mask = torch.arange(ids.shape[1], device=self.device)[None, :] < lengths[:, None]  # [B, S]
             hidden = self.model(ids, mask)
             if self.spec.pooling == "cls":
@@ -256,6 +324,25 @@ class Embedder:
                 pooled = summed / lengths[:, None].float()
         pooled = pooled.float()
         return F.normalize(pooled, p=2, dim=1) if normalize else pooled
+
+
+@dataclass(frozen=True, slots=True)
+class _StagedBatch:
+    ids: torch.Tensor  # [B, S] int64 on the device
+    lengths: torch.Tensor  # [B]
+    positions: torch.Tensor  # [B]: rows of the output
+    uniform: bool
+    real_tokens: int
+    padded_tokens: int
+    copied: torch.cuda.Event | None  # recorded after the copies (side-stream staging only)
+
+
+@dataclass(frozen=True, slots=True)
+class StagedRequests:
+    """Requests' batches on the device, waiting for their run; counts[i] texts of request i."""
+
+    batches: list[_StagedBatch]
+    counts: list[int]
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

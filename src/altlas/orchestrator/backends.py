@@ -8,21 +8,40 @@ package (altlas.embeddings, altlas.generation); a backend only adapts it.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import torch
 
-from altlas.audio.vad import VoiceActivityDetector
-from altlas.embeddings.engine import Embedder
-from altlas.errors import InvalidInputError
+from altlas.audio.vad import SpeechSegment, VoiceActivityDetector
+from altlas.embeddings.engine import Embedder, StagedRequests
+from altlas.errors import InvalidInputError, OverloadedError, TimedOutError
 from altlas.generation.convert import model_folder
 from altlas.generation.engine import TextGenerator
 from altlas.generation.llama_cpp_engine import LlamaCppGenerator
 from altlas.orchestrator.registry import ModelSpec
-from altlas.vision.classifier import ImageClassifier
+from altlas.scheduling.batcher import BatchPolicy, DynamicBatcher, Served
+from altlas.vision.classifier import ImageClassifier, Prediction
 
-__all__ = ["Backend", "EmbeddingBackend", "GenerationBackend", "ImageBackend", "VadBackend", "build_backend"]
+__all__ = [
+    "Backend",
+    "EmbeddingBackend",
+    "GenerationBackend",
+    "ImageBackend",
+    "VadBackend",
+    "VadRequest",
+    "build_backend",
+]
+
+_Tokenized = tuple[np.ndarray, np.ndarray]  # (flat ids, lengths) of one request's texts
 
 
 class Backend(Protocol):
@@ -35,31 +54,86 @@ class Backend(Protocol):
 
 
 class EmbeddingBackend:
+    """Embeddings through a dynamic batcher: concurrent requests share forward passes."""
+
     task = "embedding"
 
-    def __init__(self, path: Path, device: torch.device, precision: str) -> None:
+    def __init__(
+        self, name: str, path: Path, device: torch.device, precision: str, policy: BatchPolicy
+    ) -> None:
         self.embedder = Embedder(path, device=str(device), precision=precision)
         self.device = self.embedder.device
+        self.batcher: DynamicBatcher[_Tokenized, StagedRequests, np.ndarray] = DynamicBatcher(
+            f"{name}@{self.device}",
+            prepare=self.embedder.stage_requests,
+            run=self.embedder.run_requests,
+            cost=lambda request: int(request[1].sum()),
+            policy=policy,
+            size=lambda request: int(request[1].size),
+        )
+
+    def submit(self, texts: list[str]) -> tuple[Future[Served[np.ndarray]], int]:
+        """Queue texts (tokenized here, in the caller's thread); (future of their vectors, tokens)."""
+        flat, lengths = self.embedder.tokenizer(texts)
+        return self.batcher.submit((flat, lengths)), int(lengths.sum())
+
+    def encode(self, texts: list[str], timeout_s: float | None = None) -> Served[np.ndarray]:
+        """Vectors of `texts` through the batcher, waiting in this thread."""
+        future, _tokens = self.submit(texts)
+        return future.result(timeout_s)
 
     def warmup(self, inputs: list[str]) -> None:
         self.embedder.warmup()
         if inputs:
-            self.embedder.encode(inputs)
-
-    def count_tokens(self, texts: list[str]) -> int:
-        _ids, lengths = self.embedder.tokenizer(texts)
-        return int(lengths.sum())
+            self.encode(inputs)
 
     def close(self) -> None:
+        self.batcher.close()
         self.embedder.close()
 
 
 class GenerationBackend:
+    """One generation at a time, in arrival order; at most `policy.max_queue` waiting."""
+
     task = "generation"
 
-    def __init__(self, generator: TextGenerator | LlamaCppGenerator, device: torch.device) -> None:
+    def __init__(
+        self, generator: TextGenerator | LlamaCppGenerator, device: torch.device, policy: BatchPolicy
+    ) -> None:
         self.generator = generator
         self.device = device
+        self.max_queue = policy.max_queue
+        self._turn = threading.Lock()
+        self._waiting = 0
+        self._count = threading.Lock()
+        self._recent_s: deque[float] = deque(maxlen=16)
+
+    @contextmanager
+    def turn(self, timeout_s: float) -> Iterator[float]:
+        """Hold the model for one generation; yields the ms waited. OverloadedError when
+        `max_queue` requests wait already, TimedOutError after `timeout_s` (0: no limit)."""
+        with self._count:
+            if self._waiting >= self.max_queue:
+                recent = list(self._recent_s) or [1.0]
+                raise OverloadedError(
+                    f"{self._waiting} generations are waiting for this model (the limit)",
+                    retry_after_s=max(1.0, round(self._waiting * sum(recent) / len(recent), 1)),
+                )
+            self._waiting += 1
+        arrived = time.perf_counter()
+        try:
+            acquired = self._turn.acquire(timeout=timeout_s if timeout_s > 0 else -1)
+        finally:
+            with self._count:
+                self._waiting -= 1
+        if not acquired:
+            raise TimedOutError(f"no turn on the model within the {timeout_s:g} s limit", field="timeout")
+        started = time.perf_counter()
+        try:
+            yield (started - arrived) * 1e3
+        finally:
+            self._recent_s.append(time.perf_counter() - started)
+            self._turn.release()
 
     def warmup(self, inputs: list[str]) -> None:
         self.generator.warmup(inputs)
@@ -72,40 +146,103 @@ class GenerationBackend:
             self.generator.llm.close()
 
 
+@dataclass(frozen=True, slots=True)
+class VadRequest:
+    samples: np.ndarray
+    rate: int
+    threshold: float = 0.5
+    min_speech_ms: float = 250
+    min_silence_ms: float = 100
+    pad_ms: float = 30
+
+
 class VadBackend:
+    """One file at a time (its pieces already run side by side), queued like every backend."""
+
     task = "audio-vad"
 
-    def __init__(self, path: Path, device: torch.device, chunk_seconds: float) -> None:
+    def __init__(
+        self, name: str, path: Path, device: torch.device, chunk_seconds: float, policy: BatchPolicy
+    ) -> None:
         self.detector = VoiceActivityDetector(path, device, chunk_seconds)
         self.device = device
+        self.batcher: DynamicBatcher[VadRequest, VadRequest, tuple[list[SpeechSegment], float]] = (
+            DynamicBatcher(f"{name}@{device}", prepare=_only, run=self._run, policy=_one_at_a_time(policy))
+        )
+
+    def _run(self, request: VadRequest) -> list[tuple[list[SpeechSegment], float]]:
+        return [
+            self.detector.segments(
+                request.samples, request.rate, threshold=request.threshold,
+                min_speech_ms=request.min_speech_ms, min_silence_ms=request.min_silence_ms,
+                pad_ms=request.pad_ms,
+            )
+        ]  # fmt: skip
 
     def warmup(self, inputs: list[str]) -> None:
         self.detector.warmup()
 
     def close(self) -> None:
+        self.batcher.close()
         self.detector.model = None
 
 
 class ImageBackend:
+    """Images batched: each is resized on the device as it is gathered, the batch runs as one."""
+
     task = "image-classification"
 
-    def __init__(self, kind: str, path: Path, device: torch.device, options: dict[str, object]) -> None:
+    def __init__(
+        self, name: str, kind: str, path: Path, device: torch.device, options: dict[str, object],
+        policy: BatchPolicy,
+    ) -> None:  # fmt: skip
         self.classifier = ImageClassifier.load(kind, path, device, dict(options))
         self.device = self.classifier.device
+        self.batcher: DynamicBatcher[tuple[np.ndarray, int], _ImageBatch, list[Prediction]] = DynamicBatcher(
+            f"{name}@{self.device}", prepare=self._prepare, run=self._run, policy=_images(policy)
+        )
+
+    def _prepare(self, requests: list[tuple[np.ndarray, int]]) -> _ImageBatch:
+        pixels = torch.cat([self.classifier.preprocess(image) for image, _ in requests])
+        return pixels, [top_k for _, top_k in requests]
+
+    def _run(self, batch: _ImageBatch) -> list[list[Prediction]]:
+        pixels, top_ks = batch
+        return self.classifier.top_k(self.classifier.logits(pixels), top_ks)
 
     def warmup(self, inputs: list[str]) -> None:
         self.classifier.warmup()
 
     def close(self) -> None:
+        self.batcher.close()
         self.classifier.model = None
 
 
-def build_backend(spec: ModelSpec, path: Path, device: torch.device, cache_dir: Path) -> Backend:
-    """The backend the spec names, loaded onto `device`."""
+_ImageBatch = tuple[torch.Tensor, list[int]]
+
+
+def _only(items: list[VadRequest]) -> VadRequest:
+    (item,) = items
+    return item
+
+
+def _one_at_a_time(policy: BatchPolicy) -> BatchPolicy:
+    return replace(policy, enabled=False)
+
+
+def _images(policy: BatchPolicy) -> BatchPolicy:
+    """Each image costs 1; at most 64 per batch (224 x 224 x 3 floats each)."""
+    return replace(policy, max_batch_tokens=min(policy.max_batch_tokens, 64))
+
+
+def build_backend(
+    spec: ModelSpec, path: Path, device: torch.device, cache_dir: Path, policy: BatchPolicy
+) -> Backend:
+    """The backend the spec names, loaded onto `device`; `policy` for those that batch requests."""
     from altlas.runtime.device import resolve_dtype
 
     if spec.task == "embedding":
-        return EmbeddingBackend(path, device, spec.precision)
+        return EmbeddingBackend(spec.name, path, device, spec.precision, policy)
     if spec.task == "generation" and spec.backend == "transformers":
         # fp32 on CPU; on CUDA bf16 unless asked otherwise (fp16 overflows in some small LMs' activations)
         precision = (
@@ -121,18 +258,18 @@ def build_backend(spec: ModelSpec, path: Path, device: torch.device, cache_dir: 
         generator = TextGenerator(
             model_folder(path, cache_dir), device, dtype, max_context, fast_decode=fast_decode
         )
-        return GenerationBackend(generator, device)
+        return GenerationBackend(generator, device, policy)
     if spec.task == "generation" and spec.backend == "llama-cpp":
         max_context = spec.options.get("max_context")
         llama = LlamaCppGenerator(path, gpu=device.type == "cuda", max_context=max_context)
-        return GenerationBackend(llama, device)
+        return GenerationBackend(llama, device, policy)
     if spec.task == "audio-vad":
         chunk = spec.options.get("chunk_seconds", 30.0)
         if not isinstance(chunk, int | float) or not 1 <= chunk <= 3600:
             raise InvalidInputError("must be 1 to 3600 seconds", field="options.chunk_seconds")
-        return VadBackend(path, device, float(chunk))
+        return VadBackend(spec.name, path, device, float(chunk), policy)
     if spec.task == "image-classification":
-        return ImageBackend(spec.backend, path, device, spec.options)
+        return ImageBackend(spec.name, spec.backend, path, device, spec.options, policy)
     raise InvalidInputError(
         f"backend {spec.backend!r} for task {spec.task} is not available here", field="backend"
     )

@@ -1,11 +1,11 @@
 """Which models are loaded, where, and what they cost: loading, unloading, version swaps, leases.
 
 A request takes a *lease* on a model (`ModelManager.use`): the model is loaded if it is not
-(a failed load answers with its reason), the request waits its turn (one request at a time
-per model until the scheduler of issue 6 batches them; the wait is the queue time), and the
-lease keeps that backend alive until the request ends. So unloading or activating another
-version never breaks a request in flight: the new version is loaded and warmed up first,
-then swapped in; the old one is released when its last lease ends.
+(a failed load answers with its reason), and the lease keeps that backend alive until the
+request ends; the backend's own scheduler (a dynamic batcher, see altlas.scheduling) queues
+and batches the work. So unloading or activating another version never breaks a request in
+flight: the new version is loaded and warmed up first, then swapped in; the old one stops
+taking requests and finishes those it accepted.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -27,6 +27,7 @@ from altlas.orchestrator.backends import Backend, build_backend
 from altlas.orchestrator.placement import estimate_bytes, fits
 from altlas.orchestrator.registry import ModelSpec, Registry, resolve_source
 from altlas.runtime.device import resolve_device
+from altlas.scheduling.batcher import BatchPolicy
 from altlas.settings import Settings
 
 __all__ = ["Lease", "ModelManager", "ModelUnavailableError", "WrongTaskError"]
@@ -55,7 +56,6 @@ class _Entry:
     warmup_ms: float | None = None
     last_used: float | None = None
     requests: int = 0
-    turn: threading.Lock = field(default_factory=threading.Lock)  # one request at a time
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,6 @@ class Lease:
     name: str
     backend: Backend
     device: str  # e.g. "cuda:0 NVIDIA H100 80GB HBM3" or "cpu"
-    queue_ms: float
     gpu_bytes: int
 
 
@@ -190,7 +189,7 @@ class ModelManager:
                 device, placement = torch.device("cpu"), "on the CPU: " + placement
         before = _allocated(device)
         try:
-            backend = build_backend(spec, path, device, self.cache_dir)
+            backend = build_backend(spec, path, device, self.cache_dir, self.batch_policy(spec, device))
         except torch.OutOfMemoryError:
             gc.collect()
             torch.cuda.empty_cache()
@@ -211,6 +210,23 @@ class ModelManager:
             (loaded - started) * 1e3,
             (warmed - loaded) * 1e3,
         )
+
+    def batch_policy(self, spec: ModelSpec, device: torch.device) -> BatchPolicy:
+        """The settings' batching, queue bound and wait, overridden by the model's options."""
+        settings = self.settings
+        tokens = settings.batch_max_tokens or (32_768 if device.type == "cuda" else 4_096)
+        options = spec.options
+        try:
+            return BatchPolicy(
+                max_batch_tokens=int(options.get("max_batch_tokens", tokens)),
+                max_wait_ms=float(options.get("max_wait_ms", settings.batch_max_wait_ms)),
+                max_queue=int(options.get("max_queue", settings.queue_max)),
+                enabled=bool(options.get("batching", settings.batching)),
+            )
+        except (TypeError, ValueError):
+            raise InvalidInputError(
+                "max_batch_tokens, max_wait_ms and max_queue must be positive numbers", field="options"
+            ) from None
 
     def _budget(self, device: torch.device) -> int:
         total = int(torch.cuda.get_device_properties(device).total_memory)
@@ -274,22 +290,24 @@ class ModelManager:
 
     @contextmanager
     def use(self, name: str, task: str) -> Iterator[Lease]:
-        """The model, loaded, for one request of `task`; waits for its turn."""
+        """The model, loaded, for one request of `task` (its backend queues the work)."""
+        yield self.lease(name, task)
+
+    def lease(self, name: str, task: str) -> Lease:
+        """The model, loaded (here, if it is not: call from a worker thread), for one request."""
         entry = self._entry(name)
         spec = self.registry.get(name)
         if spec.task != task:
             raise WrongTaskError(f"model {name!r} does {spec.task}, not {task}", field="model")
-        arrived = time.perf_counter()
         if entry.backend is None:
             self.load(name)
-        with entry.turn:
-            backend = entry.backend
-            if backend is None:  # unloaded while this request waited
-                raise ModelUnavailableError(f"model {name!r} was unloaded; load it again", field="model")
-            queue_ms = (time.perf_counter() - arrived) * 1e3
+        backend = entry.backend
+        if backend is None:  # unloaded meanwhile
+            raise ModelUnavailableError(f"model {name!r} was unloaded; load it again", field="model")
+        with self._lock:
             entry.requests += 1
             entry.last_used = time.time()
-            yield Lease(name, backend, entry.device or str(backend.device), queue_ms, entry.gpu_bytes)
+        return Lease(name, backend, entry.device or str(backend.device), entry.gpu_bytes)
 
 
 def _allocated(device: torch.device | None) -> int:

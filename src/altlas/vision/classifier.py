@@ -135,13 +135,24 @@ class ImageClassifier:
         return out.float()
 
     def classify(self, image: np.ndarray, top_k: int = 5) -> list[Prediction]:
+        self.check_top_k(top_k)
+        return self.top_k(self.logits(self.preprocess(image)), [top_k])[0]
+
+    def check_top_k(self, top_k: int) -> None:
         if not 1 <= top_k <= len(self.labels):
             raise InvalidInputError(f"must be 1 to {len(self.labels)}, got {top_k}", field="top_k")
-        probabilities = torch.softmax(self.logits(self.preprocess(image)), dim=1)[0]
-        scores, indices = torch.topk(probabilities, top_k)
+
+    def top_k(self, logits: torch.Tensor, top_ks: list[int]) -> list[list[Prediction]]:
+        """The top_ks[i] likeliest labels of row i, with softmax scores (one copy to the host)."""
+        probabilities = torch.softmax(logits, dim=1)
+        scores, indices = torch.topk(probabilities, max(top_ks), dim=1)
+        scores_list, indices_list = scores.cpu().tolist(), indices.cpu().tolist()
         return [
-            Prediction(int(i), self.labels[int(i)], round(float(s), 6))
-            for s, i in zip(scores, indices, strict=True)
+            [
+                Prediction(int(i), self.labels[int(i)], round(float(s), 6))
+                for s, i in zip(row_s[:k], row_i[:k], strict=True)
+            ]
+            for row_s, row_i, k in zip(scores_list, indices_list, top_ks, strict=True)
         ]
 
     def warmup(self) -> None:

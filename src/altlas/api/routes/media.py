@@ -3,17 +3,17 @@ POST /v1/images/classify (top-k labels of an image)."""
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from altlas.api.cost import request_cost
 from altlas.audio.decode import decode_audio
-from altlas.orchestrator.backends import ImageBackend, VadBackend
+from altlas.orchestrator.backends import ImageBackend, VadBackend, VadRequest
 from altlas.orchestrator.manager import ModelManager
+from altlas.scheduling.waiting import wait_for
 from altlas.vision.classifier import decode_image
 
 __all__ = ["media_router"]
@@ -21,20 +21,29 @@ __all__ = ["media_router"]
 
 def media_router(manager: ModelManager) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["media"])
+    timeout_s = manager.settings.request_timeout_s
 
-    def detect(data: bytes, model: str, threshold: float, min_speech_ms: float, min_silence_ms: float,
-               pad_ms: float) -> JSONResponse:  # fmt: skip
-        samples, rate = decode_audio(data)
-        with manager.use(model, "audio-vad") as lease:
-            backend = lease.backend
-            assert isinstance(backend, VadBackend)
-            started = time.perf_counter()
-            segments, duration = backend.detector.segments(
-                samples, rate, threshold=threshold, min_speech_ms=min_speech_ms,
-                min_silence_ms=min_silence_ms, pad_ms=pad_ms,
-            )  # fmt: skip
-            processing_ms = (time.perf_counter() - started) * 1e3
-        headers, cost = request_cost(lease, processing_ms, audio_seconds=round(duration, 3))
+    @router.post(
+        "/audio/vad", summary="Speech segments (start, end, probability) in a WAV, FLAC or OGG upload"
+    )
+    async def audio_vad(
+        request: Request,
+        file: Annotated[UploadFile, File(description="the audio file")],
+        model: Annotated[str, Form()] = "silero-vad",
+        threshold: Annotated[float, Form(gt=0, lt=1)] = 0.5,
+        min_speech_ms: Annotated[float, Form(ge=0, le=60_000)] = 250,
+        min_silence_ms: Annotated[float, Form(ge=0, le=60_000)] = 100,
+        pad_ms: Annotated[float, Form(ge=0, le=10_000)] = 30,
+    ) -> JSONResponse:
+        data = await file.read()
+        samples, rate = await run_in_threadpool(decode_audio, data)
+        lease = await run_in_threadpool(manager.lease, model, "audio-vad")
+        backend = lease.backend
+        assert isinstance(backend, VadBackend)
+        job = VadRequest(samples, rate, threshold, min_speech_ms, min_silence_ms, pad_ms)
+        served = await wait_for(backend.batcher.submit(job), timeout_s, request.receive, "voice detection")
+        segments, duration = served.value
+        headers, cost = request_cost(lease, served.run_ms, served.queue_ms, audio_seconds=round(duration, 3))
         body: dict[str, Any] = {
             "model": model,
             "duration": round(duration, 3),
@@ -45,45 +54,32 @@ def media_router(manager: ModelManager) -> APIRouter:
         }
         return JSONResponse(body, headers=headers)
 
-    @router.post(
-        "/audio/vad", summary="Speech segments (start, end, probability) in a WAV, FLAC or OGG upload"
-    )
-    async def audio_vad(
-        file: Annotated[UploadFile, File(description="the audio file")],
-        model: Annotated[str, Form()] = "silero-vad",
-        threshold: Annotated[float, Form(gt=0, lt=1)] = 0.5,
-        min_speech_ms: Annotated[float, Form(ge=0, le=60_000)] = 250,
-        min_silence_ms: Annotated[float, Form(ge=0, le=60_000)] = 100,
-        pad_ms: Annotated[float, Form(ge=0, le=10_000)] = 30,
-    ) -> JSONResponse:
-        data = await file.read()
-        return await run_in_threadpool(detect, data, model, threshold, min_speech_ms, min_silence_ms, pad_ms)
-
-    def classify(data: bytes, model: str, top_k: int) -> JSONResponse:
-        image = decode_image(data)
-        with manager.use(model, "image-classification") as lease:
-            backend = lease.backend
-            assert isinstance(backend, ImageBackend)
-            started = time.perf_counter()
-            predictions = backend.classifier.classify(image, top_k)
-            processing_ms = (time.perf_counter() - started) * 1e3
-        headers, cost = request_cost(lease, processing_ms)
-        body = {
-            "model": model,
-            "width": int(image.shape[1]),
-            "height": int(image.shape[0]),
-            "predictions": [{"label": p.label, "index": p.index, "score": p.score} for p in predictions],
-            "altlas": cost,
-        }
-        return JSONResponse(body, headers=headers)
-
     @router.post("/images/classify", summary="Top-k labels with scores for an uploaded image")
     async def images_classify(
+        request: Request,
         file: Annotated[UploadFile, File(description="the image (JPEG, PNG, WebP, ...)")],
         model: Annotated[str, Form()] = "efficientnet-lite0",
         top_k: Annotated[int, Form(ge=1, le=1000)] = 5,
     ) -> JSONResponse:
         data = await file.read()
-        return await run_in_threadpool(classify, data, model, top_k)
+        image = await run_in_threadpool(decode_image, data)
+        lease = await run_in_threadpool(manager.lease, model, "image-classification")
+        backend = lease.backend
+        assert isinstance(backend, ImageBackend)
+        backend.classifier.check_top_k(top_k)
+        served = await wait_for(
+            backend.batcher.submit((image, top_k)), timeout_s, request.receive, "classification"
+        )
+        headers, cost = request_cost(
+            lease, served.run_ms, served.queue_ms, served.batch_size, served.batch_requests
+        )
+        body = {
+            "model": model,
+            "width": int(image.shape[1]),
+            "height": int(image.shape[0]),
+            "predictions": [{"label": p.label, "index": p.index, "score": p.score} for p in served.value],
+            "altlas": cost,
+        }
+        return JSONResponse(body, headers=headers)
 
     return router

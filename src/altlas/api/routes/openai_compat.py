@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
@@ -30,8 +30,11 @@ from altlas.generation.engine import TokenEvent
 from altlas.generation.sampling import SamplingParams
 from altlas.orchestrator.backends import EmbeddingBackend, GenerationBackend
 from altlas.orchestrator.manager import Lease, ModelManager
+from altlas.scheduling.waiting import wait_for
 
-__all__ = ["openai_router"]
+__all__ = ["ChatRequest", "CompletionRequest", "generate", "generate_json", "openai_router"]
+
+T = TypeVar("T")
 
 
 class _Request(BaseModel):
@@ -111,7 +114,10 @@ def openai_router(manager: ModelManager) -> APIRouter:
 
     # embeddings
 
-    def embed(body: EmbeddingsRequest) -> JSONResponse:
+    timeout_s = manager.settings.request_timeout_s
+
+    @router.post("/embeddings", summary="Embeddings (OpenAI shape; encoding_format float or base64)")
+    async def embeddings(body: EmbeddingsRequest, request: Request) -> JSONResponse:
         texts = [body.input] if isinstance(body.input, str) else body.input
         if not texts:
             raise InvalidInputError("must hold at least one text", field="input")
@@ -119,78 +125,33 @@ def openai_router(manager: ModelManager) -> APIRouter:
             raise InputTooLargeError(
                 f"has {len(texts):,} texts; the limit is {MAX_TEXTS_PER_REQUEST:,}", field="input"
             )
-        with manager.use(body.model, "embedding") as lease:
-            backend = lease.backend
-            assert isinstance(backend, EmbeddingBackend)
-            if body.dimensions is not None and body.dimensions != backend.embedder.dimension:
-                raise InvalidInputError(
-                    f"this model gives {backend.embedder.dimension} dimensions only", field="dimensions"
-                )
-            started = time.perf_counter()
-            vectors = backend.embedder.encode(texts)
-            tokens = backend.count_tokens(texts)
-            processing_ms = (time.perf_counter() - started) * 1e3
-        headers, cost = request_cost(lease, processing_ms, batch_size=len(texts))
-        data = [
-            {"object": "embedding", "index": i,
-             "embedding": encode_base64(v) if body.encoding_format == "base64" else v.tolist()}
-            for i, v in enumerate(vectors)
-        ]  # fmt: skip
+        lease = await run_in_threadpool(manager.lease, body.model, "embedding")  # loads it if need be
+        backend = lease.backend
+        assert isinstance(backend, EmbeddingBackend)
+        if body.dimensions is not None and body.dimensions != backend.embedder.dimension:
+            raise InvalidInputError(
+                f"this model gives {backend.embedder.dimension} dimensions only", field="dimensions"
+            )
+        # A few texts are tokenized right here (microseconds); many, on a worker thread.
+        future, tokens = await _small_or_threaded(len(texts), backend.submit, texts)
+        served = await wait_for(future, timeout_s, request.receive, f"embedding {len(texts)} texts")
+        headers, cost = request_cost(
+            lease, served.run_ms, served.queue_ms, served.batch_size, served.batch_requests
+        )
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-        result = {"object": "list", "data": data, "model": body.model, "usage": usage, "altlas": cost}
-        return JSONResponse(result, headers=headers)
 
-    @router.post("/embeddings", summary="Embeddings (OpenAI shape; encoding_format float or base64)")
-    async def embeddings(body: EmbeddingsRequest) -> JSONResponse:
-        return await run_in_threadpool(embed, body)
+        def respond() -> JSONResponse:
+            data = [
+                {"object": "embedding", "index": i,
+                 "embedding": encode_base64(v) if body.encoding_format == "base64" else v.tolist()}
+                for i, v in enumerate(served.value)
+            ]  # fmt: skip
+            result = {"object": "list", "data": data, "model": body.model, "usage": usage, "altlas": cost}
+            return JSONResponse(result, headers=headers)
+
+        return await _small_or_threaded(len(texts), respond)
 
     # text generation
-
-    def generate(body: CompletionRequest | ChatRequest) -> JSONResponse | StreamingResponse:
-        chat = isinstance(body, ChatRequest)
-        stack = ExitStack()
-        try:
-            lease = stack.enter_context(manager.use(body.model, "generation"))
-            backend = lease.backend
-            assert isinstance(backend, GenerationBackend)
-            engine = backend.generator
-            if isinstance(body, ChatRequest):
-                messages = [{"role": m.role if m.role != "developer" else "system", "content": m.text(i)}
-                            for i, m in enumerate(body.messages)]  # fmt: skip
-                ids = engine.chat_ids(messages)
-                limit = body.max_completion_tokens or body.max_tokens
-            else:
-                prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-                if len(prompts) != 1:
-                    raise InvalidInputError("one prompt per request (n=1)", field="prompt")
-                ids = engine.text_ids(prompts[0])
-                limit = body.max_tokens
-            params = body.sampling(limit or (engine.max_context if chat else 16))
-            started = time.perf_counter()
-            events = engine.stream(ids, params, "messages" if chat else "prompt")
-            first = next(events)  # the prefill runs here, so its errors are still plain 4xx answers
-            first_ms = (time.perf_counter() - started) * 1e3
-        except BaseException:
-            stack.close()
-            raise
-        ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
-        created = int(time.time())
-        shape = _ChatShape(ident, created, body.model) if chat else _TextShape(ident, created, body.model)
-        if body.stream:
-            include_usage = bool((body.stream_options or {}).get("include_usage"))
-            headers, _ = request_cost(lease, first_ms)
-            stream = _stream_events(stack, lease, shape, first, events, started, len(ids), include_usage)
-            return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
-        with stack:
-            pieces, last = [first.text], first
-            for event in events:
-                pieces.append(event.text)
-                last = event
-            processing_ms = (time.perf_counter() - started) * 1e3
-        usage = _usage(len(ids), last.completion_tokens)
-        headers, cost = request_cost(lease, processing_ms, **_speed(last))
-        result = shape.whole("".join(pieces), last.finish_reason or "length", usage, cost)
-        return JSONResponse(result, headers=headers)
 
     @router.post(
         "/completions",
@@ -198,7 +159,7 @@ def openai_router(manager: ModelManager) -> APIRouter:
         response_model=None,
     )
     async def completions(body: CompletionRequest) -> JSONResponse | StreamingResponse:
-        return await run_in_threadpool(generate, body)
+        return await run_in_threadpool(generate, manager, body)
 
     @router.post(
         "/chat/completions",
@@ -206,9 +167,80 @@ def openai_router(manager: ModelManager) -> APIRouter:
         response_model=None,
     )
     async def chat_completions(body: ChatRequest) -> JSONResponse | StreamingResponse:
-        return await run_in_threadpool(generate, body)
+        return await run_in_threadpool(generate, manager, body)
 
     return router
+
+
+def generate(
+    manager: ModelManager, body: CompletionRequest | ChatRequest
+) -> JSONResponse | StreamingResponse:
+    """One completion or chat request: the whole answer, or (stream: true) its server-sent events.
+    Runs on a worker thread: it waits for the model's turn and generates there."""
+    timeout_s = manager.settings.request_timeout_s
+    chat = isinstance(body, ChatRequest)
+    stack = ExitStack()
+    try:
+        lease = manager.lease(body.model, "generation")
+        backend = lease.backend
+        assert isinstance(backend, GenerationBackend)
+        queue_ms = stack.enter_context(backend.turn(timeout_s))
+        engine = backend.generator
+        if isinstance(body, ChatRequest):
+            messages = [{"role": m.role if m.role != "developer" else "system", "content": m.text(i)}
+                        for i, m in enumerate(body.messages)]  # fmt: skip
+            ids = engine.chat_ids(messages)
+            limit = body.max_completion_tokens or body.max_tokens
+        else:
+            prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+            if len(prompts) != 1:
+                raise InvalidInputError("one prompt per request (n=1)", field="prompt")
+            ids = engine.text_ids(prompts[0])
+            limit = body.max_tokens
+        params = body.sampling(limit or (engine.max_context if chat else 16))
+        started = time.perf_counter()
+        events = engine.stream(ids, params, "messages" if chat else "prompt")
+        first = next(events)  # the prefill runs here, so its errors are still plain 4xx answers
+        first_ms = (time.perf_counter() - started) * 1e3
+    except BaseException:
+        stack.close()
+        raise
+    ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
+    created = int(time.time())
+    shape = _ChatShape(ident, created, body.model) if chat else _TextShape(ident, created, body.model)
+    if body.stream:
+        include_usage = bool((body.stream_options or {}).get("include_usage"))
+        headers, _ = request_cost(lease, first_ms, queue_ms)
+        stream = _stream_events(
+            stack, lease, shape, first, events, started, queue_ms, len(ids), include_usage
+        )
+        return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+    with stack:
+        pieces, last = [first.text], first
+        for event in events:
+            pieces.append(event.text)
+            last = event
+        processing_ms = (time.perf_counter() - started) * 1e3
+    usage = _usage(len(ids), last.completion_tokens)
+    headers, cost = request_cost(lease, processing_ms, queue_ms, **_speed(last))
+    result = shape.whole("".join(pieces), last.finish_reason or "length", usage, cost)
+    return JSONResponse(result, headers=headers)
+
+
+def generate_json(manager: ModelManager, body: CompletionRequest | ChatRequest) -> dict[str, Any]:
+    """The whole answer's JSON body (what an async job keeps)."""
+    response = generate(manager, body.model_copy(update={"stream": False}))
+    assert isinstance(response, JSONResponse)
+    result: dict[str, Any] = json.loads(bytes(response.body))
+    return result
+
+
+async def _small_or_threaded(size: int, work: Callable[..., T], *args: Any) -> T:
+    """`work` in the event loop for small inputs (a worker-thread hop costs more than it),
+    on a worker thread for large ones (so the loop keeps serving)."""
+    if size <= 32:
+        return work(*args)
+    return await run_in_threadpool(work, *args)
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
@@ -227,7 +259,8 @@ def _speed(last: TokenEvent) -> dict[str, Any]:
 
 def _stream_events(
     stack: ExitStack, lease: Lease, shape: _TextShape | _ChatShape, first: TokenEvent,
-    events: Iterator[TokenEvent], started: float, prompt_tokens: int, include_usage: bool,
+    events: Iterator[TokenEvent], started: float, queue_ms: float, prompt_tokens: int,
+    include_usage: bool,
 ) -> Iterator[bytes]:  # fmt: skip
     """The SSE body; the lease is held until the last event or the client leaves."""
     with stack:
@@ -238,7 +271,7 @@ def _stream_events(
             if event.finish_reason is None and event.text:
                 yield _sse(shape.piece(event.text))
         total_ms = (time.perf_counter() - started) * 1e3
-        _, cost = request_cost(lease, total_ms, **_speed(last))
+        _, cost = request_cost(lease, total_ms, queue_ms, **_speed(last))
         usage = _usage(prompt_tokens, last.completion_tokens)
         yield _sse(shape.closing(last.finish_reason or "length", cost, None if include_usage else usage))
         if include_usage:

@@ -13,11 +13,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from altlas.api.cost import request_cost
+from altlas.errors import TimedOutError
 from altlas.orchestrator.backends import EmbeddingBackend
 from altlas.orchestrator.manager import Lease, ModelManager
 from altlas.search.collections import Collections, Document
 
-__all__ = ["search_router"]
+__all__ = ["SearchRequest", "run_search", "search_router"]
 
 DEFAULT_MODEL = "all-minilm-l6-v2"
 
@@ -57,13 +58,38 @@ class _Embedder:
         self.manager = manager
         self.model = model
         self.lease: Lease | None = None
+        self.queue_ms = 0.0
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        with self.manager.use(self.model, "embedding") as lease:
-            backend = lease.backend
-            assert isinstance(backend, EmbeddingBackend)
-            self.lease = lease
-            return backend.embedder.encode(list(texts))
+        lease = self.manager.lease(self.model, "embedding")
+        backend = lease.backend
+        assert isinstance(backend, EmbeddingBackend)
+        self.lease = lease
+        timeout_s = self.manager.settings.request_timeout_s
+        try:
+            served = backend.encode(list(texts), timeout_s or None)
+        except TimeoutError:
+            raise TimedOutError(
+                f"embedding took longer than the {timeout_s:g} s limit", field="timeout"
+            ) from None
+        self.queue_ms += served.queue_ms
+        return served.value
+
+
+def run_search(
+    manager: ModelManager, collections: Collections, body: SearchRequest
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """(response body, cost headers) of one search request."""
+    queries = [body.query] if isinstance(body.query, str) else body.query
+    model = collections.model_of(body.index)
+    embed = _Embedder(manager, model)
+    started = time.perf_counter()
+    results = collections.search(body.index, queries, body.k, embed)
+    processing_ms = (time.perf_counter() - started) * 1e3
+    assert embed.lease is not None
+    headers, cost = request_cost(embed.lease, processing_ms, embed.queue_ms, batch_size=len(queries))
+    rows = [[{"id": h.id, "text": h.text, "score": h.score} for h in hits] for hits in results]
+    return {"index": body.index, "model": model, "results": rows, "altlas": cost}, headers
 
 
 def search_router(manager: ModelManager, collections: Collections) -> APIRouter:
@@ -75,18 +101,8 @@ def search_router(manager: ModelManager, collections: Collections) -> APIRouter:
         return {"index": name, "model": body.model, "added": len(documents), "documents": size}
 
     def search(body: SearchRequest) -> JSONResponse:
-        queries = [body.query] if isinstance(body.query, str) else body.query
-        model = collections.model_of(body.index)
-        embed = _Embedder(manager, model)
-        started = time.perf_counter()
-        results = collections.search(body.index, queries, body.k, embed)
-        processing_ms = (time.perf_counter() - started) * 1e3
-        assert embed.lease is not None
-        headers, cost = request_cost(embed.lease, processing_ms, batch_size=len(queries))
-        rows = [[{"id": h.id, "text": h.text, "score": h.score} for h in hits] for hits in results]
-        return JSONResponse(
-            {"index": body.index, "model": model, "results": rows, "altlas": cost}, headers=headers
-        )
+        result, headers = run_search(manager, collections, body)
+        return JSONResponse(result, headers=headers)
 
     @router.get("/indexes", summary="The collections: name, embedding model, number of documents")
     def list_indexes() -> dict[str, Any]:

@@ -13,10 +13,10 @@ from altlas.plans.priorities import PriorityRequest, PriorityWeights
 from altlas.segmentation.segmenter import SegmentationOptions
 from altlas.segmentation.service import SegmentationService
 
-__all__ = ["segmentation_router"]
+__all__ = ["segmentation_options", "segmentation_router"]
 
 
-def _options(body: SegmentOptionsBody) -> SegmentationOptions:
+def segmentation_options(body: SegmentOptionsBody) -> SegmentationOptions:
     return SegmentationOptions(
         language=body.language,
         mode=body.mode,
@@ -35,7 +35,9 @@ def segmentation_router(service: SegmentationService) -> APIRouter:
 
     @router.post("/segment", status_code=201, summary="Segment one command into an ALT plan")
     async def segment(body: SegmentRequest, response: Response) -> dict[str, Any]:
-        plan = await run_in_threadpool(service.segment, body.command, _options(body), store=body.store)
+        plan = await run_in_threadpool(
+            service.segment, body.command, segmentation_options(body), store=body.store
+        )
         if body.store:
             response.headers["Location"] = f"/v1/alt-files/{plan.id}"
         return plan_to_dict(plan)
@@ -43,7 +45,7 @@ def segmentation_router(service: SegmentationService) -> APIRouter:
     @router.post("/segment/batch", status_code=201, summary="Segment up to 1000 commands")
     async def segment_batch(body: BatchSegmentRequest) -> dict[str, Any]:
         plans = await run_in_threadpool(
-            service.segment_batch, body.commands, _options(body), store=body.store
+            service.segment_batch, body.commands, segmentation_options(body), store=body.store
         )
         return {"count": len(plans), "data": [plan_to_dict(p) for p in plans]}
 

@@ -1,0 +1,254 @@
+"""What each kind of async job takes and does: its input (the same request shapes as the
+synchronous endpoints, validated when the job is submitted) and its handler (run later by a
+job worker, through the same services and model schedulers as a synchronous request).
+
+Kinds: segment, segment-bulk, embed, generate, search, vad, classify. Bulk kinds (segment-bulk,
+embed: up to 100,000 lines) report progress, stop at their next batch when cancelled, and
+write their result as a file (JSONL plans, .npy vectors); the others keep theirs inline.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+
+from altlas.api.schemas import SegmentOptionsBody, SegmentRequest
+from altlas.errors import InvalidInputError, OverloadedError
+from altlas.jobs.runner import Handler, JobContext, JobOutcome
+
+__all__ = ["JobKind", "job_kinds", "validate_input"]
+
+T = TypeVar("T")
+MAX_BULK_LINES = 100_000
+_BULK_CHUNK = 1_000  # lines between progress reports and cancel checks
+
+
+class BulkSegmentInput(SegmentOptionsBody):
+    commands: list[StrictStr] = Field(min_length=1, max_length=MAX_BULK_LINES)
+    embeddings: StrictBool = Field(
+        default=False, description="settle unsure segment types with the embedding model (GPU if any)"
+    )
+    store: StrictBool = False  # bulk plans go to the result file
+
+
+class EmbedInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: StrictStr = "all-minilm-l6-v2"
+    input: list[StrictStr] = Field(min_length=1, max_length=MAX_BULK_LINES)
+
+
+class VadInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: StrictStr = "silero-vad"
+    audio_base64: StrictStr = Field(min_length=1)
+    threshold: float = Field(default=0.5, gt=0, lt=1)
+    min_speech_ms: float = Field(default=250, ge=0, le=60_000)
+    min_silence_ms: float = Field(default=100, ge=0, le=60_000)
+    pad_ms: float = Field(default=30, ge=0, le=10_000)
+
+
+class ClassifyInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: StrictStr = "efficientnet-lite0"
+    image_base64: StrictStr = Field(min_length=1)
+    top_k: int = Field(default=5, ge=1, le=1000)
+
+
+@dataclass(frozen=True)
+class JobKind:
+    parse: Callable[[dict[str, Any]], BaseModel]
+    handler: Handler
+
+
+def validate_input(kind: JobKind, raw: dict[str, Any]) -> dict[str, Any]:
+    """The input as it will be stored (defaults filled in); errors name the field under `input`."""
+    return kind.parse(raw).model_dump(mode="json", exclude_unset=False)
+
+
+def _parser(
+    *models: type[BaseModel], choose: Callable[[dict[str, Any]], int] = lambda _: 0
+) -> Callable[[dict[str, Any]], BaseModel]:
+    def parse(raw: dict[str, Any]) -> BaseModel:
+        model = models[choose(raw)]
+        try:
+            return model.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            raise InvalidInputError(
+                first.get("msg", "invalid"), field=f"input.{where}" if where else "input"
+            ) from None
+
+    return parse
+
+
+def _patiently(submit: Callable[[], Future[T]], context: JobContext) -> T:
+    """A job waits for room in a model's queue (synchronous traffic may fill it) instead of failing."""
+    while True:
+        try:
+            future = submit()
+        except OverloadedError as exc:
+            context.check_cancelled()
+            time.sleep(min(exc.retry_after_s, 1.0))
+            continue
+        return future.result()
+
+
+def job_kinds(app_state: Any) -> dict[str, JobKind]:
+    """The kinds this server can run, given the services mounted on it (`app.state`)."""
+    kinds: dict[str, JobKind] = {}
+    segmentation = getattr(app_state, "segmentation", None)
+    manager = getattr(app_state, "models", None)
+    if segmentation is not None:
+        from altlas.api.routes.segmentation import segmentation_options
+        from altlas.plans.codec import plan_to_dict
+
+        def segment(context: JobContext) -> JobOutcome:
+            body = SegmentRequest.model_validate(context.job.input)
+            plan = segmentation.segment(body.command, segmentation_options(body), store=body.store)
+            return JobOutcome(result={"plan": plan_to_dict(plan)})
+
+        def segment_bulk(context: JobContext) -> JobOutcome:
+            from altlas.segmentation.bulk import segment_lines
+
+            body = BulkSegmentInput.model_validate(context.job.input)
+            prototypes = None
+            if body.embeddings:
+                prototypes = _prototypes(manager)
+            total, failed, lines = len(body.commands), 0, []
+            results = segment_lines(
+                body.commands, segmentation_options(body), workers=1, prototypes=prototypes
+            )
+            for done, (text, ok) in enumerate(results, start=1):
+                lines.append(text)
+                failed += not ok
+                if done % _BULK_CHUNK == 0:
+                    context.progress(done, total)
+                    context.check_cancelled()
+            context.progress(total, total)
+            name = context.write_file(".jsonl", lambda path: Path(path).write_text("\n".join(lines) + "\n"))
+            return JobOutcome(result={"count": total, "failed": failed}, result_file=name)
+
+        kinds["segment"] = JobKind(_parser(SegmentRequest), segment)
+        kinds["segment-bulk"] = JobKind(_parser(BulkSegmentInput), segment_bulk)
+    if manager is not None:
+        kinds.update(_model_kinds(manager, app_state))
+    return kinds
+
+
+def _prototypes(manager: Any) -> Callable[[], Any]:
+    from altlas.orchestrator.backends import EmbeddingBackend
+    from altlas.segmentation.prototypes import TypePrototypes
+
+    def build() -> Any:
+        if manager is None:
+            raise InvalidInputError("no embedding model is served here", field="input.embeddings")
+        backend = manager.lease("all-minilm-l6-v2", "embedding").backend
+        assert isinstance(backend, EmbeddingBackend)
+        return TypePrototypes(backend.embedder)
+
+    return build
+
+
+def _model_kinds(manager: Any, app_state: Any) -> dict[str, JobKind]:
+    from altlas.api.routes.openai_compat import ChatRequest, CompletionRequest, generate_json
+    from altlas.api.routes.search import SearchRequest, run_search
+    from altlas.audio.decode import decode_audio
+    from altlas.orchestrator.backends import EmbeddingBackend, ImageBackend, VadBackend, VadRequest
+    from altlas.vision.classifier import decode_image
+
+    def embed(context: JobContext) -> JobOutcome:
+        body = EmbedInput.model_validate(context.job.input)
+        lease = manager.lease(body.model, "embedding")
+        backend = lease.backend
+        assert isinstance(backend, EmbeddingBackend)
+        texts = body.input
+        vectors = np.empty((len(texts), backend.embedder.dimension), dtype=np.float32)
+        for first in range(0, len(texts), _BULK_CHUNK):
+            chunk = texts[first : first + _BULK_CHUNK]
+            served = _patiently(partial(_first, backend.submit, chunk), context)
+            vectors[first : first + len(chunk)] = served.value
+            context.progress(first + len(chunk), len(texts))
+            context.check_cancelled()
+        name = context.write_file(".npy", partial(_save_npy, array=vectors))
+        result = {"model": body.model, "count": len(texts), "dimension": int(vectors.shape[1]),
+                  "device": lease.device}  # fmt: skip
+        return JobOutcome(result=result, result_file=name)
+
+    def generate(context: JobContext) -> JobOutcome:
+        body = _generation_parser(context.job.input)
+        assert isinstance(body, ChatRequest | CompletionRequest)
+        return JobOutcome(result=generate_json(manager, body))
+
+    def search(context: JobContext) -> JobOutcome:
+        body = SearchRequest.model_validate(context.job.input)
+        return JobOutcome(result=run_search(manager, app_state.collections, body)[0])
+
+    def vad(context: JobContext) -> JobOutcome:
+        body = VadInput.model_validate(context.job.input)
+        samples, rate = decode_audio(_base64(body.audio_base64, "input.audio_base64"))
+        backend = manager.lease(body.model, "audio-vad").backend
+        assert isinstance(backend, VadBackend)
+        request = VadRequest(
+            samples, rate, body.threshold, body.min_speech_ms, body.min_silence_ms, body.pad_ms
+        )
+        segments, duration = _patiently(lambda: backend.batcher.submit(request), context).value
+        return JobOutcome(result={
+            "model": body.model, "duration": round(duration, 3),
+            "segments": [{"start": s.start, "end": s.end, "probability": s.probability} for s in segments],
+        })  # fmt: skip
+
+    def classify(context: JobContext) -> JobOutcome:
+        body = ClassifyInput.model_validate(context.job.input)
+        image = decode_image(_base64(body.image_base64, "input.image_base64"), field="input.image_base64")
+        backend = manager.lease(body.model, "image-classification").backend
+        assert isinstance(backend, ImageBackend)
+        backend.classifier.check_top_k(body.top_k)
+        predictions = _patiently(lambda: backend.batcher.submit((image, body.top_k)), context).value
+        return JobOutcome(result={
+            "model": body.model,
+            "predictions": [{"label": p.label, "index": p.index, "score": p.score} for p in predictions],
+        })  # fmt: skip
+
+    def choose_generation(raw: dict[str, Any]) -> int:
+        return 0 if "messages" in raw else 1
+
+    _generation_parser = _parser(ChatRequest, CompletionRequest, choose=choose_generation)
+    kinds = {
+        "embed": JobKind(_parser(EmbedInput), embed),
+        "generate": JobKind(_generation_parser, generate),
+        "vad": JobKind(_parser(VadInput), vad),
+        "classify": JobKind(_parser(ClassifyInput), classify),
+    }
+    if getattr(app_state, "collections", None) is not None:
+        kinds["search"] = JobKind(_parser(SearchRequest), search)
+    return kinds
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:  # a handle: np.save would add ".npy" to a temporary path's name
+        np.save(handle, array, allow_pickle=False)
+
+
+def _first(submit: Callable[[list[str]], tuple[Future[T], int]], texts: list[str]) -> Future[T]:
+    return submit(texts)[0]
+
+
+def _base64(text: str, field: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInputError("is not valid base64", field=field) from None

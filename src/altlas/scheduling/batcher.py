@@ -1,0 +1,306 @@
+"""Dynamic batching: concurrent requests to one model on one device, gathered into batches.
+
+A request becomes an *item* with a cost (its tokens, or 1) and a future. A gatherer thread
+takes the queued items into a batch by a token budget (`max_batch_tokens`) and a short wait
+(`max_wait_ms`, counted from the oldest item's arrival), prepares it (padding, copies) and
+hands it to a runner thread, one batch deep: while batch n runs on the device, batch n+1 is
+gathered and prepared. Each caller gets its own result, with the time it queued and the size
+of the batch it rode in.
+
+Bounds and failures, the way a server needs them:
+- the queue holds at most `max_queue` items; one more is refused with OverloadedError
+  (HTTP 429 with Retry-After, estimated from the recent pace), so nothing accepted is dropped;
+- an item whose future was cancelled (its caller timed out or disconnected) before its batch
+  was gathered is skipped, never run;
+- a batch that runs out of device memory is split in halves and retried (down to one item,
+  which then fails alone); the process never dies of it, and the splits are counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import torch
+
+from altlas.errors import OverloadedError
+
+__all__ = ["BatchPolicy", "BatcherStats", "DynamicBatcher", "Served"]
+
+log = logging.getLogger("altlas.scheduling")
+
+Item = TypeVar("Item")
+Prepared = TypeVar("Prepared")
+Output = TypeVar("Output")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPolicy:
+    """How a batcher gathers: a token budget per batch, a wait window, a queue bound."""
+
+    max_batch_tokens: int = 16_384
+    max_wait_ms: float = 2.0
+    max_queue: int = 1_024
+    enabled: bool = True  # off: every item runs alone (the baseline batching is measured against)
+
+    def __post_init__(self) -> None:
+        if self.max_batch_tokens < 1 or self.max_wait_ms < 0 or self.max_queue < 1:
+            raise ValueError(f"invalid batch policy {self}")
+
+
+@dataclass(frozen=True, slots=True)
+class Served(Generic[Output]):
+    """One caller's result and what its batch looked like."""
+
+    value: Output
+    queue_ms: float  # arrival to the start of its batch's run
+    run_ms: float  # its batch's run
+    batch_size: int  # units of work in that batch (texts, images; `size` of its items)
+    batch_requests: int  # items (requests) in that batch
+    batch_tokens: int
+
+
+@dataclass(slots=True)
+class BatcherStats:
+    """Counters over the batcher's life (read by status endpoints and metrics)."""
+
+    submitted: int = 0
+    rejected: int = 0  # refused at a full queue
+    skipped: int = 0  # cancelled before they ran
+    batches: int = 0
+    items: int = 0
+    tokens: int = 0
+    oom_splits: int = 0
+    failed_batches: int = 0
+    run_seconds: float = 0.0
+    recent_item_s: deque[float] = field(default_factory=lambda: deque(maxlen=64))  # run time per item
+
+
+@dataclass(slots=True)
+class _Pending(Generic[Item, Output]):
+    item: Item
+    cost: int
+    future: Future[Served[Output]]
+    arrived: float
+
+
+class DynamicBatcher(Generic[Item, Prepared, Output]):
+    """Batches for one model on one device; `submit` from any thread, results through futures.
+
+    prepare(items) -> prepared (host work: padding, pinned copies; overlaps the previous run)
+    run(prepared) -> one output per item, in order (the device work)
+    cost(item) -> tokens the item adds to a batch
+    size(item) -> units of work in the item (texts of a request), for reports
+    """
+
+    def __init__(
+        self,
+        name: str,
+        prepare: Callable[[list[Item]], Prepared],
+        run: Callable[[Prepared], Sequence[Output]],
+        cost: Callable[[Item], int] = lambda _item: 1,
+        policy: BatchPolicy | None = None,
+        size: Callable[[Item], int] = lambda _item: 1,
+    ) -> None:
+        self.name = name
+        self.policy = policy or BatchPolicy()
+        self._prepare = prepare
+        self._run = run
+        self._cost = cost
+        self._size = size
+        self.stats = BatcherStats()
+        self._queue: deque[_Pending[Item, Output]] = deque()
+        self._changed = threading.Condition()
+        self._handoff: deque[tuple[list[_Pending[Item, Output]], Prepared | BaseException]] = deque()
+        self._handoff_changed = threading.Condition()
+        self._running = 0  # items in the batch being run
+        self._held = 0  # items in the batch being prepared (or waiting for the runner)
+        self._closed = False  # no more submits; the gatherer ends when the queue is empty
+        self._gathering = True  # the runner ends when this is False and no batch is handed over
+        self._threads = [
+            threading.Thread(target=self._gather_loop, name=f"altlas-batch-{name}", daemon=True),
+            threading.Thread(target=self._run_loop, name=f"altlas-run-{name}", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # callers
+
+    def submit(self, item: Item) -> Future[Served[Output]]:
+        """Queue one item; OverloadedError (nothing queued) when the queue is full or closed."""
+        cost = max(1, int(self._cost(item)))
+        future: Future[Served[Output]] = Future()
+        with self._changed:
+            if self._closed:
+                raise OverloadedError(f"model {self.name!r} is shutting down", retry_after_s=1.0)
+            if len(self._queue) >= self.policy.max_queue:
+                self.stats.rejected += 1
+                raise OverloadedError(
+                    f"the queue of model {self.name!r} is full ({self.policy.max_queue:,} requests waiting)",
+                    retry_after_s=self.retry_after_s(),
+                )
+            self._queue.append(_Pending(item, cost, future, time.perf_counter()))
+            self.stats.submitted += 1
+            self._changed.notify_all()
+        return future
+
+    def queue_depth(self) -> int:
+        with self._changed:
+            return len(self._queue)
+
+    def in_flight(self) -> int:
+        """Items queued, prepared or running."""
+        with self._changed, self._handoff_changed:
+            handed = sum(len(batch) for batch, _ in self._handoff)
+            return len(self._queue) + self._held + handed + self._running
+
+    def retry_after_s(self) -> float:
+        """How long the queue takes to drain at the recent pace per item (at least 1 s)."""
+        recent = list(self.stats.recent_item_s)
+        per_item = sum(recent) / len(recent) if recent else 0.01
+        return max(1.0, round(len(self._queue) * per_item, 1))
+
+    def close(self, drain: bool = True, timeout: float = 120.0) -> None:
+        """Stop taking items. drain: finish those already queued (a version swap or an unload
+        loses no accepted request); otherwise they fail with OverloadedError."""
+        with self._changed:
+            self._closed = True
+            left = [] if drain else list(self._queue)
+            if not drain:
+                self._queue.clear()
+            self._changed.notify_all()
+        for pending in left:
+            if pending.future.set_running_or_notify_cancel():
+                pending.future.set_exception(
+                    OverloadedError(f"model {self.name!r} was unloaded", retry_after_s=1.0)
+                )
+        gatherer, runner = self._threads
+        gatherer.join(timeout)
+        with self._handoff_changed:
+            self._gathering = False
+            self._handoff_changed.notify_all()
+        runner.join(timeout)
+
+    # gatherer: queue -> prepared batch
+
+    def _gather_loop(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._held = len(batch)
+            try:
+                prepared: Prepared | BaseException = self._prepare([p.item for p in batch])
+            except BaseException as exc:  # failed preparation fails its batch, not the thread
+                prepared = exc
+            with self._handoff_changed:
+                while self._handoff:  # one batch deep
+                    self._handoff_changed.wait()
+                self._handoff.append((batch, prepared))
+                self._held = 0
+                self._handoff_changed.notify_all()
+
+    def _next_batch(self) -> list[_Pending[Item, Output]] | None:
+        policy = self.policy
+        with self._changed:
+            while True:
+                while not self._queue and not self._closed:
+                    self._changed.wait()
+                if not self._queue:  # closed and drained
+                    return None
+                if policy.enabled and policy.max_wait_ms > 0:
+                    deadline = self._queue[0].arrived + policy.max_wait_ms / 1e3
+                    while (
+                        not self._closed
+                        and sum(p.cost for p in self._queue) < policy.max_batch_tokens
+                        and (left := deadline - time.perf_counter()) > 0
+                    ):
+                        self._changed.wait(left)
+                batch: list[_Pending[Item, Output]] = []
+                tokens = 0
+                while self._queue:
+                    pending = self._queue[0]
+                    full = tokens + pending.cost > policy.max_batch_tokens
+                    if batch and (full or not policy.enabled):
+                        break
+                    self._queue.popleft()
+                    if not pending.future.set_running_or_notify_cancel():
+                        self.stats.skipped += 1  # its caller gave up before it ran
+                        continue
+                    batch.append(pending)
+                    tokens += pending.cost
+                if batch:
+                    return batch
+
+    # runner: prepared batch -> results
+
+    def _run_loop(self) -> None:
+        while True:
+            with self._handoff_changed:
+                while not self._handoff and self._gathering:
+                    self._handoff_changed.wait()
+                if not self._handoff:
+                    return
+                batch, prepared = self._handoff.popleft()
+                self._running = len(batch)
+                self._handoff_changed.notify_all()
+            try:
+                self._serve(batch, prepared)
+            finally:
+                self._running = 0
+
+    def _serve(self, batch: list[_Pending[Item, Output]], prepared: Prepared | BaseException) -> None:
+        started = time.perf_counter()
+        try:
+            if isinstance(prepared, BaseException):
+                raise prepared
+            outputs = list(self._run(prepared))
+            if len(outputs) != len(batch):
+                raise RuntimeError(f"{len(outputs)} outputs for {len(batch)} items")
+        except torch.OutOfMemoryError:
+            _release_cached_memory()
+            if len(batch) == 1:
+                self._fail(batch, RuntimeError(f"out of device memory running one item of {self.name!r}"))
+                return
+            self.stats.oom_splits += 1
+            half = len(batch) // 2
+            log.warning("out of memory: batch split", extra={"model": self.name, "batch_size": len(batch)})
+            for part in (batch[:half], batch[half:]):
+                try:
+                    again: Prepared | BaseException = self._prepare([p.item for p in part])
+                except BaseException as exc:
+                    again = exc
+                self._serve(part, again)
+            return
+        except BaseException as exc:
+            self._fail(batch, exc)
+            return
+        ran = time.perf_counter()
+        run_ms = (ran - started) * 1e3
+        tokens = sum(p.cost for p in batch)
+        stats = self.stats
+        stats.batches += 1
+        stats.items += len(batch)
+        stats.tokens += tokens
+        stats.run_seconds += run_ms / 1e3
+        stats.recent_item_s.append(run_ms / 1e3 / len(batch))
+        size = sum(self._size(p.item) for p in batch)
+        for pending, output in zip(batch, outputs, strict=True):
+            queue_ms = (started - pending.arrived) * 1e3
+            pending.future.set_result(Served(output, queue_ms, run_ms, size, len(batch), tokens))
+
+    def _fail(self, batch: list[_Pending[Item, Output]], exc: BaseException) -> None:
+        self.stats.failed_batches += 1
+        for pending in batch:
+            pending.future.set_exception(exc)
+
+
+def _release_cached_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
