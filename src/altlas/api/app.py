@@ -11,7 +11,12 @@ from fastapi import FastAPI
 
 import altlas
 from altlas.api.errors import install_error_handlers
-from altlas.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from altlas.api.middleware import (
+    ApiKeyMiddleware,
+    BodyLimitMiddleware,
+    ConcurrencyLimitMiddleware,
+    RequestContextMiddleware,
+)
 from altlas.api.routes.alt_files import alt_files_router
 from altlas.api.routes.health import health_router
 from altlas.api.routes.segmentation import segmentation_router
@@ -132,7 +137,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         SERVICES[name](app, settings)
     _mount_jobs(app, settings)
     app.include_router(health_router(settings.data_dir, lambda: list(settings.services)))
+    # The last added runs first: request id and log line around everything (so 401s and 429s get
+    # them too), then the key check, so that requests without a key never take a concurrency slot.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.max_concurrent_requests:
+        app.add_middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests)
+    if settings.api_keys:
+        app.add_middleware(
+            ApiKeyMiddleware, keys=settings.api_keys, protect_metrics=settings.metrics_require_key
+        )
     app.add_middleware(RequestContextMiddleware)
     app.state.settings = settings
     return app

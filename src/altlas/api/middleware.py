@@ -1,7 +1,8 @@
-"""ASGI middleware: request ids, a request log line, and a cap on body size."""
+"""ASGI middleware: request ids, a request log line, a cap on body size, API keys, a concurrency cap."""
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import re
@@ -13,7 +14,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from altlas.logs import request_id_var
 
-__all__ = ["BodyLimitMiddleware", "RequestContextMiddleware"]
+__all__ = [
+    "ApiKeyMiddleware",
+    "BodyLimitMiddleware",
+    "ConcurrencyLimitMiddleware",
+    "RequestContextMiddleware",
+]
 
 log = logging.getLogger("altlas.http")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -98,20 +104,102 @@ class BodyLimitMiddleware:
                 await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            error_body(f"request body is over the limit of {self.max_bytes:,} bytes", "body", "too_large")
+        message = f"request body is over the limit of {self.max_bytes:,} bytes"
+        await _send_error(send, 413, error_body(message, "body", "too_large"))
+
+
+class ApiKeyMiddleware:
+    """Require "Authorization: Bearer <key>" on /v1 (and /metrics if asked); health and docs stay open.
+
+    With no keys it passes everything through, so create_app may add it unconditionally."""
+
+    def __init__(self, app: ASGIApp, keys: tuple[str, ...], protect_metrics: bool = False) -> None:
+        self.app = app
+        self.keys = tuple(key.encode() for key in keys)
+        self.prefixes = ("/v1", "/metrics") if protect_metrics else ("/v1",)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or not self.keys or not _under(scope, self.prefixes):
+            await self.app(scope, receive, send)
+            return
+        if self._authorized(dict(scope["headers"]).get(b"authorization", b"")):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":  # refuse the handshake; browsers see 403, never the socket
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        body = error_body(
+            "a valid API key is required: send Authorization: Bearer <key>",
+            "authorization",
+            "invalid_api_key",
+            "authentication_error",
         )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body.encode()})
+        await _send_error(send, 401, body, [(b"www-authenticate", b"Bearer")])
+
+    def _authorized(self, header: bytes) -> bool:
+        scheme, _, token = header.strip().partition(b" ")
+        if scheme.lower() != b"bearer":
+            return False
+        token = token.strip()
+        matched = False
+        for key in self.keys:  # every key, no early exit: the time taken says nothing of which matched
+            matched |= hmac.compare_digest(token, key)
+        return matched
+
+
+class ConcurrencyLimitMiddleware:
+    """Answer 429 at once when `limit` /v1 requests are already in flight (streams count until done).
+
+    The queues behind the models bound each model; this bounds the process as a whole, so a flood
+    of cheap requests cannot pile up unbounded tasks and sockets."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.in_flight = 0  # one event loop runs every request, so a plain counter is enough
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.limit <= 0 or not _under(scope, ("/v1",)):
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            body = error_body(
+                f"the server is at its limit of {self.limit:,} concurrent requests; retry shortly",
+                None,
+                "too_many_requests",
+                "rate_limit_error",
+            )
+            await _send_error(send, 429, body, [(b"retry-after", b"1")])
+            return
+        self.in_flight += 1
+        try:  # the app returns only after the last body chunk is sent, so streams are counted whole
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+def _under(scope: Scope, prefixes: tuple[str, ...]) -> bool:
+    # A plain prefix test: it may guard a path that does not exist (/v1x, a 404 anyway), never miss one.
+    path: str = scope["path"]
+    return path.startswith(prefixes)
+
+
+async def _send_error(
+    send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    encoded = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(encoded)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": encoded})
 
 
 class _BodyTooLarge(Exception):

@@ -1,4 +1,4 @@
-"""`altlas` command line: segment, serve, schema, validate.
+"""`altlas` command line: segment, embed, doctor, serve, schema, validate, jobs.
 
 Every user error exits with code 2 and one line on stderr ("altlas: error: ..."),
 never a traceback.
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from altlas.segmentation.prototypes import TypePrototypes
 
 import altlas
+from altlas.cli.jobs import add_jobs_parser, run_jobs
 from altlas.errors import AltlasError
 from altlas.plans.model import Language, Mode, Persona
 from altlas.settings import Settings
@@ -103,6 +104,8 @@ def _build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check an ALT plan file (JSON or YAML), optionally convert it")
     validate.add_argument("file", type=Path)
     validate.add_argument("--to", choices=["json", "yaml"], help="print the plan converted to this format")
+
+    add_jobs_parser(sub)
     return parser
 
 
@@ -130,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _doctor(args)
         if args.command_name == "embed":
             return _embed(args)
+        if args.command_name == "jobs":
+            return run_jobs(args)
         if args.command_name == "schema":
             from altlas.plans.schema import plan_json_schema
 

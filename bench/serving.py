@@ -1,0 +1,230 @@
+"""Serving under load: a real server on loopback, many concurrent clients, dynamic batching on vs off.
+
+    python bench/serving.py [--clients 256] [--seconds 10] [--device auto|cpu|cuda]
+                            [--model-source PATH] [--client-processes 4] [--max-requests N]
+
+For each setting the script starts `python -m altlas serve` (only the embedding model in its
+registry), waits until the model is loaded, and runs a closed loop: `--clients` clients, each
+sending one sentence to POST /v1/embeddings and the next as soon as the answer arrives, for
+`--seconds` after a warm-up. The load comes from `--client-processes` processes, each an asyncio
+loop writing HTTP/1.1 requests on keep-alive connections by hand (a general HTTP client would
+cost more CPU per request than the server it measures). Printed: requests/s, p50/p95/p99
+latency, errors, and the ratio batching on / off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "all-minilm-l6-v2"
+SENTENCES = [
+    "Chrome'u aç ve hava durumunu ara, sonra ekran görüntüsü al",
+    "open the browser and search for the weather in Istanbul",
+    "take a screenshot and save it to the desktop",
+    "Not defterini aç ve alışveriş listesini yaz",
+    "send an email to the team about tomorrow's meeting",
+    "müzik çaları aç ve rahatlatıcı bir şarkı çal",
+    "close all windows except the terminal",
+    "dosyaları tarihe göre sırala ve eski olanları arşivle",
+]
+
+
+def start_server(data: Path, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "altlas", "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--data-dir", str(data)],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env},
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server exited:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/v1/models/{MODEL}", timeout=2) as response:
+                status = json.load(response)["altlas"]
+            if status["status"] == "loaded":
+                return process, url
+            if status["status"] == "failed":
+                raise SystemExit(f"the model failed to load: {status['error']}")
+        except OSError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise SystemExit("the server did not load the model in 10 minutes")
+
+
+def _request(port: int, index: int) -> bytes:
+    body = json.dumps({"model": MODEL, "input": SENTENCES[index % len(SENTENCES)] + f" #{index}"}).encode()
+    head = (
+        f"POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def _client(port: int, stop_at: float, warm_until: float, latencies: list[float], errors: list[int],
+                  seed: int) -> None:  # fmt: skip
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    index = seed
+    try:
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            writer.write(_request(port, index))
+            index += 1
+            status_line = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            await reader.readexactly(length)
+            status = int(status_line.split()[1]) if status_line else 0
+            if started >= warm_until:
+                if status == 200:
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    errors.append(status)
+    finally:
+        writer.close()
+
+
+def _load_process(port: int, clients: int, warm_s: float, seconds: float, start_at: float, out: Any,
+                  offset: int) -> None:  # fmt: skip
+    async def main() -> tuple[list[float], list[int]]:
+        while time.time() < start_at:
+            await asyncio.sleep(0.001)
+        now = time.perf_counter()
+        latencies: list[float] = []
+        errors: list[int] = []
+        stop_at, warm_until = now + warm_s + seconds, now + warm_s
+        await asyncio.gather(
+            *(
+                _client(port, stop_at, warm_until, latencies, errors, offset + i * 100_000)
+                for i in range(clients)
+            )
+        )
+        return latencies, errors
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    out.put(asyncio.run(main()))
+
+
+def run_load(url: str, clients: int, processes: int, seconds: float, warm_s: float) -> dict[str, float]:
+    port = int(url.rsplit(":", 1)[1])
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    start_at = time.time() + 3.0  # every process connects and starts together
+    shares = [clients // processes + (i < clients % processes) for i in range(processes)]
+    workers = [
+        context.Process(target=_load_process, args=(port, n, warm_s, seconds, start_at, results, i * 10**7))
+        for i, n in enumerate(shares)
+        if n
+    ]
+    for worker in workers:
+        worker.start()
+    latencies: list[float] = []
+    errors: list[int] = []
+    for _ in workers:
+        got_latencies, got_errors = results.get(timeout=seconds + warm_s + 120)
+        latencies += got_latencies
+        errors += got_errors
+    for worker in workers:
+        worker.join()
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return (
+            latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1e3 if latencies else float("nan")
+        )
+
+    return {
+        "requests": len(latencies),
+        "rps": len(latencies) / seconds,
+        "p50": pct(0.50),
+        "p95": pct(0.95),
+        "p99": pct(0.99),
+        "mean": statistics.fmean(latencies) * 1e3 if latencies else float("nan"),
+        "errors": len(errors),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=256)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--model-source", help="an all-MiniLM-L6-v2 folder (default: the shipped package)")
+    parser.add_argument("--client-processes", type=int, default=max(1, min(8, (os.cpu_count() or 2) // 2)))
+    parser.add_argument(
+        "--wait-ms", type=float, default=2.0, help="the batch window (ALTLAS_BATCH_MAX_WAIT_MS)"
+    )
+    args = parser.parse_args()
+    from altlas.orchestrator.registry import default_registry_text
+
+    registry = yaml.safe_load(default_registry_text())
+    registry["models"] = [m for m in registry["models"] if m["name"] == MODEL]
+    if args.model_source:
+        model = registry["models"][0]
+        model["versions"] = {model["active"]: str(Path(args.model_source).resolve())}
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for batching in ("on", "off"):
+            data = Path(tmp) / f"data-{batching}"
+            data.mkdir()
+            (data / "models.yaml").write_text(yaml.safe_dump(registry))
+            env = {
+                "ALTLAS_SERVICES": "orchestrator", "ALTLAS_DEVICE": args.device,
+                "ALTLAS_LOG_LEVEL": "WARNING",
+                "ALTLAS_BATCHING": "1" if batching == "on" else "0", "ALTLAS_QUEUE_MAX": "100000",
+                "ALTLAS_MAX_CONCURRENT_REQUESTS": "0", "ALTLAS_BATCH_MAX_WAIT_MS": str(args.wait_ms),
+                "HF_HUB_OFFLINE": "1",
+            }  # fmt: skip
+            process, url = start_server(data, env, Path(tmp) / f"server-{batching}.log")
+            try:
+                with urllib.request.urlopen(f"{url}/v1/models/{MODEL}") as response:
+                    device = json.load(response)["altlas"]["device"]
+                rows[batching] = run_load(url, args.clients, args.client_processes, args.seconds, args.warmup)
+                rows[batching]["device"] = device
+            finally:
+                process.terminate()
+                process.wait(timeout=30)
+    print(f"\nPOST /v1/embeddings, one sentence per request, {args.clients} concurrent clients, "
+          f"{args.seconds:g} s after {args.warmup:g} s warm-up, {args.client_processes} load processes; "
+          f"device: {rows['on']['device']}\n")  # fmt: skip
+    print("| batching | requests/s | p50 ms | p95 ms | p99 ms | errors |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, row in rows.items():
+        latency = f"{row['p50']:.1f} | {row['p95']:.1f} | {row['p99']:.1f}"
+        print(f"| {name} | {row['rps']:,.0f} | {latency} | {row['errors']} |")
+    on, off = rows["on"], rows["off"]
+    print(f"\nthroughput on/off: {on['rps'] / off['rps']:.1f}x; p99 on/off: {on['p99'] / off['p99']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
