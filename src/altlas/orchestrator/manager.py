@@ -293,6 +293,14 @@ class ModelManager:
         """The model, loaded, for one request of `task` (its backend queues the work)."""
         yield self.lease(name, task)
 
+    def lease_if_loaded(self, name: str, task: str) -> Lease | None:
+        """The lease, if the model is loaded; None if taking it would mean loading (a worker
+        thread's job). Lets the event loop skip a thread hop on the hot path."""
+        entry = self._entry(name)
+        if entry.backend is None or entry.status != "loaded":
+            return None
+        return self.lease(name, task)
+
     def lease(self, name: str, task: str) -> Lease:
         """The model, loaded (here, if it is not: call from a worker thread), for one request."""
         entry = self._entry(name)

@@ -121,6 +121,7 @@ class DynamicBatcher(Generic[Item, Prepared, Output]):
         self._handoff_changed = threading.Condition()
         self._running = 0  # items in the batch being run
         self._held = 0  # items in the batch being prepared (or waiting for the runner)
+        self._queued_cost = 0  # sum of the queued items' costs (kept, not summed per wake-up)
         self._closed = False  # no more submits; the gatherer ends when the queue is empty
         self._gathering = True  # the runner ends when this is False and no batch is handed over
         self._threads = [
@@ -146,6 +147,7 @@ class DynamicBatcher(Generic[Item, Prepared, Output]):
                     retry_after_s=self.retry_after_s(),
                 )
             self._queue.append(_Pending(item, cost, future, time.perf_counter()))
+            self._queued_cost += cost
             self.stats.submitted += 1
             self._changed.notify_all()
         return future
@@ -174,6 +176,7 @@ class DynamicBatcher(Generic[Item, Prepared, Output]):
             left = [] if drain else list(self._queue)
             if not drain:
                 self._queue.clear()
+                self._queued_cost = 0
             self._changed.notify_all()
         for pending in left:
             if pending.future.set_running_or_notify_cancel():
@@ -218,7 +221,7 @@ class DynamicBatcher(Generic[Item, Prepared, Output]):
                     deadline = self._queue[0].arrived + policy.max_wait_ms / 1e3
                     while (
                         not self._closed
-                        and sum(p.cost for p in self._queue) < policy.max_batch_tokens
+                        and self._queued_cost < policy.max_batch_tokens
                         and (left := deadline - time.perf_counter()) > 0
                     ):
                         self._changed.wait(left)
@@ -230,6 +233,7 @@ class DynamicBatcher(Generic[Item, Prepared, Output]):
                     if batch and (full or not policy.enabled):
                         break
                     self._queue.popleft()
+                    self._queued_cost -= pending.cost
                     if not pending.future.set_running_or_notify_cancel():
                         self.stats.skipped += 1  # its caller gave up before it ran
                         continue
