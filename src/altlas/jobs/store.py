@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import sqlite3
 import threading
@@ -33,7 +32,7 @@ from types import TracebackType
 from typing import Any
 
 from altlas.errors import AltlasError, InvalidInputError, NotFoundError
-from altlas.storage.atomic import write_file_atomically
+from altlas.storage.atomic import fsync_path, write_file_atomically
 
 __all__ = [
     "FINISHED",
@@ -431,10 +430,10 @@ class JobStore:
 
         def write_synced(tmp: Path) -> None:
             write(tmp)
-            _fsync(tmp)  # the rename must not reach the disk before the data
+            fsync_path(tmp)  # the rename must not reach the disk before the data
 
         write_file_atomically(self._result_dir / name, write_synced)
-        _fsync(self._result_dir)
+        fsync_path(self._result_dir)
         return name
 
     def result_path(self, job: Job) -> Path | None:
@@ -555,11 +554,3 @@ def _parse_cursor(after: str) -> int:
     if isinstance(after, str) and after.isascii() and after.isdigit() and len(after) <= 19:
         return int(after)
     raise InvalidInputError("must be a cursor returned by a previous page", field="after")
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

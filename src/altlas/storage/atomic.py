@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["write_atomically", "write_file_atomically"]
+__all__ = ["fsync_path", "write_atomically", "write_file_atomically"]
 
 
 def write_atomically(path: Path, data: bytes | str) -> None:
@@ -34,3 +34,12 @@ def write_file_atomically(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file or a folder to disk (a folder: so that renames in it survive a power cut)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

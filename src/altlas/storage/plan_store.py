@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import uuid
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from typing import Any
 from altlas.errors import InvalidInputError, NotFoundError
 from altlas.plans.codec import plan_from_dict, plan_to_dict
 from altlas.plans.model import AltFile
-from altlas.storage.atomic import write_atomically
+from altlas.storage.atomic import fsync_path, write_atomically
 
 __all__ = ["PlanPage", "PlanStore", "PlanSummary", "check_plan_id"]
 
@@ -94,7 +93,7 @@ class PlanStore:
             with self._lock:
                 self._order.pop(plan.id, None)
                 self._order[plan.id] = path.stat().st_mtime
-        _fsync_dir(self.directory)
+        fsync_path(self.directory)
         _notify(self.on_save, plans)
 
     def get(self, plan_id: str) -> AltFile:
@@ -113,7 +112,7 @@ class PlanStore:
             except FileNotFoundError:
                 raise NotFoundError(f"no ALT file with id {plan_id}", field="id") from None
             self._order.pop(check_plan_id(plan_id), None)
-        _fsync_dir(self.directory)
+        fsync_path(self.directory)
         _notify(self.on_delete, check_plan_id(plan_id))
 
     def commands(self) -> list[tuple[str, str]]:
@@ -163,11 +162,3 @@ def _notify(listeners: list[Callable[[Any], None]], payload: Any) -> None:
             log.exception(
                 "plan store listener failed", extra={"listener": getattr(listener, "__qualname__", "?")}
             )
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
