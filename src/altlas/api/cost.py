@@ -15,22 +15,26 @@ def request_cost(
     queue_ms: float = 0.0,
     batch_size: int = 1,
     batch_requests: int = 1,
+    served_on: str = "",
     **extra: Any,
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """(headers, the body's `altlas` object) for a request served under `lease`.
 
     processing_ms: the work that served this request (for a batched request, its batch's run);
     queue_ms: arrival at the model's queue to the start of that work; batch_size: texts (images,
-    files) that ran together; batch_requests: the requests they came from."""
+    files) that ran together; batch_requests: the requests they came from; served_on: the
+    device that ran it (`Served.device`) when that may differ from the lease's (a model's CPU
+    replica serves its GPU's overflow)."""
+    device = served_on or lease.device
     headers = {
         "X-Altlas-Processing-Ms": f"{processing_ms:.3f}",
         "X-Altlas-Queue-Ms": f"{queue_ms:.3f}",
-        "X-Altlas-Device": lease.device,
+        "X-Altlas-Device": device,
     }
     body = {
         "processing_ms": round(processing_ms, 3),
         "queue_ms": round(queue_ms, 3),
-        "device": lease.device,
+        "device": device,
         "batch_size": batch_size,
         "batch_requests": batch_requests,
         "model_gpu_bytes": lease.gpu_bytes,

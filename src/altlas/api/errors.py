@@ -33,7 +33,7 @@ _UNION_TAG = re.compile(
 def _status_of(exc: AltlasError) -> tuple[int, str]:
     from altlas.audio.decode import UnsupportedAudioError
     from altlas.jobs.store import JobStateError
-    from altlas.orchestrator.manager import ModelUnavailableError, WrongTaskError
+    from altlas.orchestrator.manager import InsufficientMemoryError, ModelUnavailableError, WrongTaskError
     from altlas.vision.classifier import UnsupportedImageError
 
     if isinstance(exc, UnsupportedAudioError | UnsupportedImageError):
@@ -44,6 +44,8 @@ def _status_of(exc: AltlasError) -> tuple[int, str]:
         return 404, "not_found"
     if isinstance(exc, WrongTaskError):
         return 400, "wrong_task"
+    if isinstance(exc, InsufficientMemoryError):
+        return 503, "insufficient_gpu_memory"
     if isinstance(exc, ModelUnavailableError):
         return 503, "model_unavailable"
     if isinstance(exc, OverloadedError):

@@ -22,13 +22,15 @@ import numpy as np
 import torch
 
 from altlas.audio.vad import SpeechSegment, VoiceActivityDetector
-from altlas.embeddings.engine import Embedder, StagedRequests
+from altlas.embeddings.engine import Embedder
 from altlas.errors import InvalidInputError, OverloadedError, TimedOutError
 from altlas.generation.convert import model_folder
 from altlas.generation.engine import TextGenerator
 from altlas.generation.llama_cpp_engine import LlamaCppGenerator
 from altlas.orchestrator.registry import ModelSpec
+from altlas.runtime.device import describe_device
 from altlas.scheduling.batcher import BatchPolicy, DynamicBatcher, Served
+from altlas.scheduling.spillover import BatchQueue, SpilloverRouter, SpillPolicy
 from altlas.vision.classifier import ImageClassifier, Prediction
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "ImageBackend",
     "VadBackend",
     "VadRequest",
+    "add_cpu_replica",
     "build_backend",
 ]
 
@@ -63,14 +66,16 @@ class EmbeddingBackend:
     ) -> None:
         self.embedder = Embedder(path, device=str(device), precision=precision)
         self.device = self.embedder.device
-        self.batcher: DynamicBatcher[_Tokenized, StagedRequests, np.ndarray] = DynamicBatcher(
+        self.batcher: BatchQueue[_Tokenized, np.ndarray] = DynamicBatcher(
             f"{name}@{self.device}",
             prepare=self.embedder.stage_requests,
             run=self.embedder.run_requests,
             cost=lambda request: int(request[1].sum()),
             policy=policy,
             size=lambda request: int(request[1].size),
+            device=describe_device(self.device),
         )
+        self.replica: Backend | None = None  # the same model on the CPU, for overflow
 
     def submit(self, texts: list[str]) -> tuple[Future[Served[np.ndarray]], int]:
         """Queue texts (tokenized here, in the caller's thread); (future of their vectors, tokens)."""
@@ -90,6 +95,8 @@ class EmbeddingBackend:
     def close(self) -> None:
         self.batcher.close()
         self.embedder.close()
+        if self.replica is not None:
+            self.replica.close()
 
 
 class GenerationBackend:
@@ -111,7 +118,12 @@ class GenerationBackend:
     @contextmanager
     def turn(self, timeout_s: float) -> Iterator[float]:
         """Hold the model for one generation; yields the ms waited. OverloadedError when
-        `max_queue` requests wait already, TimedOutError after `timeout_s` (0: no limit)."""
+        `max_queue` requests wait already, TimedOutError after `timeout_s` (0: no limit).
+        With continuous batching there is no turn to wait for: generations share the decode
+        steps, and the engine's own queue bounds and times them."""
+        if isinstance(self.generator, TextGenerator) and self.generator.continuous is not None:
+            yield 0.0
+            return
         with self._count:
             if self._waiting >= self.max_queue:
                 recent = list(self._recent_s) or [1.0]
@@ -135,13 +147,19 @@ class GenerationBackend:
             self._recent_s.append(time.perf_counter() - started)
             self._turn.release()
 
+    def in_flight(self) -> int:
+        """Generations waiting or running (the memory manager never evicts a busy model)."""
+        batcher = self.generator.continuous if isinstance(self.generator, TextGenerator) else None
+        if batcher is not None:
+            return batcher.waiting + batcher.active
+        return self._waiting + int(self._turn.locked())
+
     def warmup(self, inputs: list[str]) -> None:
         self.generator.warmup(inputs)
 
     def close(self) -> None:
         if isinstance(self.generator, TextGenerator):
-            self.generator.model = None
-            self.generator.decoder = None  # its cache, buffers and CUDA graph
+            self.generator.close()  # generations in flight finish first
         else:
             self.generator.llm.close()
 
@@ -166,9 +184,11 @@ class VadBackend:
     ) -> None:
         self.detector = VoiceActivityDetector(path, device, chunk_seconds)
         self.device = device
-        self.batcher: DynamicBatcher[VadRequest, VadRequest, tuple[list[SpeechSegment], float]] = (
-            DynamicBatcher(f"{name}@{device}", prepare=_only, run=self._run, policy=_one_at_a_time(policy))
-        )
+        self.batcher: BatchQueue[VadRequest, tuple[list[SpeechSegment], float]] = DynamicBatcher(
+            f"{name}@{device}", prepare=_only, run=self._run, policy=_one_at_a_time(policy),
+            device=describe_device(device),
+        )  # fmt: skip
+        self.replica: Backend | None = None
 
     def _run(self, request: VadRequest) -> list[tuple[list[SpeechSegment], float]]:
         return [
@@ -185,6 +205,8 @@ class VadBackend:
     def close(self) -> None:
         self.batcher.close()
         self.detector.model = None
+        if self.replica is not None:
+            self.replica.close()
 
 
 class ImageBackend:
@@ -198,9 +220,11 @@ class ImageBackend:
     ) -> None:  # fmt: skip
         self.classifier = ImageClassifier.load(kind, path, device, dict(options))
         self.device = self.classifier.device
-        self.batcher: DynamicBatcher[tuple[np.ndarray, int], _ImageBatch, list[Prediction]] = DynamicBatcher(
-            f"{name}@{self.device}", prepare=self._prepare, run=self._run, policy=_images(policy)
-        )
+        self.batcher: BatchQueue[tuple[np.ndarray, int], list[Prediction]] = DynamicBatcher(
+            f"{name}@{self.device}", prepare=self._prepare, run=self._run, policy=_images(policy),
+            device=describe_device(self.device),
+        )  # fmt: skip
+        self.replica: Backend | None = None
 
     def _prepare(self, requests: list[tuple[np.ndarray, int]]) -> _ImageBatch:
         pixels = torch.cat([self.classifier.preprocess(image) for image, _ in requests])
@@ -216,9 +240,12 @@ class ImageBackend:
     def close(self) -> None:
         self.batcher.close()
         self.classifier.model = None
+        if self.replica is not None:
+            self.replica.close()
 
 
 _ImageBatch = tuple[torch.Tensor, list[int]]
+_Batched = EmbeddingBackend | VadBackend | ImageBackend  # the backends whose requests go through a batcher
 
 
 def _only(items: list[VadRequest]) -> VadRequest:
@@ -233,6 +260,37 @@ def _one_at_a_time(policy: BatchPolicy) -> BatchPolicy:
 def _images(policy: BatchPolicy) -> BatchPolicy:
     """Each image costs 1; at most 64 per batch (224 x 224 x 3 floats each)."""
     return replace(policy, max_batch_tokens=min(policy.max_batch_tokens, 64))
+
+
+def add_cpu_replica(backend: Backend, replica: Backend, policy: SpillPolicy) -> None:
+    """Let `replica` (the same model, on the CPU) serve `backend`'s overflow under `policy`;
+    closing `backend` closes the replica too. Only backends that batch requests take one."""
+    primary = getattr(backend, "batcher", None)
+    spare = getattr(replica, "batcher", None)
+    if type(replica) is not type(backend) or not isinstance(backend, _Batched):
+        raise InvalidInputError(
+            f"{backend.task} models take no CPU replica (embedding, audio-vad and image models do)",
+            field="options.cpu_replica",
+        )
+    if not isinstance(primary, DynamicBatcher) or not isinstance(spare, DynamicBatcher):
+        raise InvalidInputError("this model has a replica already", field="options.cpu_replica")
+    backend.batcher = SpilloverRouter(primary, spare, policy)
+    backend.replica = replica
+
+
+def _continuous_batching(spec: ModelSpec, device: torch.device, policy: BatchPolicy) -> tuple[int, int]:
+    """(generations decoded together, KV-cache positions) from the model's options; (0, 0)
+    when batching is off (one generation at a time). Defaults: 32 and 32,768 on a GPU (SmolLM2-135M:
+    0.75 GB of cache in bf16), 8 and 8,192 on the CPU."""
+    if not policy.enabled:
+        return 0, 0
+    gpu = device.type == "cuda"
+    sequences = spec.options.get("max_sequences", 32 if gpu else 8)
+    cache_tokens = spec.options.get("kv_cache_tokens", 32_768 if gpu else 8_192)
+    for name, value in (("max_sequences", sequences), ("kv_cache_tokens", cache_tokens)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InvalidInputError("must be a positive integer", field=f"options.{name}")
+    return int(sequences), int(cache_tokens)
 
 
 def build_backend(
@@ -255,9 +313,11 @@ def build_backend(
         if fast_decode is not None and not isinstance(fast_decode, bool):
             raise InvalidInputError("must be true or false", field="options.fast_decode")
         dtype = resolve_dtype(precision, device)
+        sequences, cache_tokens = _continuous_batching(spec, device, policy)
         generator = TextGenerator(
-            model_folder(path, cache_dir), device, dtype, max_context, fast_decode=fast_decode
-        )
+            model_folder(path, cache_dir), device, dtype, max_context, fast_decode=fast_decode,
+            max_sequences=sequences, kv_cache_tokens=cache_tokens, max_queue=policy.max_queue,
+        )  # fmt: skip
         return GenerationBackend(generator, device, policy)
     if spec.task == "generation" and spec.backend == "llama-cpp":
         max_context = spec.options.get("max_context")

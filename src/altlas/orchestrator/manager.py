@@ -6,6 +6,13 @@ request ends; the backend's own scheduler (a dynamic batcher, see altlas.schedul
 and batches the work. So unloading or activating another version never breaks a request in
 flight: the new version is loaded and warmed up first, then swapped in; the old one stops
 taking requests and finishes those it accepted.
+
+GPU memory has one budget per card (its memory, or `gpu_memory_gb`); each loaded model accounts
+for its weights and its largest batch's activations (altlas.orchestrator.memory). A load that
+does not fit unloads idle, unpinned models, least recently used first; if it still does not
+fit, `auto` goes to the CPU and an explicit GPU policy is refused (InsufficientMemoryError).
+A model with `options.cpu_replica` loaded on a GPU also gets a CPU copy that serves its
+overflow (altlas.scheduling.spillover).
 """
 
 from __future__ import annotations
@@ -17,20 +24,30 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from altlas.errors import AltlasError, InvalidInputError, NotFoundError
-from altlas.orchestrator.backends import Backend, build_backend
-from altlas.orchestrator.placement import estimate_bytes, fits
+from altlas.orchestrator.backends import Backend, add_cpu_replica, build_backend
+from altlas.orchestrator.memory import IDLE_AFTER_S, MemoryCounters, Resident, activation_reserve, plan_room
+from altlas.orchestrator.placement import estimate_bytes
 from altlas.orchestrator.registry import ModelSpec, Registry, resolve_source
-from altlas.runtime.device import resolve_device
-from altlas.scheduling.batcher import BatchPolicy
+from altlas.runtime.device import apply_memory_budget, describe_device, resolve_device
+from altlas.scheduling.batcher import BatchPolicy, DynamicBatcher
+from altlas.scheduling.spillover import SpilloverRouter, SpillPolicy
 from altlas.settings import Settings
 
-__all__ = ["Lease", "ModelManager", "ModelUnavailableError", "WrongTaskError"]
+__all__ = [
+    "InsufficientMemoryError",
+    "Lease",
+    "ModelManager",
+    "ModelUnavailableError",
+    "WrongTaskError",
+    "describe_device",
+]
 
 log = logging.getLogger("altlas.orchestrator")
 
@@ -39,8 +56,16 @@ class ModelUnavailableError(AltlasError):
     """The model could not be loaded; the message says why."""
 
 
+class InsufficientMemoryError(ModelUnavailableError):
+    """A GPU load refused: the model does not fit the card's budget even after unloading the
+    idle, unpinned models; the message names the budget, what is held and by whom."""
+
+
 class WrongTaskError(InvalidInputError):
     """A model asked to do another task than its own."""
+
+
+_REPLICA_TASKS = ("embedding", "audio-vad", "image-classification")  # those served through a batcher
 
 
 @dataclass
@@ -51,7 +76,8 @@ class _Entry:
     status: str = "unloaded"  # unloaded | loading | loaded | failed
     error: str | None = None
     device: str | None = None
-    gpu_bytes: int = 0
+    gpu_bytes: int = 0  # weights and buffers, measured after warm-up
+    reserve_bytes: int = 0  # activations of its largest batch (estimated, or the warm-up's peak)
     load_ms: float | None = None
     warmup_ms: float | None = None
     last_used: float | None = None
@@ -68,12 +94,6 @@ class Lease:
     gpu_bytes: int
 
 
-def describe_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{device} {torch.cuda.get_device_name(device)}"
-    return str(device)
-
-
 class ModelManager:
     def __init__(self, registry: Registry, settings: Settings) -> None:
         self.registry = registry
@@ -82,7 +102,11 @@ class ModelManager:
         self._entries = {spec.name: _Entry(spec) for spec in registry.all()}
         self._lock = threading.Lock()  # guards _entries
         self._loading = threading.Lock()  # one load at a time: GPU bytes are attributed by difference
-        self._placement: dict[str, str | None] = {}  # why a model sits where it does (auto policy)
+        self._placement: dict[str, str | None] = {}  # why a model sits where it does (or was unloaded)
+        self.counters = MemoryCounters()  # changed only under _loading
+        self._retired_oom_splits = 0  # of backends closed since start (counters only grow)
+        self._retired_spillovers = 0
+        self._capped: set[str] = set()  # GPUs whose allocator is held to gpu_memory_gb
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelManager:
@@ -117,6 +141,11 @@ class ModelManager:
             "placement": self._placement.get(name),
             "precision": spec.precision,
             "load_at_start": spec.load_at_start,
+            "pinned": spec.pinned,
+            "reserve_bytes": entry.reserve_bytes,
+            "replica": _replica_device(entry.backend),
+            "spillovers": _spillovers(entry.backend),
+            "oom_splits": _oom_splits(entry.backend),
             "load_ms": entry.load_ms,
             "warmup_ms": entry.warmup_ms,
             "last_used": entry.last_used,
@@ -153,28 +182,33 @@ class ModelManager:
             if entry.backend is None:
                 entry.status = "loading"
             try:
-                backend, device, gpu_bytes, load_ms, warmup_ms = self._build(replace(spec, active=version))
+                built = self._build(replace(spec, active=version))
             except AltlasError as exc:
                 if entry.backend is None:
                     entry.status, entry.error = "failed", exc.message
                 log.warning(
                     "model failed to load", extra={"model": name, "version": version, "reason": exc.message}
                 )
-                raise ModelUnavailableError(
-                    f"model {name!r} failed to load: {exc.message}", field="model"
-                ) from None
+                error = (
+                    InsufficientMemoryError
+                    if isinstance(exc, InsufficientMemoryError)
+                    else ModelUnavailableError
+                )
+                raise error(f"model {name!r} failed to load: {exc.message}", field="model") from None
             old = entry.backend
-            entry.backend, entry.version, entry.device = backend, version, device
-            entry.gpu_bytes, entry.load_ms, entry.warmup_ms = gpu_bytes, load_ms, warmup_ms
+            entry.backend, entry.version, entry.device = built.backend, version, built.device
+            entry.gpu_bytes, entry.reserve_bytes = built.gpu_bytes, built.reserve_bytes
+            entry.load_ms, entry.warmup_ms = built.load_ms, built.warmup_ms
             entry.status, entry.error = "loaded", None
             if old is not None:  # a version swap: leases in flight keep the old backend until they end
-                old.close()
-            facts = {"model": name, "version": version, "device": device, "gpu_bytes": gpu_bytes,
-                     "load_ms": round(load_ms, 1), "warmup_ms": round(warmup_ms, 1)}  # fmt: skip
+                self._retire(old)
+            facts = {"model": name, "version": version, "device": built.device, "gpu_bytes": built.gpu_bytes,
+                     "reserve_bytes": built.reserve_bytes, "replica": _replica_device(built.backend),
+                     "load_ms": round(built.load_ms, 1), "warmup_ms": round(built.warmup_ms, 1)}  # fmt: skip
             log.info("model loaded", extra=facts)
         return self.status(name)
 
-    def _build(self, spec: ModelSpec) -> tuple[Backend, str, int, float, float]:
+    def _build(self, spec: ModelSpec) -> _Built:
         started = time.perf_counter()
         path = resolve_source(spec.source, self.settings.data_dir)
         policy = spec.device if spec.device != "auto" else self.settings.device
@@ -182,34 +216,71 @@ class ModelManager:
             device = resolve_device(policy)
         except InvalidInputError as exc:
             raise InvalidInputError(exc.message, field="device") from None
-        placement = None
-        if policy == "auto" and device.type == "cuda":  # only an explicit policy insists on the GPU
-            room, placement = fits(estimate_bytes(path), self._gpu_bytes_used(device), self._budget(device))
-            if not room:
-                device, placement = torch.device("cpu"), "on the CPU: " + placement
+        spill = self.spill_policy(spec)
+        placement, reserve = None, 0
+        if device.type == "cuda":  # may unload idle models, or go to the CPU (auto), or refuse
+            device, placement, reserve = self._place(spec, path, device, insist=policy != "auto")
         before = _allocated(device)
+        backend = self._construct(spec, path, device)
+        replica = None
         try:
-            backend = build_backend(spec, path, device, self.cache_dir, self.batch_policy(spec, device))
+            if spill is not None and device.type == "cuda":  # the same model in fp32 on the CPU
+                replica = self._construct(replace(spec, precision="fp32"), path, torch.device("cpu"))
+            loaded = time.perf_counter()
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            backend.warmup(list(spec.warmup))
+            after = _allocated(device)
+            if device.type == "cuda":  # what the warm-up's batch needed above the weights
+                reserve = max(reserve, int(torch.cuda.max_memory_allocated(device)) - after)
+            if replica is not None and spill is not None:
+                replica.warmup(list(spec.warmup))
+                add_cpu_replica(backend, replica, spill)
+        except BaseException:
+            for part in (backend, replica):
+                if part is not None:
+                    part.close()
+            raise
+        warmed = time.perf_counter()
+        self._placement[spec.name] = placement
+        return _Built(backend, describe_device(backend.device), max(0, after - before), reserve,
+                      (loaded - started) * 1e3, (warmed - loaded) * 1e3)  # fmt: skip
+
+    def _construct(self, spec: ModelSpec, path: Path, device: torch.device) -> Backend:
+        """The backend on `device`, with loading failures told as input errors."""
+        try:
+            return build_backend(spec, path, device, self.cache_dir, self.batch_policy(spec, device))
         except torch.OutOfMemoryError:
             gc.collect()
             torch.cuda.empty_cache()
             raise InvalidInputError(f"out of GPU memory on {device} while loading", field="device") from None
         except (OSError, RuntimeError) as exc:
             raise InvalidInputError(f"{type(exc).__name__}: {str(exc)[:300]}", field="source") from None
-        loaded = time.perf_counter()
-        backend.warmup(list(spec.warmup))
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        warmed = time.perf_counter()
-        gpu_bytes = max(0, _allocated(device) - before)
-        self._placement[spec.name] = placement
-        return (
-            backend,
-            describe_device(backend.device),
-            gpu_bytes,
-            (loaded - started) * 1e3,
-            (warmed - loaded) * 1e3,
-        )
+
+    def _place(
+        self, spec: ModelSpec, path: Path, device: torch.device, insist: bool
+    ) -> tuple[torch.device, str, int]:
+        """(where the model goes, why, its activation reserve) for a load headed to GPU `device`.
+
+        Idle, unpinned models are unloaded if that makes room; without room, `insist` (an
+        explicit GPU policy) refuses the load, otherwise it goes to the CPU."""
+        budget = self._budget(device)
+        self._cap_allocator(device)
+        tokens = self.batch_policy(spec, device).max_batch_tokens
+        reserve = activation_reserve(spec.task, path, tokens, budget)
+        room = plan_room(estimate_bytes(path) + reserve, budget, self._residents(device, spec.name))
+        for name in room.evict:
+            self._evict(name, device, spec.name)
+        if room.fits:
+            return device, f"on {device}: {room.reason}", reserve
+        if insist:
+            self.counters.refusals += 1
+            log.warning(
+                "GPU load refused", extra={"model": spec.name, "device": str(device), "reason": room.reason}
+            )
+            raise InsufficientMemoryError(f"not enough GPU memory on {device}: {room.reason}", field="device")
+        self.counters.cpu_fallbacks += 1
+        return torch.device("cpu"), f"on the CPU: {room.reason}", 0
 
     def batch_policy(self, spec: ModelSpec, device: torch.device) -> BatchPolicy:
         """The settings' batching, queue bound and wait, overridden by the model's options."""
@@ -228,44 +299,129 @@ class ModelManager:
                 "max_batch_tokens, max_wait_ms and max_queue must be positive numbers", field="options"
             ) from None
 
+    def spill_policy(self, spec: ModelSpec) -> SpillPolicy | None:
+        """The model's spill-over to a CPU replica (options cpu_replica, spill_queue_depth,
+        spill_wait_ms), or None without one."""
+        options = spec.options
+        wanted = options.get("cpu_replica", False)
+        if not isinstance(wanted, bool):
+            raise InvalidInputError("must be true or false", field="options.cpu_replica")
+        if not wanted:
+            return None
+        if spec.task not in _REPLICA_TASKS:
+            raise InvalidInputError(
+                f"{spec.task} models take no CPU replica ({', '.join(_REPLICA_TASKS)} models do)",
+                field="options.cpu_replica",
+            )
+        default = SpillPolicy()
+        try:
+            return SpillPolicy(
+                queue_depth=int(options.get("spill_queue_depth", default.queue_depth)),
+                wait_ms=float(options.get("spill_wait_ms", default.wait_ms)),
+            )
+        except (TypeError, ValueError):
+            raise InvalidInputError(
+                "spill_queue_depth must be a positive number and spill_wait_ms >= 0", field="options"
+            ) from None
+
+    # GPU memory
+
     def _budget(self, device: torch.device) -> int:
         total = int(torch.cuda.get_device_properties(device).total_memory)
         cap = self.settings.gpu_memory_gb
         return min(total, int(cap * 1e9)) if cap > 0 else total
 
-    def _gpu_bytes_used(self, device: torch.device) -> int:
+    def _cap_allocator(self, device: torch.device) -> None:
+        """Hold PyTorch's allocator to `gpu_memory_gb` on this card (once), so that a batch
+        past the budget runs out of memory there and is split, rather than taking the card."""
+        if self.settings.gpu_memory_gb > 0 and str(device) not in self._capped:
+            apply_memory_budget(device, self.settings.gpu_memory_gb)
+            self._capped.add(str(device))
+
+    def _residents(self, device: torch.device, loading: str | None = None) -> list[Resident]:
+        """The models loaded on `device` as the budget sees them; `loading` (its old version,
+        during a swap) is never idle."""
+        now = time.time()
         with self._lock:
-            entries = list(self._entries.values())
-        return sum(e.gpu_bytes for e in entries if e.device and e.device.split(" ")[0] == str(device))
+            entries = list(self._entries.items())
+        residents = []
+        for name, entry in entries:
+            if entry.backend is None or not _on(entry.device, device):
+                continue
+            recent = entry.last_used is not None and now - entry.last_used < IDLE_AFTER_S
+            idle = name != loading and not recent and _in_flight(entry.backend) == 0
+            residents.append(Resident(name, entry.gpu_bytes + entry.reserve_bytes, entry.spec.pinned,
+                                      idle, entry.last_used or 0.0))  # fmt: skip
+        return residents
+
+    def _evict(self, name: str, device: torch.device, for_model: str) -> None:
+        """Unload `name` to make room for `for_model` (under _loading)."""
+        self._release(self._entry(name))
+        self._placement[name] = f"unloaded from {device} to make room for {for_model!r}"
+        self.counters.evictions += 1
+        log.info("model evicted", extra={"model": name, "device": str(device), "for_model": for_model})
+
+    def memory_report(self) -> dict[str, Any]:
+        """Per GPU: its budget, the bytes the loaded models account for and by whom; and the
+        counters since start (evictions, refusals, CPU fallbacks, OOM batch splits, spill-overs)."""
+        with self._lock:
+            entries = list(self._entries.items())
+        cards = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+        models: dict[str, list[dict[str, Any]]] = {card: [] for card in cards}
+        for name, entry in entries:
+            if entry.backend is not None and entry.device and entry.device.startswith("cuda"):
+                models.setdefault(entry.device.split(" ")[0], []).append({
+                    "name": name, "weights_bytes": entry.gpu_bytes, "reserve_bytes": entry.reserve_bytes,
+                    "pinned": entry.spec.pinned, "last_used": entry.last_used,
+                })  # fmt: skip
+        devices = []
+        for card, held in models.items():
+            accounted = sum(m["weights_bytes"] + m["reserve_bytes"] for m in held)
+            devices.append({"device": card, "budget_bytes": self._budget(torch.device(card)),
+                            "accounted_bytes": accounted, "models": held})  # fmt: skip
+        backends = [entry.backend for _, entry in entries]
+        counters = {
+            **asdict(self.counters),
+            "oom_splits": self._retired_oom_splits + sum(_oom_splits(b) for b in backends),
+            "spillovers": self._retired_spillovers + sum(_spillovers(b) for b in backends),
+        }
+        return {"devices": devices, "counters": counters}
+
+    # unloading
 
     def unload(self, name: str) -> dict[str, Any]:
         """Let go of the model; reports the GPU memory allocated before and after."""
         entry = self._entry(name)
         with self._loading:
-            backend = entry.backend
-            device = backend.device if backend is not None else None
-            before = _allocated(device)
-            entry.backend, entry.version, entry.status, entry.device, entry.gpu_bytes = (
-                None,
-                None,
-                "unloaded",
-                None,
-                0,
-            )
-            if backend is not None:
-                backend.close()
-                del backend
-            gc.collect()
-            if device is not None and device.type == "cuda":
-                torch.cuda.synchronize(device)
-                # cuBLAS keeps a workspace per stream a graph was captured on (32 MiB on Hopper)
-                clear_workspaces = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
-                if clear_workspaces is not None:
-                    clear_workspaces()
-                torch.cuda.empty_cache()
-            after = _allocated(device)
+            before, after = self._release(entry)
         return {**self.status(name), "gpu_bytes_before": before, "gpu_bytes_after": after,
                 "gpu_bytes_freed": max(0, before - after)}  # fmt: skip
+
+    def _release(self, entry: _Entry) -> tuple[int, int]:
+        """Unload (under _loading); (GPU bytes allocated before, after)."""
+        backend = entry.backend
+        device = backend.device if backend is not None else None
+        before = _allocated(device)
+        entry.backend, entry.version, entry.status, entry.device = None, None, "unloaded", None
+        entry.gpu_bytes = entry.reserve_bytes = 0
+        if backend is not None:
+            self._retire(backend)
+            del backend
+        gc.collect()
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+            # cuBLAS keeps a workspace per stream a graph was captured on (32 MiB on Hopper)
+            clear_workspaces = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
+            if clear_workspaces is not None:
+                clear_workspaces()
+            torch.cuda.empty_cache()
+        return before, _allocated(device)
+
+    def _retire(self, backend: Backend) -> None:
+        """Close a backend (it finishes what it accepted), keeping its counts in the totals."""
+        backend.close()
+        self._retired_oom_splits += _oom_splits(backend)
+        self._retired_spillovers += _spillovers(backend)
 
     def activate(self, name: str, version: str) -> dict[str, Any]:
         """Make `version` the active one; a loaded model swaps to it (loaded and warmed up first)."""
@@ -323,3 +479,47 @@ def _allocated(device: torch.device | None) -> int:
         return 0
     torch.cuda.synchronize(device)
     return int(torch.cuda.memory_allocated(device))
+
+
+@dataclass(frozen=True)
+class _Built:
+    backend: Backend
+    device: str  # described, e.g. "cuda:0 NVIDIA H100 80GB HBM3"
+    gpu_bytes: int
+    reserve_bytes: int
+    load_ms: float
+    warmup_ms: float
+
+
+def _on(described: str | None, device: torch.device) -> bool:
+    return described is not None and described.split(" ")[0] == str(device)
+
+
+def _batchers(backend: Backend | None) -> list[DynamicBatcher[Any, Any, Any]]:
+    queue = getattr(backend, "batcher", None)
+    if isinstance(queue, SpilloverRouter):
+        return [queue.primary, queue.replica]
+    return [queue] if isinstance(queue, DynamicBatcher) else []
+
+
+def _oom_splits(backend: Backend | None) -> int:
+    return sum(batcher.stats.oom_splits for batcher in _batchers(backend))
+
+
+def _spillovers(backend: Backend | None) -> int:
+    queue = getattr(backend, "batcher", None)
+    return queue.spilled if isinstance(queue, SpilloverRouter) else 0
+
+
+def _replica_device(backend: Backend | None) -> str | None:
+    queue = getattr(backend, "batcher", None)
+    return queue.replica.device if isinstance(queue, SpilloverRouter) else None
+
+
+def _in_flight(backend: Backend) -> int:
+    """Requests queued or running on the backend: a model with any is never unloaded for room."""
+    count = getattr(backend, "in_flight", None)  # a backend that counts its own requests
+    if callable(count):
+        return int(count())
+    queue = getattr(backend, "batcher", None)
+    return int(queue.in_flight()) if queue is not None else 0

@@ -1,10 +1,11 @@
 """The model registry: which models the orchestrator serves, read from and written to `models.yaml`.
 
 A model has a name, a task, a backend, a device policy, a precision, whether it loads at
-start, warm-up inputs, and one or more versions (each a source: a path, or a file inside an
-installed Python package that ships weights, written `package:<module>/<path inside>`),
-one of them active. The file lives in the data dir; the first start copies the default
-one shipped with the package. Every change is written atomically (a temporary file renamed
+start, whether it is pinned (never unloaded to make GPU room for another), warm-up inputs,
+and one or more versions (each a source: a path, or a file inside an installed Python
+package that ships weights, written `package:<module>/<path inside>`), one of them active.
+The file lives in the data dir; the first start copies the default one shipped with the
+package. Every change is written atomically (a temporary file renamed
 over the old one), so a crash leaves either the old registry or the new one.
 """
 
@@ -52,6 +53,7 @@ class ModelSpec:
     load_at_start: bool = False
     warmup: list[str] = field(default_factory=list)  # inputs run once after loading
     options: dict[str, Any] = field(default_factory=dict)  # backend-specific settings
+    pinned: bool = False  # never unloaded to make GPU room for another model
 
     @property
     def source(self) -> str:
@@ -63,7 +65,7 @@ class ModelSpec:
         if not isinstance(data, dict):
             raise InvalidInputError("must be a mapping", field=where)
         known = {"name", "task", "backend", "versions", "active", "device", "precision",
-                 "load_at_start", "warmup", "options"}  # fmt: skip
+                 "load_at_start", "warmup", "options", "pinned"}  # fmt: skip
         unknown = sorted(set(data) - known)
         if unknown:
             raise InvalidInputError(f"unknown field {unknown[0]!r}", field=f"{where}.{unknown[0]}")
@@ -110,6 +112,9 @@ class ModelSpec:
         load_at_start = data.get("load_at_start", False)
         if not isinstance(load_at_start, bool):
             raise InvalidInputError("must be true or false", field=f"{where}.load_at_start")
+        pinned = data.get("pinned", False)
+        if not isinstance(pinned, bool):
+            raise InvalidInputError("must be true or false", field=f"{where}.pinned")
         warmup = data.get("warmup", [])
         if not isinstance(warmup, list) or not all(isinstance(item, str) for item in warmup):
             raise InvalidInputError("must be a list of strings", field=f"{where}.warmup")
@@ -117,7 +122,7 @@ class ModelSpec:
         if not isinstance(options, dict):
             raise InvalidInputError("must be a mapping", field=f"{where}.options")
         return cls(name, task, backend, dict(versions), active, device, precision, load_at_start,
-                   list(warmup), dict(options))  # fmt: skip
+                   list(warmup), dict(options), pinned)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -21,6 +21,7 @@ __all__ = [
     "DeviceReport",
     "GpuInfo",
     "apply_memory_budget",
+    "describe_device",
     "probe",
     "resolve_device",
     "resolve_dtype",
@@ -222,6 +223,15 @@ def resolve_device(setting: str = "auto") -> torch.device:
             )
         return torch.device("cuda", int(index_text))
     raise InvalidInputError(f"must be auto, cpu, cuda or cuda:N, got {setting!r}", field="device")
+
+
+def describe_device(device: torch.device) -> str:
+    """How responses and statuses name a device: "cuda:0 NVIDIA H100 80GB HBM3", or "cpu"."""
+    import torch
+
+    if device.type == "cuda":
+        return f"{device} {torch.cuda.get_device_name(device)}"
+    return str(device)
 
 
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}

@@ -64,6 +64,7 @@ class Served(Generic[Output]):
     batch_size: int  # units of work in that batch (texts, images; `size` of its items)
     batch_requests: int  # items (requests) in that batch
     batch_tokens: int
+    device: str = ""  # the device that ran it (its batcher's label), e.g. "cpu" when spilled over
 
 
 @dataclass(slots=True)
@@ -107,8 +108,10 @@ class DynamicBatcher(Generic[Item, Prepared, Output]):
         cost: Callable[[Item], int] = lambda _item: 1,
         policy: BatchPolicy | None = None,
         size: Callable[[Item], int] = lambda _item: 1,
+        device: str = "",
     ) -> None:
         self.name = name
+        self.device = device  # told to each caller in its Served
         self.policy = policy or BatchPolicy()
         self._prepare = prepare
         self._run = run
@@ -164,9 +167,16 @@ class DynamicBatcher(Generic[Item, Prepared, Output]):
 
     def retry_after_s(self) -> float:
         """How long the queue takes to drain at the recent pace per item (at least 1 s)."""
+        return max(1.0, round(len(self._queue) * self._seconds_per_item(), 1))
+
+    def estimated_wait_s(self) -> float:
+        """How long an item submitted now would wait for its turn: everything in flight
+        (queued, prepared, running) at the recent pace per item."""
+        return self.in_flight() * self._seconds_per_item()
+
+    def _seconds_per_item(self) -> float:
         recent = list(self.stats.recent_item_s)
-        per_item = sum(recent) / len(recent) if recent else 0.01
-        return max(1.0, round(len(self._queue) * per_item, 1))
+        return sum(recent) / len(recent) if recent else 0.01
 
     def close(self, drain: bool = True, timeout: float = 120.0) -> None:
         """Stop taking items. drain: finish those already queued (a version swap or an unload
@@ -297,7 +307,7 @@ class DynamicBatcher(Generic[Item, Prepared, Output]):
         size = sum(self._size(p.item) for p in batch)
         for pending, output in zip(batch, outputs, strict=True):
             queue_ms = (started - pending.arrived) * 1e3
-            pending.future.set_result(Served(output, queue_ms, run_ms, size, len(batch), tokens))
+            pending.future.set_result(Served(output, queue_ms, run_ms, size, len(batch), tokens, self.device))
 
     def _fail(self, batch: list[_Pending[Item, Output]], exc: BaseException) -> None:
         self.stats.failed_batches += 1

@@ -43,7 +43,9 @@ def media_router(manager: ModelManager) -> APIRouter:
         job = VadRequest(samples, rate, threshold, min_speech_ms, min_silence_ms, pad_ms)
         served = await wait_for(backend.batcher.submit(job), timeout_s, request.receive, "voice detection")
         segments, duration = served.value
-        headers, cost = request_cost(lease, served.run_ms, served.queue_ms, audio_seconds=round(duration, 3))
+        headers, cost = request_cost(
+            lease, served.run_ms, served.queue_ms, served_on=served.device, audio_seconds=round(duration, 3)
+        )
         body: dict[str, Any] = {
             "model": model,
             "duration": round(duration, 3),
@@ -71,7 +73,7 @@ def media_router(manager: ModelManager) -> APIRouter:
             backend.batcher.submit((image, top_k)), timeout_s, request.receive, "classification"
         )
         headers, cost = request_cost(
-            lease, served.run_ms, served.queue_ms, served.batch_size, served.batch_requests
+            lease, served.run_ms, served.queue_ms, served.batch_size, served.batch_requests, served.device
         )
         body = {
             "model": model,

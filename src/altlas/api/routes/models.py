@@ -2,7 +2,9 @@
 
 GET /v1/models and GET /v1/models/{name} keep OpenAI's model shape (id, object, created,
 owned_by) so OpenAI clients can list and retrieve; the registry's view of each model
-(status, device, GPU bytes, versions, last use, requests served) is under "altlas".
+(status, device, GPU bytes, versions, last use, requests served) is under "altlas"; the list's
+own "altlas" object holds the GPU memory report (per card: budget, what each model accounts
+for; counters of evictions, refusals, CPU fallbacks, OOM batch splits and spill-overs).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def models_router(manager: ModelManager, started: int) -> APIRouter:
     @router.get("", summary="The registered models (OpenAI list shape, status under 'altlas')")
     def list_models() -> dict[str, Any]:
         data = [model_object(manager.status(name), started) for name in manager.names()]
-        return {"object": "list", "data": data}
+        return {"object": "list", "data": data, "altlas": {"memory": manager.memory_report()}}
 
     @router.get("/{name}", summary="One model: status, device, GPU bytes, versions, usage")
     def get_model(name: str) -> dict[str, Any]:

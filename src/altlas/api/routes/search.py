@@ -59,6 +59,7 @@ class _Embedder:
         self.model = model
         self.lease: Lease | None = None
         self.queue_ms = 0.0
+        self.served_on = ""  # the device of the last batch (a CPU replica may take overflow)
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         lease = self.manager.lease(self.model, "embedding")
@@ -73,6 +74,7 @@ class _Embedder:
                 f"embedding took longer than the {timeout_s:g} s limit", field="timeout"
             ) from None
         self.queue_ms += served.queue_ms
+        self.served_on = served.device
         return served.value
 
 
@@ -87,7 +89,9 @@ def run_search(
     results = collections.search(body.index, queries, body.k, embed)
     processing_ms = (time.perf_counter() - started) * 1e3
     assert embed.lease is not None
-    headers, cost = request_cost(embed.lease, processing_ms, embed.queue_ms, batch_size=len(queries))
+    headers, cost = request_cost(
+        embed.lease, processing_ms, embed.queue_ms, batch_size=len(queries), served_on=embed.served_on
+    )
     rows = [[{"id": h.id, "text": h.text, "score": h.score} for h in hits] for hits in results]
     return {"index": body.index, "model": model, "results": rows, "altlas": cost}, headers
 
