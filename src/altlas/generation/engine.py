@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,9 @@ from typing import Any
 import torch
 
 from altlas.errors import InputTooLargeError, InvalidInputError
+from altlas.generation.continuous import ContinuousBatcher
 from altlas.generation.llama_decoder import LlamaDecoder, supports
+from altlas.generation.paged_decoder import PagedLlamaDecoder
 from altlas.generation.sampling import SamplingParams, next_token
 
 __all__ = [
@@ -50,6 +52,7 @@ class TokenEvent:
     token_ids: tuple[int, ...] = ()  # on the last event: the generated ids
     prefill_ms: float = 0.0  # on the last event: prompt to first token
     decode_ms: float = 0.0  # on the last event: first token to the end
+    queue_ms: float = 0.0  # arrival to a decode slot (continuous batching; 0 otherwise)
 
 
 @dataclass(frozen=True)
@@ -74,9 +77,15 @@ class TextGenerator:
         max_context: int | None = None,
         *,
         fast_decode: bool | None = None,
+        max_sequences: int = 0,
+        kv_cache_tokens: int = 0,
+        max_queue: int = 1024,
     ) -> None:
         """fast_decode: the static-cache, CUDA-graph decoder of llama_decoder.py (default: on CUDA
-        when the model is Llama-shaped); otherwise every token goes through transformers."""
+        when the model is Llama-shaped); otherwise every token goes through transformers.
+        max_sequences > 0: continuous batching (continuous.py) of up to that many generations
+        at once over a paged KV cache of `kv_cache_tokens` positions, for Llama-shaped models;
+        generations then no longer wait for each other's turn."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.folder = folder
@@ -101,8 +110,17 @@ class TextGenerator:
             eos_ids.add(int(self.tokenizer.eos_token_id))
         self.eos_ids = frozenset(eos_ids)
         self.decoder: LlamaDecoder | None = None
+        self.continuous: ContinuousBatcher | None = None
         self.decode_path = "transformers"
-        if fast_decode is None or fast_decode:
+        if max_sequences > 0 and supports(self.model) is None:
+            paged = PagedLlamaDecoder(self.model, self.max_context, max_sequences, kv_cache_tokens or 8192)
+            self.continuous = ContinuousBatcher(
+                f"{folder.name}@{device}", paged, self._prefill, self.eos_ids, max_queue
+            )
+            self.decode_path = f"continuous batching of up to {max_sequences} over a paged cache" + (
+                " + CUDA graphs" if paged.use_graph else ""
+            )
+        elif fast_decode is None or fast_decode:
             reason = supports(self.model)
             if reason is None and (fast_decode or device.type == "cuda"):
                 self.decoder = LlamaDecoder(self.model, self.max_context)
@@ -136,24 +154,83 @@ class TextGenerator:
         return collect(self.stream(ids, params), len(ids))
 
     def stream(
-        self, ids: Sequence[int], params: SamplingParams, field: str = "prompt"
+        self, ids: Sequence[int], params: SamplingParams, field: str = "prompt", timeout_s: float = 0.0
     ) -> Iterator[TokenEvent]:
         """The answer as it is generated; the caller may stop iterating at any time.
-        `field` names the input in errors (prompt, messages)."""
-        return self._stream(list(ids), params, answer_budget(ids, params, self.max_context, field))
+        `field` names the input in errors (prompt, messages). With continuous batching the
+        request queues for a slot (OverloadedError when the queue is full, TimedOutError when
+        no token came within `timeout_s`; 0: no limit)."""
+        budget = answer_budget(ids, params, self.max_context, field)
+        if self.continuous is not None:
+            sequence = self.continuous.submit(list(ids), params, budget)
+            return self._events(sequence.tokens(timeout_s), params.stop, lambda: sequence.queue_ms)
+        return self._events(self._one_at_a_time(list(ids), params, budget), params.stop, lambda: 0.0)
 
-    def _stream(self, ids: list[int], params: SamplingParams, budget: int) -> Iterator[TokenEvent]:
+    def close(self) -> None:
+        """Finish the generations accepted, then let go of the model and its caches."""
+        if self.continuous is not None:
+            self.continuous.close()
+        self.continuous = None
+        self.model = None
+        self.decoder = None  # its cache, buffers and CUDA graph
+
+    def _events(
+        self, tokens: Generator[int, None, str], stop: Sequence[str], queued_ms: Callable[[], float]
+    ) -> Iterator[TokenEvent]:
+        """Text events of a stream of token ids: decoded a piece at a time, stop sequences
+        held back and cut, and a last event with the reason and the timings."""
+        started = time.perf_counter()
+        text = _Detokenizer(self.tokenizer)
+        stops = StopScanner(stop)
+        generated: list[int] = []
+        first_token_at = 0.0
+        finish = "length"
+        try:
+            while True:
+                try:
+                    token_id = next(tokens)
+                except StopIteration as end:
+                    finish = end.value
+                    break
+                first_token_at = first_token_at or time.perf_counter()
+                generated.append(token_id)
+                self.completion_tokens += 1
+                emit, stopped = stops.feed(text.add(token_id))
+                if emit:
+                    yield TokenEvent(emit, queue_ms=queued_ms())
+                if stopped:
+                    finish = "stop"
+                    break
+        finally:
+            tokens.close()  # the caller stopped, or a stop sequence: the slot or turn goes at once
+        if finish == "length" or not stops.stopped:
+            rest = stops.flush()
+            if rest:
+                yield TokenEvent(rest, queue_ms=queued_ms())
+        yield last_event(finish, generated, started + queued_ms() / 1e3, first_token_at, queued_ms())
+
+    def _prefill(self, ids: list[int]) -> tuple[torch.Tensor, Any]:
+        """Logits after the prompt, and its KV cache. The prompt is padded on the right to a
+        multiple of PREFILL_BUCKET: causal attention keeps the pads out of the real tokens'
+        results, only the real positions' keys and values are copied, and the GPU meets a few
+        prompt shapes that the warm-up has run (a new shape's first prefill cost 62 ms
+        instead of 18 on an H100)."""
+        padded = _bucket(len(ids), self.max_context)
+        prompt = torch.full((1, padded), ids[-1], dtype=torch.long, device=self.device)
+        prompt[0, : len(ids)] = torch.tensor(ids, device=self.device)
+        output = self.model(input_ids=prompt, use_cache=True)
+        return output.logits[0, len(ids) - 1], cache_of(output)
+
+    def _one_at_a_time(
+        self, ids: list[int], params: SamplingParams, budget: int
+    ) -> Generator[int, None, str]:
+        """Token ids of one generation holding the model alone; returns the finish reason."""
         generator = None
         if params.seed is not None and not params.greedy:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(params.seed)
         seen = torch.zeros(len(ids) + budget, dtype=torch.long, device=self.device)
         seen[: len(ids)] = torch.tensor(ids, device=self.device)
-        text = _Detokenizer(self.tokenizer)
-        stops = StopScanner(params.stop)
-        generated: list[int] = []
-        started = time.perf_counter()
-        first_token_at = 0.0
         # Each step's tensor work sits in its own inference_mode block, never across a yield:
         # a stream may be resumed on another thread, and the mode is per thread.
         with torch.inference_mode():
@@ -161,22 +238,12 @@ class TextGenerator:
                 output = self.model(input_ids=seen[None, : len(ids)], use_cache=True)
                 logits = output.logits[0, -1]
             else:
-                # The prompt is padded on the right to a multiple of PREFILL_BUCKET: causal attention
-                # keeps the pads out of the real tokens' results, only the real positions' keys and
-                # values are copied, and the GPU meets a few prompt shapes that the warm-up has
-                # run (a new shape's first prefill cost 62 ms instead of 18 on an H100).
-                padded = _bucket(len(ids), self.max_context)
-                prompt = torch.full((1, padded), ids[-1], dtype=torch.long, device=self.device)
-                prompt[0, : len(ids)] = seen[: len(ids)]
-                output = self.model(input_ids=prompt, use_cache=True)
-                logits = output.logits[0, len(ids) - 1]
-                self.decoder.load_prefill(cache_of(output), len(ids))
-        finish = "length"
+                logits, cache = self._prefill(ids)
+                self.decoder.load_prefill(cache, len(ids))
         for step in range(budget):
             with torch.inference_mode():
                 token = next_token(logits, params, seen[: len(ids) + step], generator)
                 token_id = int(token)
-                first_token_at = first_token_at or time.perf_counter()
                 if token_id not in self.eos_ids:
                     seen[len(ids) + step] = token
                     if step + 1 < budget and self.decoder is not None:
@@ -186,21 +253,9 @@ class TextGenerator:
                         output = self.model(input_ids=token.view(1, 1), use_cache=True, **cache)
                         logits = output.logits[0, -1]
             if token_id in self.eos_ids:
-                finish = "stop"
-                break
-            generated.append(token_id)
-            self.completion_tokens += 1
-            emit, stopped = stops.feed(text.add(token_id))
-            if emit:
-                yield TokenEvent(emit)
-            if stopped:
-                finish = "stop"
-                break
-        if finish == "length" or not stops.stopped:
-            rest = stops.flush()
-            if rest:
-                yield TokenEvent(rest)
-        yield last_event(finish, generated, started, first_token_at)
+                return "stop"
+            yield token_id
+        return "length"
 
     def warmup(self, prompts: Sequence[str]) -> None:
         """Run the prefill and decode paths once per prompt, and the prefill at a spread of
@@ -211,7 +266,7 @@ class TextGenerator:
             ids = self.chat_ids([{"role": "user", "content": prompt}]) if chat else self.text_ids(prompt)
             self.complete(ids, SamplingParams(max_tokens=4, temperature=0.0))
             self.complete(ids, SamplingParams(max_tokens=2, temperature=0.7, top_p=0.9, top_k=40, seed=0))
-        if self.decoder is not None:  # every prefill shape up to 1,024 tokens (longer prompts pay once)
+        if self.device.type == "cuda" and (self.decoder is not None or self.continuous is not None):
             filler = self.text_ids("warm up ") or [0]
             for length in range(PREFILL_BUCKET, min(1024, self.max_context - 1) + 1, PREFILL_BUCKET):
                 ids = (filler * (length // len(filler) + 1))[:length]
@@ -231,12 +286,17 @@ def answer_budget(ids: Sequence[int], params: SamplingParams, max_context: int, 
     return min(params.max_tokens, max_context - len(ids))
 
 
-def last_event(finish: str, generated: list[int], started: float, first_token_at: float) -> TokenEvent:
-    """A stream's closing event: why it ended, the ids, prefill and decode times."""
+def last_event(
+    finish: str, generated: list[int], started: float, first_token_at: float, queue_ms: float = 0.0
+) -> TokenEvent:
+    """A stream's closing event: why it ended, the ids, queue, prefill and decode times."""
     ended = time.perf_counter()
     first_token_at = first_token_at or ended
-    timing = {"prefill_ms": (first_token_at - started) * 1e3, "decode_ms": (ended - first_token_at) * 1e3}
-    return TokenEvent("", finish, len(generated), tuple(generated), **timing)
+    timing = {
+        "prefill_ms": max(0.0, first_token_at - started) * 1e3,
+        "decode_ms": (ended - first_token_at) * 1e3,
+    }
+    return TokenEvent("", finish, len(generated), tuple(generated), queue_ms=queue_ms, **timing)
 
 
 def collect(events: Iterator[TokenEvent], prompt_tokens: int) -> Completion:

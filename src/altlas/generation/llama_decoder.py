@@ -75,10 +75,10 @@ class LlamaDecoder:
                 self.weights.append(
                     {
                         "norm1": layer.input_layernorm.weight,
-                        "qkv": _fuse(attn.q_proj, attn.k_proj, attn.v_proj),
+                        "qkv": _fuse_once(attn.q_proj, attn.k_proj, attn.v_proj),
                         "out": attn.o_proj.weight,
                         "norm2": layer.post_attention_layernorm.weight,
-                        "gate_up": _fuse(mlp.gate_proj, mlp.up_proj),
+                        "gate_up": _fuse_once(mlp.gate_proj, mlp.up_proj),
                         "down": mlp.down_proj.weight,
                     }
                 )
@@ -197,6 +197,17 @@ def _fuse(*linears: Any) -> torch.Tensor:
         rows = linear.weight.shape[0]
         linear.weight = torch.nn.Parameter(fused[start : start + rows], requires_grad=False)
         start += rows
+    return fused
+
+
+def _fuse_once(*linears: Any) -> torch.Tensor:
+    """`_fuse`, remembered on the first layer: a second decoder over the same model (the
+    one-at-a-time and the batched decoder) shares the fused weights instead of copying them."""
+    fused = getattr(linears[0], "_altlas_fused", None)
+    if fused is None:
+        fused = _fuse(*linears)
+        linears[0]._altlas_fused = fused
+    assert isinstance(fused, torch.Tensor)
     return fused
 
 

@@ -76,3 +76,47 @@ def next_token(
         logits = logits.scatter(0, order[drop], float("-inf"))
     probabilities = torch.softmax(logits, dim=-1)
     return torch.multinomial(probabilities, 1, generator=generator)[0]
+
+
+def next_tokens(
+    logits: torch.Tensor, params: list[SamplingParams], seen: list[torch.Tensor | None],
+    generators: list[torch.Generator | None],
+) -> list[int]:  # fmt: skip
+    """The next token of every row of `logits` [rows, vocab] (one decode step of a batch).
+
+    Greedy rows are one argmax; rows sampled without a seed or a repetition penalty share
+    one sort (temperature, top-k, top-p per row, the same rule as `next_token`); the rest
+    (seeded, for reproducible draws, or penalised) go one at a time through `next_token`."""
+    rows = logits.shape[0]
+    chosen = torch.empty(rows, dtype=torch.long, device=logits.device)
+    plain = [r for r in range(rows) if params[r].repetition_penalty == 1.0]
+    greedy = [r for r in plain if params[r].greedy]
+    sampled = [r for r in plain if not params[r].greedy and params[r].seed is None]
+    if len(greedy) == rows:
+        return [int(t) for t in torch.argmax(logits, dim=-1).tolist()]
+    if greedy:
+        at = torch.tensor(greedy, device=logits.device)
+        chosen[at] = torch.argmax(logits[at], dim=-1)
+    if sampled:
+        at = torch.tensor(sampled, device=logits.device)
+        chosen[at] = _sample_rows(logits[at].float(), [params[r] for r in sampled])
+    for r in set(range(rows)) - set(greedy) - set(sampled):
+        chosen[r] = next_token(logits[r], params[r], seen[r], generators[r])
+    return [int(t) for t in chosen.tolist()]
+
+
+def _sample_rows(logits: torch.Tensor, params: list[SamplingParams]) -> torch.Tensor:
+    device = logits.device
+    temperature = torch.tensor([p.temperature for p in params], device=device)
+    ordered, order = torch.sort(logits / temperature[:, None], dim=-1, descending=True)
+    vocab = logits.shape[-1]
+    top_k = torch.tensor([p.top_k if 0 < p.top_k < vocab else vocab for p in params], device=device)
+    ranks = torch.arange(vocab, device=device)[None, :]
+    ordered = ordered.masked_fill(ranks >= top_k[:, None], float("-inf"))
+    top_p = torch.tensor([p.top_p for p in params], device=device)
+    probabilities = torch.softmax(ordered, dim=-1)
+    # keep the smallest prefix whose mass reaches top_p (the first token always stays)
+    drop = (probabilities.cumsum(dim=-1) - probabilities >= top_p[:, None]) & (top_p[:, None] < 1.0)
+    probabilities = torch.softmax(ordered.masked_fill(drop, float("-inf")), dim=-1)
+    picked = torch.multinomial(probabilities, 1)
+    return order.gather(1, picked)[:, 0]

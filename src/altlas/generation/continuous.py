@@ -1,0 +1,351 @@
+"""Continuous batching: concurrent generations share decode steps, joining and leaving the
+running batch between steps.
+
+One decode thread per model owns the paged decoder (paged_decoder.py). Each turn of its
+loop it admits waiting requests into free slots (their prompts run through the model, their
+keys and values go into pages of the shared pool, their first token is sampled), then runs
+one step for every active sequence at once and hands each caller its next token. A sequence
+leaves when it ends (end-of-turn token, token budget, the caller stops or goes away); its
+slot and pages go to the next in line at once, not when the whole batch ends.
+
+Memory: pages are taken as sequences grow. When the pool runs dry, the youngest sequence is
+*preempted*: its pages are freed and it waits at the head of the queue; readmitted, its
+prompt and answer so far run through the model again and it carries on where it stopped
+(recomputing is cheaper than keeping a copy, and the caller sees only a pause).
+
+Callers read token ids from a `SequenceStream` (detokenizing and stop sequences are theirs:
+engine.py); the decode thread never waits for a caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from altlas.errors import AltlasError, InputTooLargeError, OverloadedError, TimedOutError
+from altlas.generation.paged_decoder import PagedLlamaDecoder
+from altlas.generation.sampling import SamplingParams, next_token, next_tokens
+
+__all__ = ["ContinuousBatcher", "ContinuousStats", "SequenceStream"]
+
+log = logging.getLogger("altlas.generation")
+
+Prefill = Callable[[list[int]], tuple[torch.Tensor, Any]]  # ids -> (last logits [vocab], KV cache)
+
+
+class SequenceStream:
+    """One caller's generation: token ids as they come, then why it ended."""
+
+    def __init__(self) -> None:
+        self._items: queue.SimpleQueue[int | str | BaseException] = queue.SimpleQueue()
+        self.cancelled = False
+        self.queue_ms = 0.0  # arrival to admission (the first admission, if it was preempted)
+
+    def tokens(self, timeout_s: float = 0.0) -> Generator[int, None, str]:
+        """The ids; returns the finish reason ("stop" or "length"). TimedOutError if the first
+        token has not come within `timeout_s` (0: no limit); stopping early cancels."""
+        waited_for_first = True
+        try:
+            while True:
+                limit = timeout_s if waited_for_first and timeout_s > 0 else None
+                try:
+                    item = self._items.get(timeout=limit)
+                except queue.Empty:
+                    raise TimedOutError(
+                        f"generation did not start within the {timeout_s:g} s limit", field="timeout"
+                    ) from None
+                waited_for_first = False
+                if isinstance(item, int):
+                    yield item
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    return item
+        finally:
+            self.cancel()  # a no-op once ended; otherwise the decode thread lets the slot go
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@dataclass(eq=False)
+class _Sequence:
+    ids: list[int]  # prompt and answer so far; the last id is fed at the next step
+    params: SamplingParams
+    budget: int  # answer tokens at most
+    stream: SequenceStream
+    arrived: float
+    generated: int = 0
+    pages: list[int] = field(default_factory=list)
+    seen: torch.Tensor | None = None  # ids on the device, for the repetition penalty
+    generator: torch.Generator | None = None
+    admitted: bool = False
+
+
+@dataclass(slots=True)
+class ContinuousStats:
+    """Counters over the batcher's life (status endpoints and metrics read them)."""
+
+    submitted: int = 0
+    rejected: int = 0
+    finished: int = 0
+    cancelled: int = 0
+    preempted: int = 0
+    steps: int = 0
+    step_tokens: int = 0  # sequences stepped, summed over steps (tokens decoded in batches)
+    max_active: int = 0
+
+
+class ContinuousBatcher:
+    """The decode thread, its slots and page pool, and the queue in front of them."""
+
+    def __init__(
+        self, name: str, decoder: PagedLlamaDecoder, prefill: Prefill, eos_ids: frozenset[int],
+        max_queue: int = 1024,
+    ) -> None:  # fmt: skip
+        self.name = name
+        self.decoder = decoder
+        self.prefill = prefill
+        self.eos_ids = eos_ids
+        self.max_queue = max_queue
+        self.stats = ContinuousStats()
+        self._free_pages = list(range(decoder.pages - 1, 0, -1))  # page 0 is the decoder's scratch
+        self._waiting: deque[_Sequence] = deque()
+        self._active: list[_Sequence] = []
+        self._table = np.zeros((decoder.slots, decoder.pages_per_sequence), dtype=np.int32)
+        self._table_dirty = True
+        self._recent_s: deque[float] = deque(maxlen=32)  # recent generations' durations
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name=f"altlas-decode-{name}", daemon=True)
+        self._thread.start()
+
+    # callers
+
+    def submit(self, ids: list[int], params: SamplingParams, budget: int) -> SequenceStream:
+        """Queue a generation of at most `budget` tokens after `ids`; OverloadedError when
+        `max_queue` wait already."""
+        stream = SequenceStream()
+        sequence = _Sequence(list(ids), params, budget, stream, time.perf_counter())
+        with self._cond:
+            if self._closing:
+                raise AltlasError("the model is being unloaded; send the request again")
+            if len(self._waiting) >= self.max_queue:
+                self.stats.rejected += 1
+                raise OverloadedError(
+                    f"{len(self._waiting)} generations are waiting for this model (the limit)",
+                    retry_after_s=self._retry_after_s(),
+                )
+            self.stats.submitted += 1
+            self._waiting.append(sequence)
+            self._cond.notify()
+        return stream
+
+    def _retry_after_s(self) -> float:
+        recent = list(self._recent_s) or [1.0]
+        per_slot = sum(recent) / len(recent) / self.decoder.slots
+        return max(1.0, round(len(self._waiting) * per_slot, 1))
+
+    @property
+    def active(self) -> int:
+        return len(self._active)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def free_pages(self) -> int:
+        return len(self._free_pages)
+
+    def close(self) -> None:
+        """Take no more requests; return once those accepted have finished."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    # the decode thread
+
+    def _loop(self) -> None:
+        if self.decoder.device.type == "cuda":
+            torch.cuda.set_device(self.decoder.device)
+        with torch.inference_mode():
+            try:
+                self.decoder.capture_all()
+            except Exception:  # steps capture on first use instead
+                log.exception("capturing the decode graphs failed", extra={"model": self.name})
+            while True:
+                with self._cond:
+                    while not self._waiting and not self._active and not self._closing:
+                        self._cond.wait()
+                    if self._closing and not self._waiting and not self._active:
+                        return
+                try:
+                    self._admit()
+                    if self._active:
+                        self._step()
+                except Exception as exc:  # one bad step fails the sequences in it, not the thread
+                    log.exception("decode step failed", extra={"model": self.name})
+                    error = exc if isinstance(exc, AltlasError) else AltlasError("generation failed")
+                    for sequence in self._active:
+                        self._release(sequence)
+                        sequence.stream._items.put(error)
+                    self._active = []
+                    self._table_dirty = True
+
+    def _admit(self) -> None:
+        page = self.decoder.page
+        while len(self._active) < self.decoder.slots:
+            with self._cond:
+                if not self._waiting:
+                    return
+                sequence = self._waiting[0]
+                if sequence.stream.cancelled:
+                    self._waiting.popleft()
+                    self.stats.cancelled += 1
+                    continue
+                need = -(-(len(sequence.ids) + 1) // page)
+                if need > len(self._free_pages):
+                    return  # first come, first served: the head waits for pages
+                self._waiting.popleft()
+            sequence.pages = [self._free_pages.pop() for _ in range(need)]
+            try:
+                logits = self._prefill(sequence)
+            except torch.OutOfMemoryError:
+                self._release(sequence)
+                sequence.stream._items.put(
+                    InputTooLargeError("the prompt does not fit the GPU memory left", field="messages")
+                )
+                continue
+            if not sequence.admitted:
+                sequence.admitted = True
+                sequence.stream.queue_ms = (time.perf_counter() - sequence.arrived) * 1e3
+                if sequence.params.repetition_penalty != 1.0:
+                    sequence.seen = torch.zeros(len(sequence.ids) + sequence.budget, dtype=torch.long,
+                                                device=self.decoder.device)  # fmt: skip
+                    sequence.seen[: len(sequence.ids)] = torch.tensor(
+                        sequence.ids, device=self.decoder.device
+                    )
+                if sequence.params.seed is not None and not sequence.params.greedy:
+                    sequence.generator = torch.Generator(device=self.decoder.device)
+                    sequence.generator.manual_seed(sequence.params.seed)
+            token = int(next_token(logits, sequence.params, self._seen(sequence), sequence.generator))
+            if self._accept(sequence, token):
+                self._active.append(sequence)
+                self.stats.max_active = max(self.stats.max_active, len(self._active))
+            self._table_dirty = True
+
+    def _prefill(self, sequence: _Sequence) -> torch.Tensor:
+        logits, cache = self.prefill(sequence.ids)
+        self.decoder.load_prefill(cache, len(sequence.ids), sequence.pages)
+        return logits
+
+    def _step(self) -> None:
+        self._drop_cancelled()
+        self._grow_pages()
+        active = self._active
+        if not active:
+            return
+        decoder = self.decoder
+        count = len(active)
+        size = decoder.bucket(count)
+        tokens = np.zeros(size, dtype=np.int64)
+        positions = np.zeros(size, dtype=np.int32)
+        for row, sequence in enumerate(active):
+            tokens[row] = sequence.ids[-1]
+            positions[row] = len(sequence.ids) - 1
+        decoder.tokens[:size].copy_(torch.from_numpy(tokens))
+        decoder.positions[:size].copy_(torch.from_numpy(positions))
+        if self._table_dirty:
+            self._table[:] = 0
+            for row, sequence in enumerate(active):
+                self._table[row, : len(sequence.pages)] = sequence.pages
+            decoder.table.copy_(torch.from_numpy(self._table))
+            self._table_dirty = False
+        logits = decoder.step(count)
+        chosen = next_tokens(logits[:count], [s.params for s in active], [self._seen(s) for s in active],
+                             [s.generator for s in active])  # fmt: skip
+        self.stats.steps += 1
+        self.stats.step_tokens += count
+        still = [
+            sequence for sequence, token in zip(active, chosen, strict=True) if self._accept(sequence, token)
+        ]
+        if len(still) != count:
+            self._active = still
+            self._table_dirty = True
+
+    def _drop_cancelled(self) -> None:
+        kept = [s for s in self._active if not s.stream.cancelled]
+        if len(kept) != len(self._active):
+            for sequence in self._active:
+                if sequence.stream.cancelled:
+                    self.stats.cancelled += 1
+                    self._release(sequence)
+            self._active = kept
+            self._table_dirty = True
+
+    def _grow_pages(self) -> None:
+        """A page for every sequence whose next position starts one; the youngest are
+        preempted while the pool is dry."""
+        page = self.decoder.page
+        row = 0
+        while row < len(self._active):
+            sequence = self._active[row]
+            if (len(sequence.ids) - 1) // page < len(sequence.pages):
+                row += 1
+                continue
+            if self._free_pages:
+                sequence.pages.append(self._free_pages.pop())
+                self._table_dirty = True
+                row += 1
+                continue
+            youngest = self._active.pop()
+            self._release(youngest)
+            self.stats.preempted += 1
+            self._table_dirty = True
+            with self._cond:
+                self._waiting.appendleft(youngest)
+
+    def _accept(self, sequence: _Sequence, token: int) -> bool:
+        """Record a sampled token; whether the sequence goes on."""
+        stream = sequence.stream
+        if token in self.eos_ids:
+            return self._finish(sequence, "stop")
+        sequence.ids.append(token)
+        sequence.generated += 1
+        if sequence.seen is not None:
+            sequence.seen[len(sequence.ids) - 1] = token
+        stream._items.put(token)
+        if sequence.generated >= sequence.budget or len(sequence.ids) >= self.decoder.max_context:
+            return self._finish(sequence, "length")
+        if stream.cancelled:
+            self.stats.cancelled += 1
+            self._release(sequence)
+            return False
+        return True
+
+    def _finish(self, sequence: _Sequence, reason: str) -> bool:
+        self._release(sequence)
+        self.stats.finished += 1
+        self._recent_s.append(time.perf_counter() - sequence.arrived)
+        sequence.stream._items.put(reason)
+        return False
+
+    def _release(self, sequence: _Sequence) -> None:
+        self._free_pages.extend(sequence.pages)
+        sequence.pages = []
+
+    @staticmethod
+    def _seen(sequence: _Sequence) -> torch.Tensor | None:
+        return None if sequence.seen is None else sequence.seen[: len(sequence.ids)]

@@ -1,0 +1,257 @@
+"""Decode steps for many sequences at once over a paged KV cache (Llama-family models).
+
+Continuous batching (continuous.py) keeps up to `slots` sequences decoding together; each
+step feeds every active sequence's last token at its own position and returns one row of
+logits per sequence. Keys and values live in a pool of pages of `page` positions shared by
+all sequences: a sequence holds only the pages its length needs (a block-table row lists
+them), so a short answer does not reserve a long context's memory.
+
+The matrix products run as batched cuBLAS/torch products (the weights are read once per
+step for all sequences: that is where batching pays); rotary embedding with the cache write
+and attention read positions and pages from device memory (Triton kernels on CUDA,
+paged_kernels.py; the torch references below on CPU), so on CUDA each batch size bucket is
+captured once as a CUDA graph and replayed every step. The prompt itself runs through
+transformers (any length) and its keys and values are copied into the sequence's pages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from altlas.generation.llama_decoder import _fuse_once, _layer_cache, _pow2, supports
+
+__all__ = ["PagedLlamaDecoder", "paged_attention_reference", "rope_and_store_reference"]
+
+
+class PagedLlamaDecoder:
+    """Weights (views of the model's), the page pool, block tables and step buffers."""
+
+    def __init__(
+        self, model: Any, max_context: int, slots: int, cache_tokens: int, *, page: int = 16,
+        use_kernels: bool | None = None, use_graph: bool | None = None,
+    ) -> None:  # fmt: skip
+        reason = supports(model)
+        if reason is not None:
+            raise ValueError(f"the paged decoder does not support this model: {reason}")
+        if slots < 1 or page < 1 or page & (page - 1):
+            raise ValueError("slots must be >= 1 and the page size a power of two")
+        config = model.config
+        inner = model.model
+        self.device = inner.embed_tokens.weight.device
+        self.dtype = inner.embed_tokens.weight.dtype
+        self.heads = config.num_attention_heads
+        self.kv_heads = config.num_key_value_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
+        self.eps = float(config.rms_norm_eps)
+        self.max_context = max_context
+        self.slots = slots
+        self.page = page
+        self.embed = inner.embed_tokens.weight
+        self.final_norm = inner.norm.weight
+        self.lm_head = model.lm_head.weight
+        self.weights = []
+        with torch.no_grad():
+            for layer in inner.layers:
+                attn, mlp = layer.self_attn, layer.mlp
+                self.weights.append(
+                    {
+                        "norm1": layer.input_layernorm.weight,
+                        "qkv": _fuse_once(attn.q_proj, attn.k_proj, attn.v_proj),
+                        "out": attn.o_proj.weight,
+                        "norm2": layer.post_attention_layernorm.weight,
+                        "gate_up": _fuse_once(mlp.gate_proj, mlp.up_proj),
+                        "down": mlp.down_proj.weight,
+                    }
+                )
+            positions = torch.arange(max_context, device=self.device)[None, :]
+            probe = torch.zeros(1, max_context, self.head_dim, device=self.device, dtype=self.dtype)
+            cos, sin = inner.rotary_emb(probe, positions)
+            self.cos, self.sin = cos[0].contiguous(), sin[0].contiguous()
+        # page 0 is scratch: idle rows of a batch bucket write there and nobody reads it
+        self.pages = max(cache_tokens, max_context) // page + 2
+        layers = len(self.weights)
+        pool_shape = (layers, self.pages * page, self.kv_heads, self.head_dim)
+        self.k_pool = torch.zeros(pool_shape, device=self.device, dtype=self.dtype)
+        self.v_pool = torch.zeros(pool_shape, device=self.device, dtype=self.dtype)
+        self.pages_per_sequence = -(-max_context // page)
+        self.table = torch.zeros(slots, self.pages_per_sequence, dtype=torch.int32, device=self.device)
+        self.tokens = torch.zeros(slots, dtype=torch.long, device=self.device)
+        self.positions = torch.zeros(slots, dtype=torch.int32, device=self.device)
+        self.use_kernels = self.device.type == "cuda" if use_kernels is None else use_kernels
+        self.use_graph = self.device.type == "cuda" if use_graph is None else use_graph
+        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+
+    @property
+    def bytes_per_token(self) -> int:
+        """KV-cache bytes one position of one sequence takes (all layers, keys and values)."""
+        return int(2 * len(self.weights) * self.kv_heads * self.head_dim * self.k_pool.element_size())
+
+    def bucket(self, active: int) -> int:
+        """The batch size a step of `active` sequences runs at: the next power of two (a
+        CUDA graph per bucket), at most `slots`."""
+        return min(_pow2(max(active, 1)), self.slots)
+
+    # the cache
+
+    def load_prefill(self, cache: Any, length: int, pages: list[int]) -> None:
+        """Copy transformers' cache of a prompt (keys after rotary embedding) into `pages`."""
+        if len(pages) * self.page < length:
+            raise ValueError(f"{len(pages)} pages hold fewer than {length} positions")
+        rows = self._rows(pages, length)
+        with torch.no_grad():
+            for i in range(len(self.weights)):
+                keys, values = _layer_cache(cache, i)
+                self.k_pool[i][rows] = keys[0, :, :length].transpose(0, 1)
+                self.v_pool[i][rows] = values[0, :, :length].transpose(0, 1)
+
+    def _rows(self, pages: list[int], length: int) -> torch.Tensor:
+        positions = torch.arange(length, device=self.device)
+        page_ids = torch.tensor(pages, dtype=torch.long, device=self.device)
+        return page_ids[positions // self.page] * self.page + positions % self.page
+
+    # a step
+
+    def step(self, active: int) -> torch.Tensor:
+        """Logits [bucket, vocab] (model dtype) after feeding tokens[i] at positions[i] for the
+        first `active` slots (rows past `active` are idle: token 0 at position 0 on page 0).
+        The caller fills tokens, positions and table rows first."""
+        size = self.bucket(active)
+        if not self.use_graph:
+            return self._forward(size)
+        if size not in self._graphs:
+            self._capture(size)
+        graph, logits = self._graphs[size]
+        graph.replay()
+        return logits
+
+    def capture_all(self) -> None:
+        """Capture every bucket's graph now (idle rows only: nothing in the pages changes but
+        scratch), so that no request waits for a capture."""
+        if not self.use_graph:
+            return
+        for size in sorted({self.bucket(n) for n in range(1, self.slots + 1)}):
+            if size not in self._graphs:
+                self._capture(size)
+
+    def _capture(self, size: int) -> None:
+        stream = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):
+            for _ in range(2):  # compile the kernels, settle cuBLAS's workspaces
+                self._forward(size)
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            logits = self._forward(size)
+        self._graphs[size] = (graph, logits)
+
+    @torch.no_grad()
+    def _forward(self, size: int) -> torch.Tensor:
+        tokens, positions, table = self.tokens[:size], self.positions[:size], self.table[:size]
+        x = self.embed[tokens]
+        for i, w in enumerate(self.weights):
+            qkv = _rms_norm(x, w["norm1"], self.eps) @ w["qkv"].t()
+            q = self._rope_and_store(qkv, positions, table, i)
+            attention = self._attend(q, positions, table, i)
+            x = x + attention @ w["out"].t()
+            gate, up = (_rms_norm(x, w["norm2"], self.eps) @ w["gate_up"].t()).chunk(2, dim=-1)
+            x = x + (torch.nn.functional.silu(gate) * up) @ w["down"].t()
+        logits: torch.Tensor = _rms_norm(x, self.final_norm, self.eps) @ self.lm_head.t()
+        return logits
+
+    def _rope_and_store(
+        self, qkv: torch.Tensor, positions: torch.Tensor, table: torch.Tensor, layer: int
+    ) -> torch.Tensor:
+        k_pool, v_pool = self.k_pool[layer], self.v_pool[layer]
+        if not self.use_kernels:
+            return rope_and_store_reference(
+                qkv,
+                self.cos,
+                self.sin,
+                positions,
+                table,
+                k_pool,
+                v_pool,
+                self.heads,
+                self.kv_heads,
+                self.page,
+            )
+        from altlas.generation.paged_kernels import rope_paged_kernel
+
+        q = torch.empty(qkv.shape[0], self.heads * self.head_dim, device=self.device, dtype=self.dtype)
+        rope_paged_kernel[(qkv.shape[0],)](
+            qkv, self.cos, self.sin, positions, table, q, k_pool, v_pool, qkv.stride(0), table.stride(0),
+            HEADS=self.heads, KV_HEADS=self.kv_heads, HEAD_DIM=self.head_dim, PAGE=self.page,
+            BLOCK_HEADS=_pow2(max(self.heads, self.kv_heads)),
+        )  # fmt: skip
+        return q
+
+    def _attend(
+        self, q: torch.Tensor, positions: torch.Tensor, table: torch.Tensor, layer: int
+    ) -> torch.Tensor:
+        k_pool, v_pool = self.k_pool[layer], self.v_pool[layer]
+        scale = self.head_dim**-0.5
+        if not self.use_kernels:
+            return paged_attention_reference(
+                q, k_pool, v_pool, positions, table, self.heads, self.kv_heads, self.page, scale
+            )
+        from altlas.generation.paged_kernels import paged_attention_kernel
+
+        out = torch.empty_like(q)
+        paged_attention_kernel[(q.shape[0], self.heads)](
+            q, k_pool, v_pool, positions, table, out, scale, table.stride(0),
+            HEADS=self.heads, KV_HEADS=self.kv_heads, HEAD_DIM=self.head_dim, PAGE=self.page,
+        )  # fmt: skip
+        return out
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """transformers' LlamaRMSNorm: normalise in fp32, round to the model's dtype, scale."""
+    x32 = x.float()
+    normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * normed.to(x.dtype)
+
+
+def rope_and_store_reference(
+    qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, positions: torch.Tensor, table: torch.Tensor,
+    k_pool: torch.Tensor, v_pool: torch.Tensor, heads: int, kv_heads: int, page: int,
+) -> torch.Tensor:  # fmt: skip
+    """Rotary embedding of each row's q and k at its position (in fp32, rounded once), k and
+    v written to the row's page; returns q [rows, heads * head_dim]."""
+    rows, head_dim = qkv.shape[0], cos.shape[-1]
+    q = qkv[:, : heads * head_dim].view(rows, heads, head_dim)
+    k = qkv[:, heads * head_dim : (heads + kv_heads) * head_dim].view(rows, kv_heads, head_dim)
+    v = qkv[:, (heads + kv_heads) * head_dim :].view(rows, kv_heads, head_dim)
+    at = positions.long()
+    c, s = cos[at].float()[:, None, :], sin[at].float()[:, None, :]
+
+    def rotate(t: torch.Tensor) -> torch.Tensor:
+        t32 = t.float()
+        half = head_dim // 2
+        turned = torch.cat((-t32[..., half:], t32[..., :half]), dim=-1)
+        return (t32 * c + turned * s).to(t.dtype)
+
+    pool_rows = table[torch.arange(rows, device=qkv.device), at // page].long() * page + at % page
+    k_pool[pool_rows] = rotate(k)
+    v_pool[pool_rows] = v
+    return rotate(q).reshape(rows, heads * head_dim)
+
+
+def paged_attention_reference(
+    q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor, positions: torch.Tensor,
+    table: torch.Tensor, heads: int, kv_heads: int, page: int, scale: float,
+) -> torch.Tensor:  # fmt: skip
+    """Each row's query over its positions 0..position, through its pages, softmax in fp32."""
+    rows, head_dim = q.shape[0], k_pool.shape[-1]
+    length = int(positions.max()) + 1
+    span = torch.arange(length, device=q.device)
+    pool_rows = table[:, span // page].long() * page + span % page  # [rows, length]
+    group = heads // kv_heads
+    keys = k_pool[pool_rows].float().repeat_interleave(group, dim=2)  # [rows, length, heads, dim]
+    values = v_pool[pool_rows].float().repeat_interleave(group, dim=2)
+    scores = torch.einsum("rhd,rlhd->rhl", q.view(rows, heads, head_dim).float() * scale, keys)
+    future = span[None, :] > positions[:, None].long()
+    weights = torch.softmax(scores.masked_fill(future[:, None, :], float("-inf")), dim=-1)
+    return torch.einsum("rhl,rlhd->rhd", weights, values).to(q.dtype).reshape(rows, heads * head_dim)

@@ -1,0 +1,91 @@
+"""Triton kernels for one decode step of many sequences over a paged KV cache.
+
+The cache of a layer is a pool of pages of PAGE positions, [pages * PAGE, kv_heads, head_dim];
+each sequence (a *slot*) owns the pages its block-table row names, in order, so a sequence
+takes memory for the positions it has, not for the longest context. Both kernels read the
+slot's position and pages from device memory, so one CUDA graph replays every step whatever
+the sequences' lengths. References in torch: paged_decoder.py (`rope_and_store_reference`,
+`paged_attention_reference`); tests/unit/test_paged_decoder.py holds the kernels to them.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+__all__ = ["paged_attention_kernel", "rope_paged_kernel"]
+
+
+@triton.jit  # type: ignore[untyped-decorator]
+def rope_paged_kernel(  # type: ignore[no-untyped-def]
+    qkv_ptr, cos_ptr, sin_ptr, pos_ptr, table_ptr, q_out_ptr, k_pool_ptr, v_pool_ptr,
+    qkv_stride, table_stride,
+    HEADS: tl.constexpr, KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, PAGE: tl.constexpr,
+    BLOCK_HEADS: tl.constexpr,
+):  # fmt: skip
+    """For slot = program 0: rotary embedding of its q and k at its position
+    (x*cos + rotate_half(x)*sin, like transformers), q to q_out, k and v into its page."""
+    slot = tl.program_id(0)
+    pos = tl.load(pos_ptr + slot)
+    page = tl.load(table_ptr + slot * table_stride + pos // PAGE)
+    row = page.to(tl.int64) * PAGE + pos % PAGE
+    half = HEAD_DIM // 2
+    dims = tl.arange(0, HEAD_DIM)
+    partner = tl.where(dims < half, dims + half, dims - half)
+    sign = tl.where(dims < half, -1.0, 1.0)
+    cos = tl.load(cos_ptr + pos * HEAD_DIM + dims).to(tl.float32)
+    sin = tl.load(sin_ptr + pos * HEAD_DIM + dims).to(tl.float32)
+    heads = tl.arange(0, BLOCK_HEADS)[:, None]
+    at = heads * HEAD_DIM + dims[None, :]
+    swapped = heads * HEAD_DIM + partner[None, :]
+    base = qkv_ptr + slot * qkv_stride
+    q_mask = heads < HEADS
+    q = tl.load(base + at, mask=q_mask, other=0.0)
+    q_partner = tl.load(base + swapped, mask=q_mask, other=0.0).to(tl.float32)
+    q_rot = q.to(tl.float32) * cos[None, :] + sign[None, :] * q_partner * sin[None, :]
+    tl.store(q_out_ptr + slot * HEADS * HEAD_DIM + at, q_rot.to(q.dtype), mask=q_mask)
+    kv_mask = heads < KV_HEADS
+    k_base = base + HEADS * HEAD_DIM
+    k = tl.load(k_base + at, mask=kv_mask, other=0.0)
+    k_partner = tl.load(k_base + swapped, mask=kv_mask, other=0.0).to(tl.float32)
+    k_rot = k.to(tl.float32) * cos[None, :] + sign[None, :] * k_partner * sin[None, :]
+    v = tl.load(k_base + KV_HEADS * HEAD_DIM + at, mask=kv_mask, other=0.0)
+    pool_at = row * KV_HEADS * HEAD_DIM + at
+    tl.store(k_pool_ptr + pool_at, k_rot.to(k.dtype), mask=kv_mask)
+    tl.store(v_pool_ptr + pool_at, v, mask=kv_mask)
+
+
+@triton.jit  # type: ignore[untyped-decorator]
+def paged_attention_kernel(  # type: ignore[no-untyped-def]
+    q_ptr, k_pool_ptr, v_pool_ptr, pos_ptr, table_ptr, out_ptr, scale, table_stride,
+    HEADS: tl.constexpr, KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, PAGE: tl.constexpr,
+):  # fmt: skip
+    """One query head of one slot (programs: slot, head) over its KV head's positions
+    0..pos, a page at a time, with an online softmax in fp32 (grouped-query attention)."""
+    slot = tl.program_id(0)
+    head = tl.program_id(1)
+    kv_head = head // (HEADS // KV_HEADS)
+    length = tl.load(pos_ptr + slot) + 1
+    dims = tl.arange(0, HEAD_DIM)
+    offsets = tl.arange(0, PAGE)
+    q = tl.load(q_ptr + (slot * HEADS + head) * HEAD_DIM + dims).to(tl.float32) * scale
+    best = tl.full((1,), float("-inf"), tl.float32)
+    total = tl.zeros((1,), tl.float32)
+    acc = tl.zeros((HEAD_DIM,), tl.float32)
+    for start in range(0, length, PAGE):
+        page = tl.load(table_ptr + slot * table_stride + start // PAGE)
+        valid = start + offsets < length
+        rows = page.to(tl.int64) * PAGE + offsets
+        at = (rows[:, None] * KV_HEADS + kv_head) * HEAD_DIM + dims[None, :]
+        keys = tl.load(k_pool_ptr + at, mask=valid[:, None], other=0.0).to(tl.float32)
+        scores = tl.sum(keys * q[None, :], axis=1)
+        scores = tl.where(valid, scores, float("-inf"))
+        new_best = tl.maximum(best, tl.max(scores, axis=0))
+        weights = tl.exp(scores - new_best)
+        correction = tl.exp(best - new_best)
+        values = tl.load(v_pool_ptr + at, mask=valid[:, None], other=0.0).to(tl.float32)
+        acc = acc * correction + tl.sum(weights[:, None] * values, axis=0)
+        total = total * correction + tl.sum(weights, axis=0)
+        best = new_best
+    out = acc / total
+    tl.store(out_ptr + (slot * HEADS + head) * HEAD_DIM + dims, out.to(out_ptr.dtype.element_ty))
