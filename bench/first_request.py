@@ -34,28 +34,28 @@ def requests(manager: ModelManager) -> dict[str, Callable[[], Any]]:
     photo = (ROOT / "tests" / "data" / "images" / "chelsea.jpg").read_bytes()
 
     def embed() -> Any:
-        with manager.use("all-minilm-l6-v2", "embedding") as lease:
-            return lease.backend.embedder.encode(["Chrome'u aç ve hava durumunu ara", "take a screenshot"])  # type: ignore[attr-defined]
+        lease = manager.lease("all-minilm-l6-v2", "embedding")
+        return lease.backend.embedder.encode(["Chrome'u aç ve hava durumunu ara", "take a screenshot"])  # type: ignore[attr-defined]
 
     def chat() -> Any:
-        with manager.use("smollm2-135m-instruct", "generation") as lease:
-            engine = lease.backend.generator  # type: ignore[attr-defined]
-            ids = engine.chat_ids([{"role": "user", "content": "What is the capital of France?"}])
-            return engine.complete(ids, SamplingParams(max_tokens=16, temperature=0.0))
+        lease = manager.lease("smollm2-135m-instruct", "generation")
+        engine = lease.backend.generator  # type: ignore[attr-defined]
+        ids = engine.chat_ids([{"role": "user", "content": "What is the capital of France?"}])
+        return engine.complete(ids, SamplingParams(max_tokens=16, temperature=0.0))
 
     def vad() -> Any:
         from altlas.audio.decode import decode_audio
 
         speech, rate = decode_audio((ROOT / "tests" / "data" / "audio" / "speech_en.wav").read_bytes())
         clip = np.concatenate([np.zeros(rate, np.float32), speech, np.zeros(rate, np.float32)])
-        with manager.use("silero-vad", "audio-vad") as lease:
-            return lease.backend.detector.segments(clip, rate)  # type: ignore[attr-defined]
+        lease = manager.lease("silero-vad", "audio-vad")
+        return lease.backend.detector.segments(clip, rate)  # type: ignore[attr-defined]
 
     def classify() -> Any:
         from altlas.vision.classifier import decode_image
 
-        with manager.use("efficientnet-lite0", "image-classification") as lease:
-            return lease.backend.classifier.classify(decode_image(photo), 5)  # type: ignore[attr-defined]
+        lease = manager.lease("efficientnet-lite0", "image-classification")
+        return lease.backend.classifier.classify(decode_image(photo), 5)  # type: ignore[attr-defined]
 
     return {
         "all-minilm-l6-v2": embed,

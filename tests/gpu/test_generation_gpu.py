@@ -81,14 +81,11 @@ def test_unloading_returns_the_gpu_memory(smollm2_shaped: Path, tmp_path: Path) 
     loaded = manager.load("lm")
     assert loaded["status"] == "loaded" and loaded["device"].startswith("cuda:0 ")
     assert loaded["gpu_bytes"] > 100e6  # 135M parameters in fp32 on the GPU... (bf16 by default: 270 MB)
-    with manager.use("lm", "generation") as lease:
-        engine = lease.backend.generator  # type: ignore[attr-defined]
-        assert (
-            engine.complete(
-                engine.text_ids("hello"), SamplingParams(max_tokens=8, temperature=0)
-            ).completion_tokens
-            >= 0
-        )
+    lease = manager.lease("lm", "generation")
+    engine = lease.backend.generator  # type: ignore[attr-defined]
+    answer = engine.complete(engine.text_ids("hello"), SamplingParams(max_tokens=8, temperature=0))
+    assert answer.completion_tokens >= 0
+    del lease, engine  # a request's lease ends with the request
     report = manager.unload("lm")
     after = torch.cuda.memory_allocated()
     assert report["gpu_bytes_freed"] > 0.9 * loaded["gpu_bytes"]

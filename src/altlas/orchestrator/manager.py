@@ -1,6 +1,6 @@
 """Which models are loaded, where, and what they cost: loading, unloading, version swaps, leases.
 
-A request takes a *lease* on a model (`ModelManager.use`): the model is loaded if it is not
+A request takes a *lease* on a model (`ModelManager.lease`): the model is loaded if it is not
 (a failed load answers with its reason), and the lease keeps that backend alive until the
 request ends; the backend's own scheduler (a dynamic batcher, see altlas.scheduling) queues
 and batches the work. So unloading or activating another version never breaks a request in
@@ -22,8 +22,6 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -443,11 +441,6 @@ class ModelManager:
         return self.status(spec.name)
 
     # requests
-
-    @contextmanager
-    def use(self, name: str, task: str) -> Iterator[Lease]:
-        """The model, loaded, for one request of `task` (its backend queues the work)."""
-        yield self.lease(name, task)
 
     def lease_if_loaded(self, name: str, task: str) -> Lease | None:
         """The lease, if the model is loaded; None if taking it would mean loading (a worker
