@@ -50,25 +50,33 @@ class SequenceStream:
         self.cancelled = False
         self.queue_ms = 0.0  # arrival to admission (the first admission, if it was preempted)
 
-    def tokens(self, timeout_s: float = 0.0) -> Generator[int, None, str]:
-        """The ids; returns the finish reason ("stop" or "length"). TimedOutError if the first
-        token has not come within `timeout_s` (0: no limit); stopping early cancels."""
-        waited_for_first = True
+    def tokens(self, timeout_s: float = 0.0) -> Generator[list[int], None, str]:
+        """The ids, in chunks of those that came since the last look (a caller that falls
+        behind catches up in one go); returns the finish reason ("stop" or "length").
+        TimedOutError if the first token has not come within `timeout_s` (0: no limit);
+        stopping early cancels."""
+        limit: float | None = timeout_s if timeout_s > 0 else None
         try:
             while True:
-                limit = timeout_s if waited_for_first and timeout_s > 0 else None
                 try:
                     item = self._items.get(timeout=limit)
                 except queue.Empty:
                     raise TimedOutError(
                         f"generation did not start within the {timeout_s:g} s limit", field="timeout"
                     ) from None
-                waited_for_first = False
-                if isinstance(item, int):
-                    yield item
-                elif isinstance(item, BaseException):
+                limit = None
+                chunk: list[int] = []
+                while isinstance(item, int):
+                    chunk.append(item)
+                    try:
+                        item = self._items.get_nowait()
+                    except queue.Empty:
+                        break
+                if chunk:
+                    yield chunk
+                if isinstance(item, BaseException):
                     raise item
-                else:
+                if isinstance(item, str):
                     return item
         finally:
             self.cancel()  # a no-op once ended; otherwise the decode thread lets the slot go

@@ -175,7 +175,7 @@ class TextGenerator:
         self.decoder = None  # its cache, buffers and CUDA graph
 
     def _events(
-        self, tokens: Generator[int, None, str], stop: Sequence[str], queued_ms: Callable[[], float]
+        self, tokens: Generator[list[int], None, str], stop: Sequence[str], queued_ms: Callable[[], float]
     ) -> Iterator[TokenEvent]:
         """Text events of a stream of token ids: decoded a piece at a time, stop sequences
         held back and cut, and a last event with the reason and the timings."""
@@ -188,14 +188,14 @@ class TextGenerator:
         try:
             while True:
                 try:
-                    token_id = next(tokens)
+                    chunk = next(tokens)
                 except StopIteration as end:
                     finish = end.value
                     break
                 first_token_at = first_token_at or time.perf_counter()
-                generated.append(token_id)
-                self.completion_tokens += 1
-                emit, stopped = stops.feed(text.add(token_id))
+                generated.extend(chunk)
+                self.completion_tokens += len(chunk)
+                emit, stopped = stops.feed(text.add(chunk))
                 if emit:
                     yield TokenEvent(emit, queue_ms=queued_ms())
                 if stopped:
@@ -223,7 +223,7 @@ class TextGenerator:
 
     def _one_at_a_time(
         self, ids: list[int], params: SamplingParams, budget: int
-    ) -> Generator[int, None, str]:
+    ) -> Generator[list[int], None, str]:
         """Token ids of one generation holding the model alone; returns the finish reason."""
         generator = None
         if params.seed is not None and not params.greedy:
@@ -254,7 +254,7 @@ class TextGenerator:
                         logits = output.logits[0, -1]
             if token_id in self.eos_ids:
                 return "stop"
-            yield token_id
+            yield [token_id]
         return "length"
 
     def warmup(self, prompts: Sequence[str]) -> None:
@@ -329,8 +329,8 @@ class _Detokenizer:
         self.prefix = 0
         self.read = 0
 
-    def add(self, token_id: int) -> str:
-        self.ids.append(token_id)
+    def add(self, token_ids: list[int]) -> str:
+        self.ids.extend(token_ids)
         decode = self.tokenizer.decode
         before = decode(self.ids[self.prefix : self.read], skip_special_tokens=True)
         after = decode(self.ids[self.prefix :], skip_special_tokens=True)

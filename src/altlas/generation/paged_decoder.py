@@ -152,14 +152,23 @@ class PagedLlamaDecoder:
         tokens, positions, table = self.tokens[:size], self.positions[:size], self.table[:size]
         x = self.embed[tokens]
         for i, w in enumerate(self.weights):
-            qkv = _rms_norm(x, w["norm1"], self.eps) @ w["qkv"].t()
+            qkv = self._norm(x, w["norm1"]) @ w["qkv"].t()
             q = self._rope_and_store(qkv, positions, table, i)
             attention = self._attend(q, positions, table, i)
-            x = x + attention @ w["out"].t()
-            gate, up = (_rms_norm(x, w["norm2"], self.eps) @ w["gate_up"].t()).chunk(2, dim=-1)
-            x = x + (torch.nn.functional.silu(gate) * up) @ w["down"].t()
-        logits: torch.Tensor = _rms_norm(x, self.final_norm, self.eps) @ self.lm_head.t()
+            x = torch.addmm(x, attention, w["out"].t())  # the residual add inside the product
+            gate, up = (self._norm(x, w["norm2"]) @ w["gate_up"].t()).chunk(2, dim=-1)
+            x = torch.addmm(x, torch.nn.functional.silu(gate) * up, w["down"].t())
+        logits: torch.Tensor = self._norm(x, self.final_norm) @ self.lm_head.t()
         return logits
+
+    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        if not self.use_kernels:
+            return _rms_norm(x, weight, self.eps)
+        from altlas.generation.paged_kernels import rms_norm_rows_kernel
+
+        out = torch.empty_like(x)
+        rms_norm_rows_kernel[(x.shape[0],)](x, weight, out, x.shape[1], self.eps, BLOCK=_pow2(x.shape[1]))
+        return out
 
     def _rope_and_store(
         self, qkv: torch.Tensor, positions: torch.Tensor, table: torch.Tensor, layer: int
