@@ -74,7 +74,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--prompt-tokens", type=int, default=32)
+    parser.add_argument("--pace-ms", type=float, default=10.0, help="how often callers read their tokens")
+    parser.add_argument(
+        "--switch-interval-ms", type=float, help="sys.setswitchinterval (default: Python's 5)"
+    )
     args = parser.parse_args()
+    if args.switch_interval_ms:
+        sys.setswitchinterval(args.switch_interval_ms / 1e3)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
     device = torch.device(args.device)
     folder = args.model or random_model_folder(Path("/tmp/altlas-bench-smollm2-random"), dtype)
@@ -88,12 +94,14 @@ def main() -> None:
         engine.eos_ids = frozenset()
         if engine.continuous is not None:
             engine.continuous.eos_ids = frozenset()
+            engine.continuous.pace_s = args.pace_ms / 1e3
         run(engine, 2, args.prompt_tokens, 8)  # warm
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"\n{name}, torch {torch.__version__}, {args.dtype}, "
           f"{'random weights' if args.model is None else folder.name}; prompt {args.prompt_tokens} tokens, "
           f"answers {args.tokens} tokens each, greedy")  # fmt: skip
-    print(f"one at a time: {single.decode_path}; continuous: {batched.decode_path}\n")
+    print(f"one at a time: {single.decode_path}; continuous: {batched.decode_path}; callers read every "
+          f"{args.pace_ms:g} ms; switch interval {sys.getswitchinterval() * 1e3:g} ms\n")  # fmt: skip
     print(
         "| generations at once | one at a time tok/s | continuous tok/s | ratio "
         "| first token (one at a time / continuous) |"

@@ -95,16 +95,17 @@ class PagedLlamaDecoder:
 
     # the cache
 
-    def load_prefill(self, cache: Any, length: int, pages: list[int]) -> None:
-        """Copy transformers' cache of a prompt (keys after rotary embedding) into `pages`."""
+    def load_prefill(self, cache: Any, length: int, pages: list[int], row: int = 0) -> None:
+        """Copy row `row` of transformers' cache of prompts (keys after rotary embedding), its
+        first `length` positions, into `pages`."""
         if len(pages) * self.page < length:
             raise ValueError(f"{len(pages)} pages hold fewer than {length} positions")
         rows = self._rows(pages, length)
         with torch.no_grad():
             for i in range(len(self.weights)):
                 keys, values = _layer_cache(cache, i)
-                self.k_pool[i][rows] = keys[0, :, :length].transpose(0, 1)
-                self.v_pool[i][rows] = values[0, :, :length].transpose(0, 1)
+                self.k_pool[i][rows] = keys[row, :, :length].transpose(0, 1)
+                self.v_pool[i][rows] = values[row, :, :length].transpose(0, 1)
 
     def _rows(self, pages: list[int], length: int) -> torch.Tensor:
         positions = torch.arange(length, device=self.device)
