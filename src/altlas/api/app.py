@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 import altlas
 from altlas.api.errors import install_error_handlers
+from altlas.api.fast_lane import FastLaneMiddleware
 from altlas.api.middleware import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
@@ -62,7 +63,7 @@ def _mount_embeddings(app: FastAPI, settings: Settings) -> None:
 def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
     from altlas.api.routes.media import media_router
     from altlas.api.routes.models import models_router
-    from altlas.api.routes.openai_compat import openai_router
+    from altlas.api.routes.openai_compat import embeddings_fast_lane, openai_router
     from altlas.api.routes.search import search_router
     from altlas.orchestrator.manager import ModelManager
     from altlas.runtime.device import resolve_device
@@ -71,6 +72,7 @@ def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
     manager = ModelManager.from_settings(settings)
     app.include_router(models_router(manager, started=int(time.time())))
     app.include_router(openai_router(manager))
+    app.state.fast_lanes["/v1/embeddings"] = embeddings_fast_lane(manager)
     app.include_router(media_router(manager))
     collections = Collections(settings.data_dir / "collections", device=str(resolve_device(settings.device)))
     app.include_router(search_router(manager, collections))
@@ -132,13 +134,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.on_start = []
     app.state.on_stop = []
+    app.state.fast_lanes = {}  # path -> lane: hot routes answered before FastAPI's routing
     install_error_handlers(app)
     for name in settings.services:
         SERVICES[name](app, settings)
     _mount_jobs(app, settings)
     app.include_router(health_router(settings.data_dir, lambda: list(settings.services)))
     # The last added runs first: request id and log line around everything (so 401s and 429s get
-    # them too), then the key check, so that requests without a key never take a concurrency slot.
+    # them too), then the key check, so that requests without a key never take a concurrency slot;
+    # the fast lane innermost, so that all of these apply to its requests too.
+    if app.state.fast_lanes:
+        app.add_middleware(FastLaneMiddleware, lanes=app.state.fast_lanes, handlers=app.exception_handlers)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.max_concurrent_requests:
         app.add_middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests)

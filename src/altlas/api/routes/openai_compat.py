@@ -22,18 +22,29 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from starlette.types import Receive
 
 from altlas.api.cost import request_cost
+from altlas.api.fast_lane import FastLane
 from altlas.embeddings.service import MAX_TEXTS_PER_REQUEST, encode_base64
 from altlas.errors import InputTooLargeError, InvalidInputError
-from altlas.generation.engine import TokenEvent
+from altlas.generation.engine import TextGenerator, TokenEvent
 from altlas.generation.sampling import SamplingParams
 from altlas.orchestrator.backends import EmbeddingBackend, GenerationBackend
 from altlas.orchestrator.manager import Lease, ModelManager
 from altlas.scheduling.waiting import wait_for
 
-__all__ = ["ChatRequest", "CompletionRequest", "generate", "generate_json", "openai_router"]
+__all__ = [
+    "ChatRequest",
+    "CompletionRequest",
+    "EmbeddingsRequest",
+    "embed",
+    "embeddings_fast_lane",
+    "generate",
+    "generate_json",
+    "openai_router",
+]
 
 T = TypeVar("T")
 
@@ -115,46 +126,9 @@ def openai_router(manager: ModelManager) -> APIRouter:
 
     # embeddings
 
-    timeout_s = manager.settings.request_timeout_s
-
     @router.post("/embeddings", summary="Embeddings (OpenAI shape; encoding_format float or base64)")
     async def embeddings(body: EmbeddingsRequest, request: Request) -> Response:
-        texts = [body.input] if isinstance(body.input, str) else body.input
-        if not texts:
-            raise InvalidInputError("must hold at least one text", field="input")
-        if len(texts) > MAX_TEXTS_PER_REQUEST:
-            raise InputTooLargeError(
-                f"has {len(texts):,} texts; the limit is {MAX_TEXTS_PER_REQUEST:,}", field="input"
-            )
-        lease = manager.lease_if_loaded(body.model, "embedding")
-        if lease is None:  # loading takes seconds: on a worker thread
-            lease = await run_in_threadpool(manager.lease, body.model, "embedding")
-        backend = lease.backend
-        assert isinstance(backend, EmbeddingBackend)
-        if body.dimensions is not None and body.dimensions != backend.embedder.dimension:
-            raise InvalidInputError(
-                f"this model gives {backend.embedder.dimension} dimensions only", field="dimensions"
-            )
-        # A few texts are tokenized right here (microseconds); many, on a worker thread.
-        future, tokens = await _small_or_threaded(len(texts), backend.submit, texts)
-        served = await wait_for(future, timeout_s, request.receive, f"embedding {len(texts)} texts")
-        headers, cost = request_cost(
-            lease, served.run_ms, served.queue_ms, served.batch_size, served.batch_requests
-        )
-        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-
-        def respond() -> Response:
-            data = [
-                {"object": "embedding", "index": i,
-                 "embedding": encode_base64(v) if body.encoding_format == "base64" else v}
-                for i, v in enumerate(served.value)
-            ]  # fmt: skip
-            result = {"object": "list", "data": data, "model": body.model, "usage": usage, "altlas": cost}
-            # orjson writes float32 vectors straight from numpy: ~50x json.dumps over lists of floats
-            content = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
-            return Response(content, media_type="application/json", headers=headers)
-
-        return await _small_or_threaded(len(texts), respond)
+        return await embed(manager, body, request.receive)
 
     # text generation
 
@@ -175,6 +149,62 @@ def openai_router(manager: ModelManager) -> APIRouter:
         return await run_in_threadpool(generate, manager, body)
 
     return router
+
+
+async def embed(manager: ModelManager, body: EmbeddingsRequest, receive: Receive) -> Response:
+    """One /v1/embeddings request, its body validated; `receive` tells of a client that leaves."""
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if not texts:
+        raise InvalidInputError("must hold at least one text", field="input")
+    if len(texts) > MAX_TEXTS_PER_REQUEST:
+        raise InputTooLargeError(
+            f"has {len(texts):,} texts; the limit is {MAX_TEXTS_PER_REQUEST:,}", field="input"
+        )
+    lease = manager.lease_if_loaded(body.model, "embedding")
+    if lease is None:  # loading takes seconds: on a worker thread
+        lease = await run_in_threadpool(manager.lease, body.model, "embedding")
+    backend = lease.backend
+    assert isinstance(backend, EmbeddingBackend)
+    if body.dimensions is not None and body.dimensions != backend.embedder.dimension:
+        raise InvalidInputError(
+            f"this model gives {backend.embedder.dimension} dimensions only", field="dimensions"
+        )
+    # A few texts are tokenized right here (microseconds); many, on a worker thread.
+    future, tokens = await _small_or_threaded(len(texts), backend.submit, texts)
+    timeout_s = manager.settings.request_timeout_s
+    served = await wait_for(future, timeout_s, receive, f"embedding {len(texts)} texts")
+    headers, cost = request_cost(
+        lease, served.run_ms, served.queue_ms, served.batch_size, served.batch_requests, served.device
+    )
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+
+    def respond() -> Response:
+        data = [
+            {"object": "embedding", "index": i,
+             "embedding": encode_base64(v) if body.encoding_format == "base64" else v}
+            for i, v in enumerate(served.value)
+        ]  # fmt: skip
+        result = {"object": "list", "data": data, "model": body.model, "usage": usage, "altlas": cost}
+        # orjson writes float32 vectors straight from numpy: ~50x json.dumps over lists of floats
+        content = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
+        return Response(content, media_type="application/json", headers=headers)
+
+    return await _small_or_threaded(len(texts), respond)
+
+
+def embeddings_fast_lane(manager: ModelManager) -> FastLane:
+    """POST /v1/embeddings straight from the raw body (see altlas.api.fast_lane): pydantic
+    parses and validates the bytes in one call. A body it rejects goes to the route, whose
+    errors name the field as before (json.loads there, so the same words for bad JSON)."""
+
+    async def lane(raw: bytes, receive: Receive) -> Response | None:
+        try:
+            body = EmbeddingsRequest.model_validate_json(raw)
+        except ValidationError:
+            return None
+        return await embed(manager, body, receive)
+
+    return lane
 
 
 def generate(
@@ -204,8 +234,13 @@ def generate(
             limit = body.max_tokens
         params = body.sampling(limit or (engine.max_context if chat else 16))
         started = time.perf_counter()
-        events = engine.stream(ids, params, "messages" if chat else "prompt")
+        if isinstance(engine, TextGenerator):
+            events = engine.stream(ids, params, "messages" if chat else "prompt", timeout_s=timeout_s)
+        else:
+            events = engine.stream(ids, params, "messages" if chat else "prompt")
         first = next(events)  # the prefill runs here, so its errors are still plain 4xx answers
+        queue_ms += first.queue_ms  # continuous batching: the wait for a decode slot
+        started += first.queue_ms / 1e3  # processing times leave the wait out
         first_ms = (time.perf_counter() - started) * 1e3
     except BaseException:
         stack.close()
