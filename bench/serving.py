@@ -1,7 +1,8 @@
 """Serving under load: a real server on loopback, many concurrent clients, dynamic batching on vs off.
 
-    python bench/serving.py [--clients 256] [--seconds 10] [--device auto|cpu|cuda]
-                            [--model-source PATH | --tiny-model] [--client-processes 4]
+    python bench/serving.py [--workload embeddings|chat] [--clients 256] [--seconds 10]
+                            [--device auto|cpu|cuda] [--client-processes 4]
+                            [--model-source PATH | --tiny-model | --random-chat-model] [--max-tokens 64]
 
 For each setting the script starts `python -m altlas serve` (only the embedding model in its
 registry), waits until the model is loaded, and runs a closed loop: `--clients` clients, each
@@ -11,6 +12,12 @@ loop writing HTTP/1.1 requests on keep-alive connections by hand (a general HTTP
 cost more CPU per request than the server it measures). Printed: requests/s, p50/p95/p99
 latency, errors, the server's CPU time per request (all its threads; Linux), and the ratio
 batching on / off.
+
+`--workload chat`: 32 clients by default, each asking POST /v1/chat/completions for a greedy
+answer of up to `--max-tokens` tokens (SmolLM2-135M-Instruct, or with `--random-chat-model` the
+same shapes with random weights, which answer to the token limit); batching on is continuous
+batching (generations share decode steps), off is one generation at a time. Also printed:
+answer tokens/s.
 
 `--tiny-model` serves a random 1-layer, 32-wide BERT with MiniLM's tokenizer instead: its
 forward costs next to nothing, so what is left is the server's own per-request work (HTTP,
@@ -40,6 +47,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "all-minilm-l6-v2"
+CHAT_MODEL = "smollm2-135m-instruct"
 SENTENCES = [
     "Chrome'u aç ve hava durumunu ara, sonra ekran görüntüsü al",
     "open the browser and search for the weather in Istanbul",
@@ -52,7 +60,9 @@ SENTENCES = [
 ]
 
 
-def start_server(data: Path, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    data: Path, env: dict[str, str], log: Path, model: str = MODEL
+) -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -68,7 +78,7 @@ def start_server(data: Path, env: dict[str, str], log: Path) -> tuple[subprocess
         if process.poll() is not None:
             raise SystemExit(f"the server exited:\n{log.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(f"{url}/v1/models/{MODEL}", timeout=2) as response:
+            with urllib.request.urlopen(f"{url}/v1/models/{model}", timeout=2) as response:
                 status = json.load(response)["altlas"]
             if status["status"] == "loaded":
                 return process, url
@@ -81,34 +91,43 @@ def start_server(data: Path, env: dict[str, str], log: Path) -> tuple[subprocess
     raise SystemExit("the server did not load the model in 10 minutes")
 
 
-def _request(port: int, index: int) -> bytes:
-    body = json.dumps({"model": MODEL, "input": SENTENCES[index % len(SENTENCES)] + f" #{index}"}).encode()
+def _request(port: int, index: int, max_tokens: int) -> bytes:
+    """An embeddings request (max_tokens 0) or a chat request for up to max_tokens tokens."""
+    sentence = SENTENCES[index % len(SENTENCES)] + f" #{index}"
+    if max_tokens:
+        path = "/v1/chat/completions"
+        body = json.dumps({"model": CHAT_MODEL, "messages": [{"role": "user", "content": sentence}],
+                           "max_tokens": max_tokens, "temperature": 0}).encode()  # fmt: skip
+    else:
+        path, body = "/v1/embeddings", json.dumps({"model": MODEL, "input": sentence}).encode()
     head = (
-        f"POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
 
 
 async def _client(port: int, stop_at: float, warm_until: float, latencies: list[float], errors: list[int],
-                  seed: int) -> None:  # fmt: skip
+                  seed: int, max_tokens: int, tokens: list[int]) -> None:  # fmt: skip
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     index = seed
     try:
         while time.perf_counter() < stop_at:
             started = time.perf_counter()
-            writer.write(_request(port, index))
+            writer.write(_request(port, index, max_tokens))
             index += 1
             status_line = await reader.readline()
             length = 0
             while (line := await reader.readline()) not in (b"\r\n", b""):
                 if line.lower().startswith(b"content-length:"):
                     length = int(line.split(b":", 1)[1])
-            await reader.readexactly(length)
+            body = await reader.readexactly(length)
             status = int(status_line.split()[1]) if status_line else 0
             if started >= warm_until:
                 if status == 200:
                     latencies.append(time.perf_counter() - started)
+                    if max_tokens:
+                        tokens.append(json.loads(body)["usage"]["completion_tokens"])
                 else:
                     errors.append(status)
     finally:
@@ -116,21 +135,24 @@ async def _client(port: int, stop_at: float, warm_until: float, latencies: list[
 
 
 def _load_process(port: int, clients: int, warm_s: float, seconds: float, start_at: float, out: Any,
-                  offset: int) -> None:  # fmt: skip
-    async def main() -> tuple[list[float], list[int]]:
+                  offset: int, max_tokens: int) -> None:  # fmt: skip
+    async def main() -> tuple[list[float], list[int], list[int]]:
         while time.time() < start_at:
             await asyncio.sleep(0.001)
         now = time.perf_counter()
         latencies: list[float] = []
         errors: list[int] = []
+        tokens: list[int] = []
         stop_at, warm_until = now + warm_s + seconds, now + warm_s
         await asyncio.gather(
             *(
-                _client(port, stop_at, warm_until, latencies, errors, offset + i * 100_000)
+                _client(
+                    port, stop_at, warm_until, latencies, errors, offset + i * 100_000, max_tokens, tokens
+                )
                 for i in range(clients)
             )
         )
-        return latencies, errors
+        return latencies, errors, tokens
 
     try:
         import uvloop
@@ -175,8 +197,9 @@ def _cpu_seconds(pid: int) -> float | None:
 
 
 def run_load(
-    url: str, clients: int, processes: int, seconds: float, warm_s: float, server_pid: int | None = None
-) -> dict[str, float]:
+    url: str, clients: int, processes: int, seconds: float, warm_s: float, server_pid: int | None = None,
+    max_tokens: int = 0,
+) -> dict[str, float]:  # fmt: skip
     port = int(url.rsplit(":", 1)[1])
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
@@ -192,7 +215,9 @@ def run_load(
         timer.start()
     shares = [clients // processes + (i < clients % processes) for i in range(processes)]
     workers = [
-        context.Process(target=_load_process, args=(port, n, warm_s, seconds, start_at, results, i * 10**7))
+        context.Process(
+            target=_load_process, args=(port, n, warm_s, seconds, start_at, results, i * 10**7, max_tokens)
+        )
         for i, n in enumerate(shares)
         if n
     ]
@@ -200,10 +225,12 @@ def run_load(
         worker.start()
     latencies: list[float] = []
     errors: list[int] = []
+    tokens: list[int] = []
     for _ in workers:
-        got_latencies, got_errors = results.get(timeout=seconds + warm_s + 120)
+        got_latencies, got_errors, got_tokens = results.get(timeout=seconds + warm_s + 120)
         latencies += got_latencies
         errors += got_errors
+        tokens += got_tokens
     for worker in workers:
         worker.join()
     latencies.sort()
@@ -226,16 +253,22 @@ def run_load(
         "mean": statistics.fmean(latencies) * 1e3 if latencies else float("nan"),
         "errors": len(errors),
         "cpu_ms": cpu_ms,
+        "tokens_per_s": sum(tokens) / seconds,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=256)
+    parser.add_argument("--workload", choices=["embeddings", "chat"], default="embeddings")
+    parser.add_argument("--clients", type=int, help="concurrent clients (default: 256 embeddings, 32 chat)")
+    parser.add_argument("--max-tokens", type=int, default=64, help="chat: answer tokens at most")
+    parser.add_argument(
+        "--random-chat-model", action="store_true", help="chat: SmolLM2-135M shapes with random weights"
+    )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--model-source", help="an all-MiniLM-L6-v2 folder (default: the shipped package)")
+    parser.add_argument("--model-source", help="the model's folder or file (default: the shipped package)")
     parser.add_argument(
         "--tiny-model", action="store_true", help="a random tiny BERT: measures the server, not the model"
     )
@@ -246,11 +279,24 @@ def main() -> None:
     args = parser.parse_args()
     from altlas.orchestrator.registry import default_registry_text
 
+    chat = args.workload == "chat"
+    name = CHAT_MODEL if chat else MODEL
+    clients = args.clients or (32 if chat else 256)
+    max_tokens = args.max_tokens if chat else 0
     registry = yaml.safe_load(default_registry_text())
-    registry["models"] = [m for m in registry["models"] if m["name"] == MODEL]
+    registry["models"] = [m for m in registry["models"] if m["name"] == name]
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        source = make_tiny_model(Path(tmp) / "tiny") if args.tiny_model else args.model_source
+        source = args.model_source
+        if args.tiny_model:
+            source = make_tiny_model(Path(tmp) / "tiny")
+        elif args.random_chat_model:
+            sys.path.insert(0, str(ROOT / "bench"))
+            import torch
+
+            from generation import random_model_folder
+
+            source = str(random_model_folder(Path(tmp) / "random-lm", torch.bfloat16))
         if source:
             model = registry["models"][0]
             model["versions"] = {model["active"]: str(Path(source).resolve())}
@@ -265,25 +311,30 @@ def main() -> None:
                 "ALTLAS_MAX_CONCURRENT_REQUESTS": "0", "ALTLAS_BATCH_MAX_WAIT_MS": str(args.wait_ms),
                 "HF_HUB_OFFLINE": "1",
             }  # fmt: skip
-            process, url = start_server(data, env, Path(tmp) / f"server-{batching}.log")
+            process, url = start_server(data, env, Path(tmp) / f"server-{batching}.log", name)
             try:
-                with urllib.request.urlopen(f"{url}/v1/models/{MODEL}") as response:
+                with urllib.request.urlopen(f"{url}/v1/models/{name}") as response:
                     device = json.load(response)["altlas"]["device"]
                 rows[batching] = run_load(
-                    url, args.clients, args.client_processes, args.seconds, args.warmup, process.pid
+                    url, clients, args.client_processes, args.seconds, args.warmup, process.pid, max_tokens
                 )
                 rows[batching]["device"] = device
             finally:
                 process.terminate()
                 process.wait(timeout=30)
-    print(f"\nPOST /v1/embeddings, one sentence per request, {args.clients} concurrent clients, "
+    what = (f"POST /v1/chat/completions, greedy answers of up to {max_tokens} tokens"
+            if chat else "POST /v1/embeddings, one sentence per request")  # fmt: skip
+    print(f"\n{what}, {clients} concurrent clients, "
           f"{args.seconds:g} s after {args.warmup:g} s warm-up, {args.client_processes} load processes; "
           f"device: {rows['on']['device']}{'; tiny random model' if args.tiny_model else ''}\n")  # fmt: skip
-    print("| batching | requests/s | p50 ms | p95 ms | p99 ms | errors | server CPU ms/request |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, row in rows.items():
+    print(
+        "| batching | requests/s | p50 ms | p95 ms | p99 ms | errors | server CPU ms/request | answer tok/s |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for setting, row in rows.items():
         latency = f"{row['p50']:.1f} | {row['p95']:.1f} | {row['p99']:.1f}"
-        print(f"| {name} | {row['rps']:,.0f} | {latency} | {row['errors']} | {row['cpu_ms']:.3f} |")
+        print(f"| {setting} | {row['rps']:,.0f} | {latency} | {row['errors']} | {row['cpu_ms']:.3f} | "
+              f"{row['tokens_per_s']:,.0f} |")  # fmt: skip
     on, off = rows["on"], rows["off"]
     print(f"\nthroughput on/off: {on['rps'] / off['rps']:.1f}x; p99 on/off: {on['p99'] / off['p99']:.2f}x")
 

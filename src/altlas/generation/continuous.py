@@ -245,6 +245,8 @@ class ContinuousBatcher:
                 self._waiting.popleft()
                 sequence.pages = [self._free_pages.pop() for _ in range(need)]
                 chosen.append(sequence)
+                if not sequence.admitted:  # the wait ends here; the prefill is work, not queueing
+                    sequence.stream.queue_ms = (time.perf_counter() - sequence.arrived) * 1e3
         if not chosen:
             return
         try:
@@ -272,7 +274,6 @@ class ContinuousBatcher:
 
     def _first_admission(self, sequence: _Sequence) -> None:
         sequence.admitted = True
-        sequence.stream.queue_ms = (time.perf_counter() - sequence.arrived) * 1e3
         device = self.decoder.device
         if sequence.params.repetition_penalty != 1.0:
             sequence.seen = torch.zeros(len(sequence.ids) + sequence.budget, dtype=torch.long, device=device)
