@@ -29,6 +29,7 @@ from ..api.conftest import start_server
 pytestmark = pytest.mark.gpu
 DATA = Path(__file__).resolve().parents[1] / "data"
 MODELS = ("all-minilm-l6-v2", "smollm2-135m-instruct", "silero-vad", "efficientnet-lite0")
+OVERSIZED = "all-minilm-l6-v2-oversized"  # the same model, one forward pass per gathered batch
 
 
 class GpuMemorySampler:
@@ -68,8 +69,12 @@ def _registry() -> str:
     for model in registry["models"]:
         if overrides.get(model["name"]):
             model["versions"] = {model["active"]: overrides[model["name"]]}
-        if model["name"] == "all-minilm-l6-v2":  # one request may become one huge batch
-            model.setdefault("options", {})["max_batch_tokens"] = 4_000_000
+    # a copy of the embedding model that gathers up to 4M tokens for a second and runs them as
+    # ONE forward pass (the default splits passes at 65,536 tokens): the way to force an OOM
+    oversized = dict(next(m for m in registry["models"] if m["name"] == MODELS[0]), name=OVERSIZED)
+    oversized["options"] = {"max_batch_tokens": 4_000_000, "forward_batch_tokens": 4_000_000,
+                            "max_wait_ms": 1000}  # fmt: skip
+    registry["models"].append(oversized)
     return str(yaml.safe_dump(registry))
 
 
@@ -92,7 +97,7 @@ def test_default_models_serve_concurrent_traffic_within_8_gb_and_survive_an_oom(
     server = start_server(data, tmp_path / "server.log")
     try:
         with httpx.Client(base_url=server.url, timeout=600) as client:
-            for name in MODELS:
+            for name in (*MODELS, OVERSIZED):
                 loaded = client.post(f"/v1/models/{name}/load")
                 assert loaded.status_code == 200, loaded.text
         with GpuMemorySampler(server.process.pid) as sampler:
@@ -112,21 +117,33 @@ def test_default_models_serve_concurrent_traffic_within_8_gb_and_survive_an_oom(
             for thread in threads:
                 thread.start()
             time.sleep(5)
-            # 4,096 texts of 256 tokens in one batch: ~1M tokens of activations, more than the 8 GB
+            # 32 requests of 256 texts of 256 tokens gathered into one pass of 2M tokens: more
+            # activations than the 8 GB hold, so the batch must be split (and split again)
             long_text = " ".join(f"kelime{i}" for i in range(400))
+            huge: list[httpx.Response] = []
+
+            def oversized() -> None:
+                with httpx.Client(base_url=server.url, timeout=600) as client:
+                    body = {"model": OVERSIZED, "input": [long_text] * 256}
+                    huge.append(client.post("/v1/embeddings", json=body))
+
+            senders = [threading.Thread(target=oversized) for _ in range(32)]
+            for sender in senders:
+                sender.start()
+            for sender in senders:
+                sender.join()
             with httpx.Client(base_url=server.url, timeout=600) as client:
-                huge = client.post("/v1/embeddings", json={"model": MODELS[0], "input": [long_text] * 4096})
-                after = client.post("/v1/embeddings", json={"model": MODELS[0], "input": ["still here"]})
+                after = client.post("/v1/embeddings", json={"model": OVERSIZED, "input": ["still here"]})
             for thread in threads:
                 thread.join()
         with httpx.Client(base_url=server.url, timeout=60) as client:
-            status = client.get(f"/v1/models/{MODELS[0]}").json()["altlas"]
+            status = client.get(f"/v1/models/{OVERSIZED}").json()["altlas"]
             health = client.get("/healthz")
         print(f"\ntraffic: {dict(results)}")
         print(f"peak GPU memory of the server process: {sampler.peak_mib} MiB over {sampler.samples} samples")
-        print(f"oversized batch: {huge.status_code}; embedding model status: {status}")
-        assert huge.status_code == 200, huge.text[:500]
-        assert len(huge.json()["data"]) == 4096
+        print(f"oversized batch: {[r.status_code for r in huge]}; OOM splits {_oom_splits(status)}")
+        assert len(huge) == 32 and all(r.status_code == 200 for r in huge), [r.text[:300] for r in huge][:2]
+        assert all(len(r.json()["data"]) == 256 for r in huge)
         assert after.status_code == 200 and health.status_code == 200
         for kind in ("embed", "chat", "vad", "classify"):
             assert results[(kind, 200)] > 0, (kind, results)

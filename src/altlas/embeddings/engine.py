@@ -78,6 +78,8 @@ class Embedder:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.device)
         self.memory_fraction = apply_memory_budget(self.device, gpu_memory_gb)
+        # tokens per forward pass when a batch of requests is staged (a larger batch runs as several)
+        self.forward_batch_tokens = _DEFAULT_BATCH_TOKENS[self.device.type]
         self.tokenizer = TextTokenizer(self.spec.path / "tokenizer.json", self.spec.max_seq_length)
         encoder = BertEncoder(self.spec)
         try:
@@ -254,7 +256,7 @@ class Embedder:
         lengths = [length for _, length in requests]
         all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int32)
         all_flat = np.concatenate(flats) if flats else np.zeros(0, np.int32)
-        budget = _DEFAULT_BATCH_TOKENS[self.device.type]
+        budget = self.forward_batch_tokens
         stream = self._copy_stream()
         with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
             staged = [

@@ -62,9 +62,14 @@ class EmbeddingBackend:
     task = "embedding"
 
     def __init__(
-        self, name: str, path: Path, device: torch.device, precision: str, policy: BatchPolicy
-    ) -> None:
+        self, name: str, path: Path, device: torch.device, precision: str, policy: BatchPolicy,
+        forward_batch_tokens: int | None = None,
+    ) -> None:  # fmt: skip
+        """forward_batch_tokens: tokens per forward pass (default by device: GPU 65,536, CPU
+        1,024); a gathered batch larger than that runs as several passes."""
         self.embedder = Embedder(path, device=str(device), precision=precision)
+        if forward_batch_tokens is not None:
+            self.embedder.forward_batch_tokens = forward_batch_tokens
         self.device = self.embedder.device
         self.batcher: BatchQueue[_Tokenized, np.ndarray] = DynamicBatcher(
             f"{name}@{self.device}",
@@ -300,7 +305,10 @@ def build_backend(
     from altlas.runtime.device import resolve_dtype
 
     if spec.task == "embedding":
-        return EmbeddingBackend(spec.name, path, device, spec.precision, policy)
+        forward = spec.options.get("forward_batch_tokens")
+        if forward is not None and (not isinstance(forward, int) or isinstance(forward, bool) or forward < 1):
+            raise InvalidInputError("must be a positive integer", field="options.forward_batch_tokens")
+        return EmbeddingBackend(spec.name, path, device, spec.precision, policy, forward)
     if spec.task == "generation" and spec.backend == "transformers":
         # fp32 on CPU; on CUDA bf16 unless asked otherwise (fp16 overflows in some small LMs' activations)
         precision = (

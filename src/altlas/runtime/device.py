@@ -263,6 +263,23 @@ def apply_memory_budget(device: torch.device, gigabytes: float | None) -> float 
     if gigabytes <= 0:
         raise InvalidInputError(f"must be a positive number of GB, got {gigabytes}", field="gpu_memory_gb")
     total = torch.cuda.get_device_properties(device).total_memory
-    fraction = min(1.0, gigabytes * 1e9 / total)
+    # The cap binds torch's caching allocator only; the CUDA context and loaded kernel modules
+    # sit outside it, so they are taken off first (else the process would hold ~0.5-1 GB more
+    # than asked), with some headroom for modules that load later.
+    limit = gigabytes * 1e9 - _held_outside_allocator(device) - _MODULE_HEADROOM
+    fraction = max(0.01, min(1.0, limit / total))
     torch.cuda.set_per_process_memory_fraction(fraction, device)
     return fraction
+
+
+_MODULE_HEADROOM = 640 * 2**20  # kernel modules and library handles that load after the cap is set
+
+
+def _held_outside_allocator(device: torch.device) -> int:
+    """GPU bytes held beyond this process's caching allocator: the card's used memory minus what
+    the allocator has reserved (the CUDA context and loaded modules; on a shared card, other
+    processes too, which only makes the cap safer)."""
+    import torch
+
+    free, total = torch.cuda.mem_get_info(device)
+    return max(0, int(total) - int(free) - int(torch.cuda.memory_reserved(device)))

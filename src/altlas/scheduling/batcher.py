@@ -29,7 +29,7 @@ from typing import Generic, TypeVar
 
 import torch
 
-from altlas.errors import OverloadedError
+from altlas.errors import InputTooLargeError, OverloadedError
 
 __all__ = ["BatchPolicy", "BatcherStats", "DynamicBatcher", "Served"]
 
@@ -271,6 +271,7 @@ class DynamicBatcher(Generic[Item, Prepared, Output]):
 
     def _serve(self, batch: list[_Pending[Item, Output]], prepared: Prepared | BaseException) -> None:
         started = time.perf_counter()
+        out_of_memory = False
         try:
             if isinstance(prepared, BaseException):
                 raise prepared
@@ -278,9 +279,19 @@ class DynamicBatcher(Generic[Item, Prepared, Output]):
             if len(outputs) != len(batch):
                 raise RuntimeError(f"{len(outputs)} outputs for {len(batch)} items")
         except torch.OutOfMemoryError:
+            # Retried only once out of this block: inside it, the exception's traceback keeps the
+            # failed forward's frames, and with them its activations, alive during the retry.
+            out_of_memory = True
+        except BaseException as exc:
+            self._fail(batch, exc)
+            return
+        if out_of_memory:
+            del prepared
             _release_cached_memory()
             if len(batch) == 1:
-                self._fail(batch, RuntimeError(f"out of device memory running one item of {self.name!r}"))
+                self._fail(batch, InputTooLargeError(
+                    "needs more device memory than the budget leaves, even alone; send fewer or "
+                    "shorter inputs per request", field="input"))  # fmt: skip
                 return
             self.stats.oom_splits += 1
             half = len(batch) // 2
@@ -291,9 +302,6 @@ class DynamicBatcher(Generic[Item, Prepared, Output]):
                 except BaseException as exc:
                     again = exc
                 self._serve(part, again)
-            return
-        except BaseException as exc:
-            self._fail(batch, exc)
             return
         ran = time.perf_counter()
         run_ms = (ran - started) * 1e3
