@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pytest
 import torch
 
-from altlas.errors import OverloadedError
+from altlas.errors import InputTooLargeError, OverloadedError
 from altlas.scheduling.batcher import BatchPolicy, DynamicBatcher, Served
 
 
@@ -151,7 +151,7 @@ def test_one_item_out_of_memory_fails_alone_and_the_batcher_goes_on() -> None:
 
     batcher: DynamicBatcher[int, list[int], int] = DynamicBatcher("one", list, run)
     bad = batcher.submit(13)
-    with pytest.raises(RuntimeError, match="out of device memory"):
+    with pytest.raises(InputTooLargeError, match="more device memory than the budget leaves"):
         bad.result(10)
     assert batcher.submit(5).result(10).value == 5
     batcher.close()
