@@ -185,10 +185,15 @@ class VadBackend:
     task = "audio-vad"
 
     def __init__(
-        self, name: str, path: Path, device: torch.device, chunk_seconds: float, policy: BatchPolicy
-    ) -> None:
+        self, name: str, path: Path, device: torch.device, chunk_seconds: float, policy: BatchPolicy,
+        cpu_threads: int = 2,
+    ) -> None:  # fmt: skip
+        """cpu_threads: torch threads for a file on the CPU. Silero steps through 32 ms windows of
+        tiny operations; spread over 16 threads they wait on each other (H200 host, a 10 s
+        file: ~370 ms on 16 threads, ~60 ms on 2), so a CPU replica was slower than no replica."""
         self.detector = VoiceActivityDetector(path, device, chunk_seconds)
         self.device = device
+        self.cpu_threads = cpu_threads
         self.batcher: BatchQueue[VadRequest, tuple[list[SpeechSegment], float]] = DynamicBatcher(
             f"{name}@{device}", prepare=_only, run=self._run, policy=_one_at_a_time(policy),
             device=describe_device(device),
@@ -196,6 +201,8 @@ class VadBackend:
         self.replica: Backend | None = None
 
     def _run(self, request: VadRequest) -> list[tuple[list[SpeechSegment], float]]:
+        if self.device.type == "cpu" and torch.get_num_threads() != self.cpu_threads:
+            torch.set_num_threads(self.cpu_threads)  # this (runner) thread only: OpenMP's count is per thread
         return [
             self.detector.segments(
                 request.samples, request.rate, threshold=request.threshold,
@@ -335,7 +342,10 @@ def build_backend(
         chunk = spec.options.get("chunk_seconds", 30.0)
         if not isinstance(chunk, int | float) or not 1 <= chunk <= 3600:
             raise InvalidInputError("must be 1 to 3600 seconds", field="options.chunk_seconds")
-        return VadBackend(spec.name, path, device, float(chunk), policy)
+        threads = spec.options.get("cpu_threads", 2)
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise InvalidInputError("must be a positive integer", field="options.cpu_threads")
+        return VadBackend(spec.name, path, device, float(chunk), policy, threads)
     if spec.task == "image-classification":
         return ImageBackend(spec.name, spec.backend, path, device, spec.options, policy)
     raise InvalidInputError(
