@@ -116,6 +116,7 @@ def test_paged_graph_decoder_matches_transformers_per_sequence(smollm2_shaped: P
             pages = [free.pop() for _ in range(-(-(length + 80) // decoder.page))]
             decoder.load_prefill(cache_of(out), length, pages)
             decoder.table[row, : len(pages)] = torch.tensor(pages, dtype=torch.int32)
+            decoder.row_slots[row] = row
             states.append([cache_of(out), out.logits[0, -1].argmax(), length])
         for step in range(80):
             for row, (_, token, position) in enumerate(states):

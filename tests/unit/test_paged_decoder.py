@@ -55,11 +55,16 @@ def test_kernels_match_the_torch_references(kv_heads: int) -> None:
     angles = torch.randn(64, head_dim, generator=g)
     cos, sin = angles.cos(), angles.sin()
 
-    want_k, want_v = k_pool.clone(), v_pool.clone()
-    want_q = rope_and_store_reference(qkv, cos, sin, positions, table, want_k, want_v, heads, kv_heads, page)
+    k_pool_start, v_pool_start = k_pool.clone(), v_pool.clone()
     q = torch.empty(rows, heads * head_dim)
+    row_slots = torch.arange(rows, dtype=torch.int32).flip(0)  # rows name their slots in any order
+    want_k, want_v = k_pool.clone(), v_pool.clone()
+    want_q = rope_and_store_reference(
+        qkv, cos, sin, positions, table[row_slots.long()], want_k, want_v, heads, kv_heads, page
+    )
+    k_pool, v_pool = k_pool_start.clone(), v_pool_start.clone()
     rope_paged_kernel[(rows,)](
-        qkv, cos, sin, positions, table, q, k_pool, v_pool, qkv.stride(0), table.stride(0),
+        qkv, cos, sin, positions, row_slots, table, q, k_pool, v_pool, qkv.stride(0), table.stride(0),
         HEADS=heads, KV_HEADS=kv_heads, HEAD_DIM=head_dim, PAGE=page, BLOCK_HEADS=4,
     )  # fmt: skip
     torch.testing.assert_close(q, want_q, atol=1e-5, rtol=1e-5)
@@ -67,10 +72,12 @@ def test_kernels_match_the_torch_references(kv_heads: int) -> None:
     torch.testing.assert_close(v_pool, want_v)
 
     scale = head_dim**-0.5
-    want = paged_attention_reference(q, k_pool, v_pool, positions, table, heads, kv_heads, page, scale)
+    want = paged_attention_reference(
+        q, k_pool, v_pool, positions, table[row_slots.long()], heads, kv_heads, page, scale
+    )
     out = torch.empty_like(q)
     paged_attention_kernel[(rows, heads)](
-        q, k_pool, v_pool, positions, table, out, scale, table.stride(0),
+        q, k_pool, v_pool, positions, row_slots, table, out, scale, table.stride(0),
         HEADS=heads, KV_HEADS=kv_heads, HEAD_DIM=head_dim, PAGE=page,
     )  # fmt: skip
     torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
@@ -139,6 +146,7 @@ def test_a_batched_step_matches_transformers_per_sequence(use_kernels: bool) -> 
             pages.append(mine)
         for row, mine in enumerate(pages):
             decoder.table[row, : len(mine)] = torch.tensor(mine, dtype=torch.int32)
+            decoder.row_slots[row] = row
         for step in range(10):
             for row, (_, token, position) in enumerate(states):
                 decoder.tokens[row] = token

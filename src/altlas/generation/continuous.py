@@ -2,15 +2,18 @@
 running batch between steps.
 
 One decode thread per model owns the paged decoder (paged_decoder.py). Each turn of its
-loop it admits waiting requests into free slots (their prompts run through the model, their
-keys and values go into pages of the shared pool, their first token is sampled), then runs
-one step for every active sequence at once and hands each caller its next token. A sequence
-leaves when it ends (end-of-turn token, token budget, the caller stops or goes away); its
-slot and pages go to the next in line at once, not when the whole batch ends.
+loop it admits waiting requests into free slots (a slot and pages of the shared pool for
+their prompts), then runs one step over rows of tokens: the last token of every decoding
+sequence, and as much of the new sequences' prompts as the step's rows allow (prefill rides
+in the same launch as decoding, chunked if a prompt is long; an eager prefill per arrival
+stalled every running sequence for ~25 ms). A sequence whose tokens are all in the cache gets
+its next token sampled and handed to its caller. A sequence leaves when it ends (end-of-turn
+token, token budget, the caller stops or goes away); its slot and pages go to the next in
+line at once, not when the whole batch ends.
 
 Memory: pages are taken as sequences grow. When the pool runs dry, the youngest sequence is
-*preempted*: its pages are freed and it waits at the head of the queue; readmitted, its
-prompt and answer so far run through the model again and it carries on where it stopped
+*preempted*: its slot and pages are freed and it waits at the head of the queue; readmitted,
+its prompt and answer so far run through the model again and it carries on where it stopped
 (recomputing is cheaper than keeping a copy, and the caller sees only a pause).
 
 Callers read token ids from a `SequenceStream` (detokenizing and stop sequences are theirs:
@@ -24,24 +27,19 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 
-from altlas.errors import AltlasError, InputTooLargeError, OverloadedError, TimedOutError
+from altlas.errors import AltlasError, OverloadedError, TimedOutError
 from altlas.generation.paged_decoder import PagedLlamaDecoder
 from altlas.generation.sampling import SamplingParams, next_tokens
 
 __all__ = ["ContinuousBatcher", "ContinuousStats", "SequenceStream"]
 
 log = logging.getLogger("altlas.generation")
-
-# prompts -> (logits [prompts, vocab] after each, their KV cache: row i holds prompt i)
-Prefill = Callable[[list[list[int]]], tuple[torch.Tensor, Any]]
-PREFILL_TOKENS = 8192  # padded prompt tokens run in one prefill batch at most
 
 
 class SequenceStream:
@@ -92,13 +90,15 @@ class SequenceStream:
 
 @dataclass(eq=False)
 class _Sequence:
-    ids: list[int]  # prompt and answer so far; the last id is fed at the next step
+    ids: list[int]  # prompt and answer so far
     params: SamplingParams
     budget: int  # answer tokens at most
     stream: SequenceStream
     arrived: float
     generated: int = 0
     pages: list[int] = field(default_factory=list)
+    slot: int = -1  # its block-table row while admitted
+    cached: int = 0  # ids whose keys and values are in its pages (the rest are fed next step)
     seen: torch.Tensor | None = None  # ids on the device, for the repetition penalty
     generator: torch.Generator | None = None
     admitted: bool = False
@@ -114,7 +114,7 @@ class ContinuousStats:
     cancelled: int = 0
     preempted: int = 0
     steps: int = 0
-    step_tokens: int = 0  # sequences stepped, summed over steps (tokens decoded in batches)
+    step_tokens: int = 0  # rows (prompt or answer tokens) run, summed over steps
     max_active: int = 0
 
 
@@ -122,8 +122,8 @@ class ContinuousBatcher:
     """The decode thread, its slots and page pool, and the queue in front of them."""
 
     def __init__(
-        self, name: str, decoder: PagedLlamaDecoder, prefill: Prefill, eos_ids: frozenset[int],
-        max_queue: int = 1024, pace_ms: float = 10.0,
+        self, name: str, decoder: PagedLlamaDecoder, eos_ids: frozenset[int], max_queue: int = 1024,
+        pace_ms: float = 10.0,
     ) -> None:  # fmt: skip
         """pace_ms: a caller reads its tokens at most this often after the first. Every
         wake-up of a caller's thread takes the GIL from the decode thread; with dozens of
@@ -132,14 +132,14 @@ class ContinuousBatcher:
         self.name = name
         self.pace_s = pace_ms / 1e3
         self.decoder = decoder
-        self.prefill = prefill
         self.eos_ids = eos_ids
         self.max_queue = max_queue
         self.stats = ContinuousStats()
         self._free_pages = list(range(decoder.pages - 1, 0, -1))  # page 0 is the decoder's scratch
         self._waiting: deque[_Sequence] = deque()
         self._active: list[_Sequence] = []
-        self._table = np.zeros((decoder.slots, decoder.pages_per_sequence), dtype=np.int32)
+        self._free_slots = list(range(decoder.slots - 1, -1, -1))
+        self._table = np.zeros((decoder.slots + 1, decoder.pages_per_sequence), dtype=np.int32)
         self._table_dirty = True
         self._recent_s: deque[float] = deque(maxlen=32)  # recent generations' durations
         self._cond = threading.Condition()
@@ -223,13 +223,11 @@ class ContinuousBatcher:
                     self._table_dirty = True
 
     def _admit(self) -> None:
-        """Waiting sequences into free slots, first come first served, their prompts run
-        through the model together (one forward for up to PREFILL_TOKENS padded tokens)."""
+        """Waiting sequences into free slots, first come first served, with pages for their
+        prompts (their rows run in the next steps)."""
         page = self.decoder.page
-        chosen: list[_Sequence] = []
-        longest = 0
         with self._cond:
-            while self._waiting and len(self._active) + len(chosen) < self.decoder.slots:
+            while self._waiting and self._free_slots:
                 sequence = self._waiting[0]
                 if sequence.stream.cancelled:
                     self._waiting.popleft()
@@ -238,42 +236,19 @@ class ContinuousBatcher:
                 need = -(-(len(sequence.ids) + 1) // page)
                 if need > len(self._free_pages):
                     break  # the head waits for pages; nobody overtakes it
-                widest = max(longest, len(sequence.ids))
-                if chosen and (len(chosen) + 1) * widest > PREFILL_TOKENS:
-                    break
-                longest = widest
                 self._waiting.popleft()
                 sequence.pages = [self._free_pages.pop() for _ in range(need)]
-                chosen.append(sequence)
-                if not sequence.admitted:  # the wait ends here; the prefill is work, not queueing
-                    sequence.stream.queue_ms = (time.perf_counter() - sequence.arrived) * 1e3
-        if not chosen:
-            return
-        try:
-            logits, cache = self.prefill([sequence.ids for sequence in chosen])
-            for row, sequence in enumerate(chosen):
-                self.decoder.load_prefill(cache, len(sequence.ids), sequence.pages, row)
-            del cache
-        except torch.OutOfMemoryError:
-            for sequence in chosen:
-                self._release(sequence)
-                sequence.stream._items.put(
-                    InputTooLargeError("the prompt does not fit the GPU memory left", field="messages")
-                )
-            return
-        for sequence in chosen:
-            if not sequence.admitted:
-                self._first_admission(sequence)
-        tokens = next_tokens(logits, [s.params for s in chosen], [self._seen(s) for s in chosen],
-                             [s.generator for s in chosen])  # fmt: skip
-        for sequence, token in zip(chosen, tokens, strict=True):
-            if self._accept(sequence, token):
+                sequence.slot = self._free_slots.pop()
+                sequence.cached = 0
+                if not sequence.admitted:
+                    self._first_admission(sequence)
                 self._active.append(sequence)
+                self._table_dirty = True
         self.stats.max_active = max(self.stats.max_active, len(self._active))
-        self._table_dirty = True
 
     def _first_admission(self, sequence: _Sequence) -> None:
         sequence.admitted = True
+        sequence.stream.queue_ms = (time.perf_counter() - sequence.arrived) * 1e3
         device = self.decoder.device
         if sequence.params.repetition_penalty != 1.0:
             sequence.seen = torch.zeros(len(sequence.ids) + sequence.budget, dtype=torch.long, device=device)
@@ -283,38 +258,88 @@ class ContinuousBatcher:
             sequence.generator.manual_seed(sequence.params.seed)
 
     def _step(self) -> None:
+        """One launch over the rows: decoding sequences first (one row each), then prompt
+        chunks in admission order up to the step's rows."""
         self._drop_cancelled()
-        self._grow_pages()
-        active = self._active
-        if not active:
-            return
         decoder = self.decoder
-        count = len(active)
+        plan = self._plan_rows()
+        if not plan:
+            return
+        count = sum(fed for _, fed in plan)
         size = decoder.bucket(count)
         tokens = np.zeros(size, dtype=np.int64)
         positions = np.zeros(size, dtype=np.int32)
-        for row, sequence in enumerate(active):
-            tokens[row] = sequence.ids[-1]
-            positions[row] = len(sequence.ids) - 1
+        slots = np.full(size, decoder.slots, dtype=np.int32)
+        row = 0
+        ready: list[tuple[_Sequence, int]] = []  # sequences whose cache is complete, their last row
+        for sequence, fed in plan:
+            start = sequence.cached
+            tokens[row : row + fed] = sequence.ids[start : start + fed]
+            positions[row : row + fed] = np.arange(start, start + fed)
+            slots[row : row + fed] = sequence.slot
+            row += fed
+            sequence.cached += fed
+            if sequence.cached == len(sequence.ids):
+                ready.append((sequence, row - 1))
         decoder.tokens[:size].copy_(torch.from_numpy(tokens))
         decoder.positions[:size].copy_(torch.from_numpy(positions))
+        decoder.row_slots[:size].copy_(torch.from_numpy(slots))
         if self._table_dirty:
             self._table[:] = 0
-            for row, sequence in enumerate(active):
-                self._table[row, : len(sequence.pages)] = sequence.pages
+            for sequence in self._active:
+                self._table[sequence.slot, : len(sequence.pages)] = sequence.pages
             decoder.table.copy_(torch.from_numpy(self._table))
             self._table_dirty = False
         logits = decoder.step(count)
-        chosen = next_tokens(logits[:count], [s.params for s in active], [self._seen(s) for s in active],
-                             [s.generator for s in active])  # fmt: skip
         self.stats.steps += 1
         self.stats.step_tokens += count
-        still = [
-            sequence for sequence, token in zip(active, chosen, strict=True) if self._accept(sequence, token)
-        ]
-        if len(still) != count:
-            self._active = still
+        if not ready:
+            return
+        rows = torch.tensor([r for _, r in ready], device=decoder.device)
+        sequences = [sequence for sequence, _ in ready]
+        chosen = next_tokens(logits[rows], [s.params for s in sequences], [self._seen(s) for s in sequences],
+                             [s.generator for s in sequences])  # fmt: skip
+        gone = {id(s) for s, token in zip(sequences, chosen, strict=True) if not self._accept(s, token)}
+        if gone:
+            self._active = [s for s in self._active if id(s) not in gone]
             self._table_dirty = True
+
+    def _plan_rows(self) -> list[tuple[_Sequence, int]]:
+        """(sequence, rows it feeds) for this step, with the pages those rows need; the
+        youngest are preempted while the pool is dry."""
+        page = self.decoder.page
+        room = self.decoder.max_rows
+        decoding = [s for s in self._active if len(s.ids) - s.cached == 1]
+        prefilling = [s for s in self._active if len(s.ids) - s.cached > 1]
+        plan: list[tuple[_Sequence, int]] = []
+        for sequence in decoding + prefilling:
+            if sequence not in self._active:  # preempted below, for an older one
+                continue
+            fed = min(len(sequence.ids) - sequence.cached, room)
+            if fed <= 0:
+                continue
+            while -(-(sequence.cached + fed) // page) > len(sequence.pages):
+                if self._free_pages:
+                    sequence.pages.append(self._free_pages.pop())
+                    self._table_dirty = True
+                    continue
+                youngest = self._active[-1]
+                self._preempt(youngest)
+                if youngest is sequence:
+                    break
+            else:
+                plan.append((sequence, fed))
+                room -= fed
+        return [(s, fed) for s, fed in plan if s in self._active]
+
+    def _preempt(self, sequence: _Sequence) -> None:
+        self._active.remove(sequence)
+        self._release(sequence)
+        sequence.cached = 0
+        self.stats.preempted += 1
+        self._table_dirty = True
+        with self._cond:
+            self._waiting.appendleft(sequence)
 
     def _drop_cancelled(self) -> None:
         kept = [s for s in self._active if not s.stream.cancelled]
@@ -325,28 +350,6 @@ class ContinuousBatcher:
                     self._release(sequence)
             self._active = kept
             self._table_dirty = True
-
-    def _grow_pages(self) -> None:
-        """A page for every sequence whose next position starts one; the youngest are
-        preempted while the pool is dry."""
-        page = self.decoder.page
-        row = 0
-        while row < len(self._active):
-            sequence = self._active[row]
-            if (len(sequence.ids) - 1) // page < len(sequence.pages):
-                row += 1
-                continue
-            if self._free_pages:
-                sequence.pages.append(self._free_pages.pop())
-                self._table_dirty = True
-                row += 1
-                continue
-            youngest = self._active.pop()
-            self._release(youngest)
-            self.stats.preempted += 1
-            self._table_dirty = True
-            with self._cond:
-                self._waiting.appendleft(youngest)
 
     def _accept(self, sequence: _Sequence, token: int) -> bool:
         """Record a sampled token; whether the sequence goes on."""
@@ -376,6 +379,9 @@ class ContinuousBatcher:
     def _release(self, sequence: _Sequence) -> None:
         self._free_pages.extend(sequence.pages)
         sequence.pages = []
+        if sequence.slot >= 0:
+            self._free_slots.append(sequence.slot)
+            sequence.slot = -1
 
     @staticmethod
     def _seen(sequence: _Sequence) -> torch.Tensor | None:

@@ -114,9 +114,7 @@ class TextGenerator:
         self.decode_path = "transformers"
         if max_sequences > 0 and supports(self.model) is None:
             paged = PagedLlamaDecoder(self.model, self.max_context, max_sequences, kv_cache_tokens or 8192)
-            self.continuous = ContinuousBatcher(
-                f"{folder.name}@{device}", paged, self._prefill_many, self.eos_ids, max_queue
-            )
+            self.continuous = ContinuousBatcher(f"{folder.name}@{device}", paged, self.eos_ids, max_queue)
             self.decode_path = f"continuous batching of up to {max_sequences} over a paged cache" + (
                 " + CUDA graphs" if paged.use_graph else ""
             )

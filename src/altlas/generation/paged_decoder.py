@@ -1,17 +1,21 @@
 """Decode steps for many sequences at once over a paged KV cache (Llama-family models).
 
-Continuous batching (continuous.py) keeps up to `slots` sequences decoding together; each
-step feeds every active sequence's last token at its own position and returns one row of
-logits per sequence. Keys and values live in a pool of pages of `page` positions shared by
-all sequences: a sequence holds only the pages its length needs (a block-table row lists
-them), so a short answer does not reserve a long context's memory.
+Continuous batching (continuous.py) keeps up to `slots` sequences decoding together. A step
+runs up to `max_rows` *rows*, each a token at its position in its sequence (its slot): the
+last token of every decoding sequence, and chunks of new sequences' prompts, so prefill and
+decode share one launch (a prompt's rows write their keys and values before attention reads
+them, and each attends up to its own position). It returns one row of logits per row.
+
+Keys and values live in a pool of pages of `page` positions shared by all sequences: a
+sequence holds only the pages its length needs (a block-table row lists them), so a short
+answer does not reserve a long context's memory.
 
 The matrix products run as batched cuBLAS/torch products (the weights are read once per
 step for all sequences: that is where batching pays); rotary embedding with the cache write
 and attention read positions and pages from device memory (Triton kernels on CUDA,
 paged_kernels.py; the torch references below on CPU), so on CUDA each batch size bucket is
-captured once as a CUDA graph and replayed every step. The prompt itself runs through
-transformers (any length) and its keys and values are copied into the sequence's pages.
+captured once as a CUDA graph and replayed every step. (`load_prefill` copies a prompt's
+keys and values from a transformers forward instead, for tests and tools.)
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ class PagedLlamaDecoder:
 
     def __init__(
         self, model: Any, max_context: int, slots: int, cache_tokens: int, *, page: int = 16,
-        use_kernels: bool | None = None, use_graph: bool | None = None,
+        max_rows: int = 512, use_kernels: bool | None = None, use_graph: bool | None = None,
     ) -> None:  # fmt: skip
         reason = supports(model)
         if reason is not None:
@@ -47,6 +51,7 @@ class PagedLlamaDecoder:
         self.eps = float(config.rms_norm_eps)
         self.max_context = max_context
         self.slots = slots
+        self.max_rows = _pow2(max(max_rows, slots))
         self.page = page
         self.embed = inner.embed_tokens.weight
         self.final_norm = inner.norm.weight
@@ -76,22 +81,26 @@ class PagedLlamaDecoder:
         self.k_pool = torch.zeros(pool_shape, device=self.device, dtype=self.dtype)
         self.v_pool = torch.zeros(pool_shape, device=self.device, dtype=self.dtype)
         self.pages_per_sequence = -(-max_context // page)
-        self.table = torch.zeros(slots, self.pages_per_sequence, dtype=torch.int32, device=self.device)
-        self.tokens = torch.zeros(slots, dtype=torch.long, device=self.device)
-        self.positions = torch.zeros(slots, dtype=torch.int32, device=self.device)
+        # one table row per slot, plus an all-scratch row (slot `slots`) for idle rows of a bucket
+        self.table = torch.zeros(slots + 1, self.pages_per_sequence, dtype=torch.int32, device=self.device)
+        self.tokens = torch.zeros(self.max_rows, dtype=torch.long, device=self.device)
+        self.positions = torch.zeros(self.max_rows, dtype=torch.int32, device=self.device)
+        self.row_slots = torch.full((self.max_rows,), slots, dtype=torch.int32, device=self.device)
         self.use_kernels = self.device.type == "cuda" if use_kernels is None else use_kernels
         self.use_graph = self.device.type == "cuda" if use_graph is None else use_graph
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self._pool: Any = None  # a graph memory pool handle, shared by the buckets
 
     @property
     def bytes_per_token(self) -> int:
         """KV-cache bytes one position of one sequence takes (all layers, keys and values)."""
         return int(2 * len(self.weights) * self.kv_heads * self.head_dim * self.k_pool.element_size())
 
-    def bucket(self, active: int) -> int:
-        """The batch size a step of `active` sequences runs at: the next power of two (a
-        CUDA graph per bucket), at most `slots`."""
-        return min(_pow2(max(active, 1)), self.slots)
+    def bucket(self, rows: int) -> int:
+        """The rows a step of `rows` runs at: the next power of two (a CUDA graph per bucket)."""
+        if rows > self.max_rows:
+            raise ValueError(f"{rows} rows; a step takes {self.max_rows} at most")
+        return _pow2(max(rows, 1))
 
     # the cache
 
@@ -114,11 +123,11 @@ class PagedLlamaDecoder:
 
     # a step
 
-    def step(self, active: int) -> torch.Tensor:
-        """Logits [bucket, vocab] (model dtype) after feeding tokens[i] at positions[i] for the
-        first `active` slots (rows past `active` are idle: token 0 at position 0 on page 0).
-        The caller fills tokens, positions and table rows first."""
-        size = self.bucket(active)
+    def step(self, rows: int) -> torch.Tensor:
+        """Logits [bucket, vocab] (model dtype) after feeding tokens[i] at positions[i] of slot
+        row_slots[i] for the first `rows` rows (rows past them must be idle: token 0 at position
+        0 of the scratch slot). The caller fills tokens, positions, row_slots and table first."""
+        size = self.bucket(rows)
         if not self.use_graph:
             return self._forward(size)
         if size not in self._graphs:
@@ -132,7 +141,7 @@ class PagedLlamaDecoder:
         scratch), so that no request waits for a capture."""
         if not self.use_graph:
             return
-        for size in sorted({self.bucket(n) for n in range(1, self.slots + 1)}):
+        for size in sorted({self.bucket(n) for n in range(1, self.max_rows + 1)}, reverse=True):
             if size not in self._graphs:
                 self._capture(size)
 
@@ -144,18 +153,23 @@ class PagedLlamaDecoder:
                 self._forward(size)
         torch.cuda.current_stream(self.device).wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        # One memory pool for all buckets (only one step runs at a time, and its logits are read
+        # before the next): ten private pools held ~10x the largest bucket's activations.
+        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
             logits = self._forward(size)
         self._graphs[size] = (graph, logits)
 
     @torch.no_grad()
     def _forward(self, size: int) -> torch.Tensor:
-        tokens, positions, table = self.tokens[:size], self.positions[:size], self.table[:size]
+        tokens, positions, row_slots = self.tokens[:size], self.positions[:size], self.row_slots[:size]
+        table = self.table
         x = self.embed[tokens]
         for i, w in enumerate(self.weights):
             qkv = self._norm(x, w["norm1"]) @ w["qkv"].t()
-            q = self._rope_and_store(qkv, positions, table, i)
-            attention = self._attend(q, positions, table, i)
+            q = self._rope_and_store(qkv, positions, row_slots, table, i)
+            attention = self._attend(q, positions, row_slots, table, i)
             x = torch.addmm(x, attention, w["out"].t())  # the residual add inside the product
             gate, up = (self._norm(x, w["norm2"]) @ w["gate_up"].t()).chunk(2, dim=-1)
             x = torch.addmm(x, torch.nn.functional.silu(gate) * up, w["down"].t())
@@ -172,46 +186,42 @@ class PagedLlamaDecoder:
         return out
 
     def _rope_and_store(
-        self, qkv: torch.Tensor, positions: torch.Tensor, table: torch.Tensor, layer: int
-    ) -> torch.Tensor:
+        self, qkv: torch.Tensor, positions: torch.Tensor, row_slots: torch.Tensor, table: torch.Tensor,
+        layer: int,
+    ) -> torch.Tensor:  # fmt: skip
         k_pool, v_pool = self.k_pool[layer], self.v_pool[layer]
         if not self.use_kernels:
             return rope_and_store_reference(
-                qkv,
-                self.cos,
-                self.sin,
-                positions,
-                table,
-                k_pool,
-                v_pool,
-                self.heads,
-                self.kv_heads,
-                self.page,
-            )
+                qkv, self.cos, self.sin, positions, table[row_slots.long()], k_pool, v_pool, self.heads,
+                self.kv_heads, self.page,
+            )  # fmt: skip
         from altlas.generation.paged_kernels import rope_paged_kernel
 
         q = torch.empty(qkv.shape[0], self.heads * self.head_dim, device=self.device, dtype=self.dtype)
         rope_paged_kernel[(qkv.shape[0],)](
-            qkv, self.cos, self.sin, positions, table, q, k_pool, v_pool, qkv.stride(0), table.stride(0),
+            qkv, self.cos, self.sin, positions, row_slots, table, q, k_pool, v_pool, qkv.stride(0),
+            table.stride(0),
             HEADS=self.heads, KV_HEADS=self.kv_heads, HEAD_DIM=self.head_dim, PAGE=self.page,
             BLOCK_HEADS=_pow2(max(self.heads, self.kv_heads)),
         )  # fmt: skip
         return q
 
     def _attend(
-        self, q: torch.Tensor, positions: torch.Tensor, table: torch.Tensor, layer: int
-    ) -> torch.Tensor:
+        self, q: torch.Tensor, positions: torch.Tensor, row_slots: torch.Tensor, table: torch.Tensor,
+        layer: int,
+    ) -> torch.Tensor:  # fmt: skip
         k_pool, v_pool = self.k_pool[layer], self.v_pool[layer]
         scale = self.head_dim**-0.5
         if not self.use_kernels:
             return paged_attention_reference(
-                q, k_pool, v_pool, positions, table, self.heads, self.kv_heads, self.page, scale
-            )
+                q, k_pool, v_pool, positions, table[row_slots.long()], self.heads, self.kv_heads, self.page,
+                scale,
+            )  # fmt: skip
         from altlas.generation.paged_kernels import paged_attention_kernel
 
         out = torch.empty_like(q)
         paged_attention_kernel[(q.shape[0], self.heads)](
-            q, k_pool, v_pool, positions, table, out, scale, table.stride(0),
+            q, k_pool, v_pool, positions, row_slots, table, out, scale, table.stride(0),
             HEADS=self.heads, KV_HEADS=self.kv_heads, HEAD_DIM=self.head_dim, PAGE=self.page,
         )  # fmt: skip
         return out

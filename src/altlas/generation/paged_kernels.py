@@ -2,8 +2,11 @@
 
 The cache of a layer is a pool of pages of PAGE positions, [pages * PAGE, kv_heads, head_dim];
 each sequence (a *slot*) owns the pages its block-table row names, in order, so a sequence
-takes memory for the positions it has, not for the longest context. Both kernels read the
-slot's position and pages from device memory, so one CUDA graph replays every step whatever
+takes memory for the positions it has, not for the longest context. A step's *rows* are
+tokens: one per decoding sequence, or several of one sequence's prompt (prefill runs through
+the same step: every row's key and value are written before attention reads them, and a row
+attends to positions up to its own). Both kernels read each row's position and slot from
+device memory, so one CUDA graph replays every step whatever
 the sequences' lengths. References in torch: paged_decoder.py (`rope_and_store_reference`,
 `paged_attention_reference`); tests/unit/test_paged_decoder.py holds the kernels to them.
 """
@@ -18,15 +21,16 @@ __all__ = ["paged_attention_kernel", "rope_paged_kernel"]
 
 @triton.jit  # type: ignore[untyped-decorator]
 def rope_paged_kernel(  # type: ignore[no-untyped-def]
-    qkv_ptr, cos_ptr, sin_ptr, pos_ptr, table_ptr, q_out_ptr, k_pool_ptr, v_pool_ptr,
+    qkv_ptr, cos_ptr, sin_ptr, pos_ptr, row_slot_ptr, table_ptr, q_out_ptr, k_pool_ptr, v_pool_ptr,
     qkv_stride, table_stride,
     HEADS: tl.constexpr, KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, PAGE: tl.constexpr,
     BLOCK_HEADS: tl.constexpr,
 ):  # fmt: skip
-    """For slot = program 0: rotary embedding of its q and k at its position
-    (x*cos + rotate_half(x)*sin, like transformers), q to q_out, k and v into its page."""
-    slot = tl.program_id(0)
-    pos = tl.load(pos_ptr + slot)
+    """For row = program 0: rotary embedding of its q and k at its position
+    (x*cos + rotate_half(x)*sin, like transformers), q to q_out, k and v into its slot's page."""
+    row_id = tl.program_id(0)
+    pos = tl.load(pos_ptr + row_id)
+    slot = tl.load(row_slot_ptr + row_id)
     page = tl.load(table_ptr + slot * table_stride + pos // PAGE)
     row = page.to(tl.int64) * PAGE + pos % PAGE
     half = HEAD_DIM // 2
@@ -38,12 +42,12 @@ def rope_paged_kernel(  # type: ignore[no-untyped-def]
     heads = tl.arange(0, BLOCK_HEADS)[:, None]
     at = heads * HEAD_DIM + dims[None, :]
     swapped = heads * HEAD_DIM + partner[None, :]
-    base = qkv_ptr + slot * qkv_stride
+    base = qkv_ptr + row_id * qkv_stride
     q_mask = heads < HEADS
     q = tl.load(base + at, mask=q_mask, other=0.0)
     q_partner = tl.load(base + swapped, mask=q_mask, other=0.0).to(tl.float32)
     q_rot = q.to(tl.float32) * cos[None, :] + sign[None, :] * q_partner * sin[None, :]
-    tl.store(q_out_ptr + slot * HEADS * HEAD_DIM + at, q_rot.to(q.dtype), mask=q_mask)
+    tl.store(q_out_ptr + row_id * HEADS * HEAD_DIM + at, q_rot.to(q.dtype), mask=q_mask)
     kv_mask = heads < KV_HEADS
     k_base = base + HEADS * HEAD_DIM
     k = tl.load(k_base + at, mask=kv_mask, other=0.0)
@@ -57,18 +61,19 @@ def rope_paged_kernel(  # type: ignore[no-untyped-def]
 
 @triton.jit  # type: ignore[untyped-decorator]
 def paged_attention_kernel(  # type: ignore[no-untyped-def]
-    q_ptr, k_pool_ptr, v_pool_ptr, pos_ptr, table_ptr, out_ptr, scale, table_stride,
+    q_ptr, k_pool_ptr, v_pool_ptr, pos_ptr, row_slot_ptr, table_ptr, out_ptr, scale, table_stride,
     HEADS: tl.constexpr, KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, PAGE: tl.constexpr,
 ):  # fmt: skip
-    """One query head of one slot (programs: slot, head) over its KV head's positions
-    0..pos, a page at a time, with an online softmax in fp32 (grouped-query attention)."""
-    slot = tl.program_id(0)
+    """One query head of one row (programs: row, head) over its slot's positions 0..pos of
+    its KV head, a page at a time, with an online softmax in fp32 (grouped-query attention)."""
+    row_id = tl.program_id(0)
     head = tl.program_id(1)
+    slot = tl.load(row_slot_ptr + row_id)
     kv_head = head // (HEADS // KV_HEADS)
-    length = tl.load(pos_ptr + slot) + 1
+    length = tl.load(pos_ptr + row_id) + 1
     dims = tl.arange(0, HEAD_DIM)
     offsets = tl.arange(0, PAGE)
-    q = tl.load(q_ptr + (slot * HEADS + head) * HEAD_DIM + dims).to(tl.float32) * scale
+    q = tl.load(q_ptr + (row_id * HEADS + head) * HEAD_DIM + dims).to(tl.float32) * scale
     best = tl.full((1,), float("-inf"), tl.float32)
     total = tl.zeros((1,), tl.float32)
     acc = tl.zeros((HEAD_DIM,), tl.float32)
@@ -88,7 +93,7 @@ def paged_attention_kernel(  # type: ignore[no-untyped-def]
         total = total * correction + tl.sum(weights, axis=0)
         best = new_best
     out = acc / total
-    tl.store(out_ptr + (slot * HEADS + head) * HEAD_DIM + dims, out.to(out_ptr.dtype.element_ty))
+    tl.store(out_ptr + (row_id * HEADS + head) * HEAD_DIM + dims, out.to(out_ptr.dtype.element_ty))
 
 
 @triton.jit  # type: ignore[untyped-decorator]
