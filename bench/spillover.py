@@ -17,10 +17,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,6 +28,8 @@ from typing import Any
 import httpx
 import numpy as np
 import yaml
+
+from serving import start_server  # bench/serving.py: the server on a free port, loaded
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "silero-vad"
@@ -47,35 +45,6 @@ def speech_file(seconds: float) -> bytes:
     buffer = io.BytesIO()
     soundfile.write(buffer, samples, rate, format="WAV")
     return buffer.getvalue()
-
-
-def start_server(data: Path, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "altlas", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--data-dir", str(data)],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env},
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/v1/models/{MODEL}", timeout=2) as response:
-                status = json.load(response)["altlas"]
-            if status["status"] == "loaded":
-                return process, url
-            if status["status"] == "failed":
-                raise SystemExit(f"the model failed to load: {status['error']}")
-        except OSError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit("the server did not load the model in 10 minutes")
 
 
 def run_load(url: str, audio: bytes, clients: int, seconds: float, warm_s: float) -> dict[str, Any]:
@@ -144,7 +113,7 @@ def main() -> None:
             env = {"ALTLAS_SERVICES": "orchestrator", "ALTLAS_DEVICE": args.device,
                    "ALTLAS_LOG_LEVEL": "WARNING", "ALTLAS_QUEUE_MAX": "100000",
                    "ALTLAS_MAX_CONCURRENT_REQUESTS": "0"}  # fmt: skip
-            process, url = start_server(data, env, Path(tmp) / f"server-{replica}.log")
+            process, url = start_server(data, env, Path(tmp) / f"server-{replica}.log", MODEL)
             try:
                 rows[name] = run_load(url, audio, args.clients, args.seconds, args.warmup)
                 with urllib.request.urlopen(f"{url}/v1/models/{MODEL}") as response:

@@ -10,7 +10,6 @@ registry at copies carried there (as in test_default_registry_gpu.py).
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import threading
 import time
@@ -22,9 +21,8 @@ import numpy as np
 import pytest
 import yaml
 
-from altlas.orchestrator.registry import default_registry_text
-
 from ..api.conftest import start_server
+from .test_default_registry_gpu import registry_with_test_sources
 
 pytestmark = pytest.mark.gpu
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -63,12 +61,7 @@ class GpuMemorySampler:
 
 
 def _registry() -> str:
-    registry = yaml.safe_load(default_registry_text())
-    overrides = {"all-minilm-l6-v2": os.environ.get("ALTLAS_TEST_MODEL"),
-                 "smollm2-135m-instruct": os.environ.get("ALTLAS_TEST_GGUF")}  # fmt: skip
-    for model in registry["models"]:
-        if overrides.get(model["name"]):
-            model["versions"] = {model["active"]: overrides[model["name"]]}
+    registry = registry_with_test_sources()
     # a copy of the embedding model that gathers up to 4M tokens for a second and runs them as
     # ONE forward pass (the default splits passes at 65,536 tokens): the way to force an OOM
     oversized = dict(next(m for m in registry["models"] if m["name"] == MODELS[0]), name=OVERSIZED)

@@ -15,21 +15,13 @@ import torch
 
 from altlas.search.fused_topk import fused_available
 
+from .test_llama_decoder import tiny_llama
+
 transformers = pytest.importorskip("transformers")
 
 needs_triton = pytest.mark.skipif(
     not fused_available(torch.device("cpu")), reason="needs triton's interpreter"
 )
-
-
-def tiny_llama(kv_heads: int = 2, seed: int = 0) -> object:
-    config = transformers.LlamaConfig(
-        vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=kv_heads, max_position_embeddings=256, rms_norm_eps=1e-5, rope_theta=10000.0,
-        tie_word_embeddings=True,
-    )  # fmt: skip
-    torch.manual_seed(seed)
-    return transformers.LlamaForCausalLM(config).eval()
 
 
 def _scattered_table(rows: int, width: int, pages: int, generator: torch.Generator) -> torch.Tensor:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-__all__ = ["attention_kernel", "gemv_kernel", "rmsnorm_kernel", "rope_cache_kernel"]
+__all__ = ["attention_kernel", "gemv_kernel", "rmsnorm_kernel", "rope_cache_kernel", "rotate_qkv"]
 
 
 @triton.jit  # type: ignore[untyped-decorator]
@@ -34,15 +34,14 @@ def rmsnorm_kernel(x_ptr, weight_ptr, out_ptr, size, eps, BLOCK: tl.constexpr): 
 
 
 @triton.jit  # type: ignore[untyped-decorator]
-def rope_cache_kernel(  # type: ignore[no-untyped-def]
-    qkv_ptr, cos_ptr, sin_ptr, pos_ptr, q_out_ptr, k_cache_ptr, v_cache_ptr,
-    cache_head_stride, cache_pos_stride,
-    HEADS: tl.constexpr, KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
-    BLOCK_HEADS: tl.constexpr,
+def rotate_qkv(  # type: ignore[no-untyped-def]
+    qkv_ptr, cos_ptr, sin_ptr, pos,
+    HEADS: tl.constexpr, KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_HEADS: tl.constexpr,
 ):  # fmt: skip
-    """Rotary embedding of q and k at the step's position (q*cos + rotate_half(q)*sin), q to
-    q_out, k and v into the layer's cache at that position."""
-    pos = tl.load(pos_ptr)
+    """One token's [q; k; v] at qkv_ptr with rotary embedding at `pos` applied to q and k
+    (x*cos + rotate_half(x)*sin in fp32, rounded to the model's dtype, like transformers).
+    Returns (at, q, q_mask, k, v, kv_mask, heads, dims): `at` = head * HEAD_DIM + dim offsets
+    [BLOCK_HEADS, HEAD_DIM] for storing q, k and v, masks for the real heads."""
     half = HEAD_DIM // 2
     dims = tl.arange(0, HEAD_DIM)
     partner = tl.where(dims < half, dims + half, dims - half)
@@ -56,15 +55,31 @@ def rope_cache_kernel(  # type: ignore[no-untyped-def]
     q = tl.load(qkv_ptr + at, mask=q_mask, other=0.0)
     q_partner = tl.load(qkv_ptr + swapped, mask=q_mask, other=0.0).to(tl.float32)
     q_rot = q.to(tl.float32) * cos[None, :] + sign[None, :] * q_partner * sin[None, :]
-    tl.store(q_out_ptr + at, q_rot.to(q.dtype), mask=q_mask)
     kv_mask = heads < KV_HEADS
     k_base = qkv_ptr + HEADS * HEAD_DIM
     k = tl.load(k_base + at, mask=kv_mask, other=0.0)
     k_partner = tl.load(k_base + swapped, mask=kv_mask, other=0.0).to(tl.float32)
     k_rot = k.to(tl.float32) * cos[None, :] + sign[None, :] * k_partner * sin[None, :]
     v = tl.load(k_base + KV_HEADS * HEAD_DIM + at, mask=kv_mask, other=0.0)
+    return at, q_rot.to(q.dtype), q_mask, k_rot.to(k.dtype), v, kv_mask, heads, dims
+
+
+@triton.jit  # type: ignore[untyped-decorator]
+def rope_cache_kernel(  # type: ignore[no-untyped-def]
+    qkv_ptr, cos_ptr, sin_ptr, pos_ptr, q_out_ptr, k_cache_ptr, v_cache_ptr,
+    cache_head_stride, cache_pos_stride,
+    HEADS: tl.constexpr, KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
+    BLOCK_HEADS: tl.constexpr,
+):  # fmt: skip
+    """Rotary embedding of q and k at the step's position (q*cos + rotate_half(q)*sin), q to
+    q_out, k and v into the layer's cache at that position."""
+    pos = tl.load(pos_ptr)
+    at, q, q_mask, k, v, kv_mask, heads, dims = rotate_qkv(
+        qkv_ptr, cos_ptr, sin_ptr, pos, HEADS, KV_HEADS, HEAD_DIM, BLOCK_HEADS
+    )
+    tl.store(q_out_ptr + at, q, mask=q_mask)
     cache_at = heads * cache_head_stride + pos * cache_pos_stride + dims[None, :]
-    tl.store(k_cache_ptr + cache_at, k_rot.to(k.dtype), mask=kv_mask)
+    tl.store(k_cache_ptr + cache_at, k, mask=kv_mask)
     tl.store(v_cache_ptr + cache_at, v, mask=kv_mask)
 
 

@@ -65,28 +65,13 @@ class LlamaDecoder:
         self.intermediate = config.intermediate_size
         self.eps = float(config.rms_norm_eps)
         self.max_context = max_context
-        self.embed = inner.embed_tokens.weight
-        self.final_norm = inner.norm.weight
-        self.lm_head = model.lm_head.weight
-        self.weights = []
-        with torch.no_grad():
-            for layer in inner.layers:
-                attn, mlp = layer.self_attn, layer.mlp
-                self.weights.append(
-                    {
-                        "norm1": layer.input_layernorm.weight,
-                        "qkv": _fuse_once(attn.q_proj, attn.k_proj, attn.v_proj),
-                        "out": attn.o_proj.weight,
-                        "norm2": layer.post_attention_layernorm.weight,
-                        "gate_up": _fuse_once(mlp.gate_proj, mlp.up_proj),
-                        "down": mlp.down_proj.weight,
-                    }
-                )
-            # the model's own rotary tables for every position: the same cos/sin as its prefill
-            positions = torch.arange(max_context, device=self.device)[None, :]
-            probe = torch.zeros(1, max_context, self.head_dim, device=self.device, dtype=self.dtype)
-            cos, sin = inner.rotary_emb(probe, positions)
-            self.cos, self.sin = cos[0].contiguous(), sin[0].contiguous()
+        self.embed, self.final_norm, self.lm_head = (
+            inner.embed_tokens.weight,
+            inner.norm.weight,
+            model.lm_head.weight,
+        )
+        self.weights = layer_weights(model)
+        self.cos, self.sin = rotary_tables(model, max_context, self.head_dim)
         shape = (self.layers, self.kv_heads, max_context, self.head_dim)
         self.k_cache = torch.zeros(shape, device=self.device, dtype=self.dtype)
         self.v_cache = torch.zeros(shape, device=self.device, dtype=self.dtype)
@@ -186,6 +171,38 @@ class LlamaDecoder:
             NORM=norm is not None, SWIGLU=swiglu, RESIDUAL=residual,
             BLOCK_R=block_r, BLOCK_C=_pow2(cols),
         )  # fmt: skip
+
+
+def layer_weights(model: Any) -> list[dict[str, torch.Tensor]]:
+    """Each layer's weights for the fused kernels: norms, [q; k; v] and [gate; up] fused (once
+    per model, shared by every decoder over it), the output and down projections."""
+    weights = []
+    with torch.no_grad():
+        for layer in model.model.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            weights.append(
+                {
+                    "norm1": layer.input_layernorm.weight,
+                    "qkv": _fuse_once(attn.q_proj, attn.k_proj, attn.v_proj),
+                    "out": attn.o_proj.weight,
+                    "norm2": layer.post_attention_layernorm.weight,
+                    "gate_up": _fuse_once(mlp.gate_proj, mlp.up_proj),
+                    "down": mlp.down_proj.weight,
+                }
+            )
+    return weights
+
+
+def rotary_tables(model: Any, max_context: int, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin) [max_context, head_dim]: the model's own rotary tables for every position,
+    the same values its transformers forward uses."""
+    inner = model.model
+    weight = inner.embed_tokens.weight
+    with torch.no_grad():
+        positions = torch.arange(max_context, device=weight.device)[None, :]
+        probe = torch.zeros(1, max_context, head_dim, device=weight.device, dtype=weight.dtype)
+        cos, sin = inner.rotary_emb(probe, positions)
+    return cos[0].contiguous(), sin[0].contiguous()
 
 
 def _fuse(*linears: Any) -> torch.Tensor:

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from altlas.generation.llama_decoder import _fuse_once, _layer_cache, _pow2, supports
+from altlas.generation.llama_decoder import _layer_cache, _pow2, layer_weights, rotary_tables, supports
 
 __all__ = ["PagedLlamaDecoder", "paged_attention_reference", "rope_and_store_reference"]
 
@@ -53,27 +53,13 @@ class PagedLlamaDecoder:
         self.slots = slots
         self.max_rows = _pow2(max(max_rows, slots))
         self.page = page
-        self.embed = inner.embed_tokens.weight
-        self.final_norm = inner.norm.weight
-        self.lm_head = model.lm_head.weight
-        self.weights = []
-        with torch.no_grad():
-            for layer in inner.layers:
-                attn, mlp = layer.self_attn, layer.mlp
-                self.weights.append(
-                    {
-                        "norm1": layer.input_layernorm.weight,
-                        "qkv": _fuse_once(attn.q_proj, attn.k_proj, attn.v_proj),
-                        "out": attn.o_proj.weight,
-                        "norm2": layer.post_attention_layernorm.weight,
-                        "gate_up": _fuse_once(mlp.gate_proj, mlp.up_proj),
-                        "down": mlp.down_proj.weight,
-                    }
-                )
-            positions = torch.arange(max_context, device=self.device)[None, :]
-            probe = torch.zeros(1, max_context, self.head_dim, device=self.device, dtype=self.dtype)
-            cos, sin = inner.rotary_emb(probe, positions)
-            self.cos, self.sin = cos[0].contiguous(), sin[0].contiguous()
+        self.embed, self.final_norm, self.lm_head = (
+            inner.embed_tokens.weight,
+            inner.norm.weight,
+            model.lm_head.weight,
+        )
+        self.weights = layer_weights(model)
+        self.cos, self.sin = rotary_tables(model, max_context, self.head_dim)
         # page 0 is scratch: idle rows of a batch bucket write there and nobody reads it
         self.pages = max(cache_tokens, max_context) // page + 2
         layers = len(self.weights)

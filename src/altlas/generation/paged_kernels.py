@@ -16,6 +16,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from altlas.generation.decode_kernels import rotate_qkv
+
 __all__ = ["paged_attention_kernel", "rope_paged_kernel"]
 
 
@@ -33,29 +35,12 @@ def rope_paged_kernel(  # type: ignore[no-untyped-def]
     slot = tl.load(row_slot_ptr + row_id)
     page = tl.load(table_ptr + slot * table_stride + pos // PAGE)
     row = page.to(tl.int64) * PAGE + pos % PAGE
-    half = HEAD_DIM // 2
-    dims = tl.arange(0, HEAD_DIM)
-    partner = tl.where(dims < half, dims + half, dims - half)
-    sign = tl.where(dims < half, -1.0, 1.0)
-    cos = tl.load(cos_ptr + pos * HEAD_DIM + dims).to(tl.float32)
-    sin = tl.load(sin_ptr + pos * HEAD_DIM + dims).to(tl.float32)
-    heads = tl.arange(0, BLOCK_HEADS)[:, None]
-    at = heads * HEAD_DIM + dims[None, :]
-    swapped = heads * HEAD_DIM + partner[None, :]
-    base = qkv_ptr + row_id * qkv_stride
-    q_mask = heads < HEADS
-    q = tl.load(base + at, mask=q_mask, other=0.0)
-    q_partner = tl.load(base + swapped, mask=q_mask, other=0.0).to(tl.float32)
-    q_rot = q.to(tl.float32) * cos[None, :] + sign[None, :] * q_partner * sin[None, :]
-    tl.store(q_out_ptr + row_id * HEADS * HEAD_DIM + at, q_rot.to(q.dtype), mask=q_mask)
-    kv_mask = heads < KV_HEADS
-    k_base = base + HEADS * HEAD_DIM
-    k = tl.load(k_base + at, mask=kv_mask, other=0.0)
-    k_partner = tl.load(k_base + swapped, mask=kv_mask, other=0.0).to(tl.float32)
-    k_rot = k.to(tl.float32) * cos[None, :] + sign[None, :] * k_partner * sin[None, :]
-    v = tl.load(k_base + KV_HEADS * HEAD_DIM + at, mask=kv_mask, other=0.0)
+    at, q, q_mask, k, v, kv_mask, _heads, _dims = rotate_qkv(
+        qkv_ptr + row_id * qkv_stride, cos_ptr, sin_ptr, pos, HEADS, KV_HEADS, HEAD_DIM, BLOCK_HEADS
+    )
+    tl.store(q_out_ptr + row_id * HEADS * HEAD_DIM + at, q, mask=q_mask)
     pool_at = row * KV_HEADS * HEAD_DIM + at
-    tl.store(k_pool_ptr + pool_at, k_rot.to(k.dtype), mask=kv_mask)
+    tl.store(k_pool_ptr + pool_at, k, mask=kv_mask)
     tl.store(v_pool_ptr + pool_at, v, mask=kv_mask)
 
 
