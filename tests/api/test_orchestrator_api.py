@@ -448,3 +448,45 @@ def test_search_collections_add_search_replace_remove(server: Server) -> None:
             response = client.post(path, json=body)
             assert response.status_code == status, (path, response.text)
             assert response.json()["error"]["param"] == param, response.text
+
+
+def test_a_client_that_leaves_frees_its_generation_slot(server: Server, client: httpx.Client) -> None:
+    """A whole-answer chat request whose client disconnects stops generating (continuous
+    batching: its slot goes to the next request), and the server goes on answering."""
+    import socket
+
+    def decoding() -> dict[str, int]:
+        status: dict[str, Any] = client.get(f"/v1/models/{LLM}").json()["altlas"]
+        assert status["decoding"] is not None, status  # continuous batching is on by default
+        return status["decoding"]
+
+    assert (
+        client.post(
+            "/v1/chat/completions", json={"model": LLM, "messages": FRANCE, "max_tokens": 2}
+        ).status_code
+        == 200
+    )
+    before = decoding()
+    body = json.dumps(
+        {"model": LLM, "messages": FRANCE, "max_tokens": 400, "temperature": 1.0, "seed": 1}
+    ).encode()
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        deadline = time.monotonic() + 60
+        while decoding()["active"] == 0 and time.monotonic() < deadline:  # it is generating
+            time.sleep(0.05)
+    deadline = time.monotonic() + 60
+    while decoding()["cancelled"] == before["cancelled"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    after = decoding()
+    assert after["cancelled"] == before["cancelled"] + 1 and after["finished"] == before["finished"]
+    assert after["active"] == 0 and after["free_pages"] == after["pages"]
+    answer = client.post(
+        "/v1/chat/completions", json={"model": LLM, "messages": FRANCE, "max_tokens": 8, "temperature": 0}
+    )
+    assert answer.status_code == 200 and "Paris" in answer.json()["choices"][0]["message"]["content"]

@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -151,6 +151,16 @@ class GenerationBackend:
         finally:
             self._recent_s.append(time.perf_counter() - started)
             self._turn.release()
+
+    def decoding(self) -> dict[str, Any] | None:
+        """With continuous batching: generations running and waiting, free KV pages, and the
+        counters (steps, rows, preemptions, cancellations ...); None otherwise."""
+        batcher = self.generator.continuous if isinstance(self.generator, TextGenerator) else None
+        if batcher is None:
+            return None
+        counters = {name: getattr(batcher.stats, name) for name in batcher.stats.__slots__}
+        pool = {"free_pages": batcher.free_pages, "pages": batcher.decoder.pages - 1}
+        return {"active": batcher.active, "waiting": batcher.waiting, **pool, **counters}
 
     def in_flight(self) -> int:
         """Generations waiting or running (the memory manager never evicts a busy model)."""

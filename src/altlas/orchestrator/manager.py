@@ -144,6 +144,7 @@ class ModelManager:
             "replica": _replica_device(entry.backend),
             "spillovers": _spillovers(entry.backend),
             "oom_splits": _oom_splits(entry.backend),
+            "decoding": _decoding(entry.backend),
             "load_ms": entry.load_ms,
             "warmup_ms": entry.warmup_ms,
             "last_used": entry.last_used,
@@ -502,6 +503,12 @@ def _oom_splits(backend: Backend | None) -> int:
 def _spillovers(backend: Backend | None) -> int:
     queue = getattr(backend, "batcher", None)
     return queue.spilled if isinstance(queue, SpilloverRouter) else 0
+
+
+def _decoding(backend: Backend | None) -> dict[str, Any] | None:
+    """A continuously batched generation model's decode state and counters, else None."""
+    report = getattr(backend, "decoding", None)
+    return report() if callable(report) else None
 
 
 def _replica_device(backend: Backend | None) -> str | None:

@@ -12,9 +12,11 @@ Extensions beyond OpenAI's parameters: top_k and repetition_penalty.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import Any, Literal, TypeVar
 
@@ -137,16 +139,16 @@ def openai_router(manager: ModelManager) -> APIRouter:
         summary="Text completion (OpenAI shape; stream: true for server-sent events)",
         response_model=None,
     )
-    async def completions(body: CompletionRequest) -> JSONResponse | StreamingResponse:
-        return await run_in_threadpool(generate, manager, body)
+    async def completions(body: CompletionRequest, request: Request) -> Response:
+        return await _generation(manager, body, request)
 
     @router.post(
         "/chat/completions",
         summary="Chat completion (OpenAI shape; stream: true for server-sent events)",
         response_model=None,
     )
-    async def chat_completions(body: ChatRequest) -> JSONResponse | StreamingResponse:
-        return await run_in_threadpool(generate, manager, body)
+    async def chat_completions(body: ChatRequest, request: Request) -> Response:
+        return await _generation(manager, body, request)
 
     return router
 
@@ -207,11 +209,31 @@ def embeddings_fast_lane(manager: ModelManager) -> FastLane:
     return lane
 
 
+# Generations run on their own threads, each for as long as its answer takes: not on anyio's
+# pool, whose 40 threads would cap the generations in flight below a continuous batch's slots.
+_GENERATIONS = ThreadPoolExecutor(max_workers=256, thread_name_prefix="altlas-generate")
+
+
+async def _generation(
+    manager: ModelManager, body: CompletionRequest | ChatRequest, request: Request
+) -> Response:
+    """`generate` on a generation thread; a client that leaves stops its generation (its slot
+    goes to the next request at the next step, or it never starts)."""
+    gone = threading.Event()
+    future = _GENERATIONS.submit(generate, manager, body, gone)
+    try:
+        return await wait_for(future, 0, request.receive, "the generation")
+    except BaseException:
+        gone.set()
+        raise
+
+
 def generate(
-    manager: ModelManager, body: CompletionRequest | ChatRequest
+    manager: ModelManager, body: CompletionRequest | ChatRequest, gone: threading.Event | None = None
 ) -> JSONResponse | StreamingResponse:
     """One completion or chat request: the whole answer, or (stream: true) its server-sent events.
-    Runs on a worker thread: it waits for the model's turn and generates there."""
+    Runs on a worker thread: it waits for the model's turn and generates there; `gone` set
+    (the client left) stops a whole-answer generation at its next tokens."""
     timeout_s = manager.settings.request_timeout_s
     chat = isinstance(body, ChatRequest)
     stack = ExitStack()
@@ -258,6 +280,11 @@ def generate(
     with stack:
         pieces, last = [first.text], first
         for event in events:
+            if gone is not None and gone.is_set():
+                stop = getattr(events, "close", None)  # the slot (or turn) goes now, not at the end
+                if stop is not None:
+                    stop()
+                return JSONResponse({}, status_code=499)
             pieces.append(event.text)
             last = event
         processing_ms = (time.perf_counter() - started) * 1e3
