@@ -460,16 +460,10 @@ def test_a_client_that_leaves_frees_its_generation_slot(server: Server, client: 
         assert status["decoding"] is not None, status  # continuous batching is on by default
         return status["decoding"]
 
-    assert (
-        client.post(
-            "/v1/chat/completions", json={"model": LLM, "messages": FRANCE, "max_tokens": 2}
-        ).status_code
-        == 200
-    )
+    assert client.post(f"/v1/models/{LLM}/load", timeout=600).status_code == 200
     before = decoding()
-    body = json.dumps(
-        {"model": LLM, "messages": FRANCE, "max_tokens": 400, "temperature": 1.0, "seed": 1}
-    ).encode()
+    count = [{"role": "user", "content": "Count from 1 to 300, one number per line."}]  # a long answer
+    body = json.dumps({"model": LLM, "messages": count, "max_tokens": 400, "temperature": 0}).encode()
     host, port = server.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(
