@@ -57,6 +57,7 @@ class SequenceStream:
         TimedOutError if the first token has not come within `timeout_s` (0: no limit);
         stopping early cancels."""
         limit: float | None = timeout_s if timeout_s > 0 else None
+        first = True
         try:
             while True:
                 try:
@@ -65,9 +66,9 @@ class SequenceStream:
                     raise TimedOutError(
                         f"generation did not start within the {timeout_s:g} s limit", field="timeout"
                     ) from None
-                if limit is None and self.pace_s:  # past the first token: let a few gather
+                if not first and self.pace_s:  # past the first token: let a few gather
                     time.sleep(self.pace_s)
-                limit = None
+                first, limit = False, None
                 chunk: list[int] = []
                 while isinstance(item, int):
                     chunk.append(item)
