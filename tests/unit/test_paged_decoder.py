@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -268,3 +269,36 @@ def test_batched_sampling_follows_each_rows_rule() -> None:
     gens = [torch.Generator().manual_seed(7) for _ in range(2)]
     first = next_tokens(logits[:1].repeat(2, 1), seeded, [None, None], gens)
     assert first[0] == first[1]
+
+
+def test_a_request_that_fails_at_admission_fails_alone_and_gone_callers_leave_the_queue(
+    tiny_folder: Path,
+) -> None:
+    """Review findings: a seed torch cannot take once failed every running generation and lost
+    a slot; a caller gone while queued kept its place (and counted against the queue bound)."""
+    from altlas.errors import InvalidInputError
+    from altlas.generation.sampling import SamplingParams
+
+    with pytest.raises(InvalidInputError, match="seed"):
+        SamplingParams(temperature=1.0, seed=2**64)
+    _, batched = _engines(tiny_folder, max_sequences=1, kv_cache_tokens=256)
+    batcher = batched.continuous  # type: ignore[attr-defined]
+    running = batched.stream([1, 2, 3], SamplingParams(max_tokens=120, temperature=0.0))  # type: ignore[attr-defined]
+    next(running)  # it holds the only slot
+    broken = SamplingParams(temperature=1.0, seed=5)
+    object.__setattr__(broken, "seed", 2**64)  # past the check: as if torch refused it
+    failing = batched.stream([4, 5], broken)  # type: ignore[attr-defined]
+    waiting = [batcher.submit([6, 7], SamplingParams(max_tokens=3, temperature=0.0), 3) for _ in range(3)]
+    for stream in waiting:
+        stream.cancel()
+    deadline = time.monotonic() + 30
+    while batcher.waiting > 1 and time.monotonic() < deadline:  # the three gone callers leave
+        time.sleep(0.01)
+    assert batcher.waiting == 1
+    rest = list(running)  # the running generation is untouched
+    assert rest[-1].finish_reason == "length" and rest[-1].completion_tokens == 120
+    with pytest.raises((RuntimeError, ValueError)):  # torch's own error, for this request only
+        list(failing)
+    assert batcher.free_pages == batcher.decoder.pages - 1 and batcher.active == 0
+    assert batched.complete([8, 9], SamplingParams(max_tokens=4, temperature=0.0)).completion_tokens == 4  # type: ignore[attr-defined]
+    batched.close()  # type: ignore[attr-defined]

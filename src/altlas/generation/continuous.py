@@ -157,7 +157,7 @@ class ContinuousBatcher:
         sequence = _Sequence(list(ids), params, budget, stream, time.perf_counter())
         with self._cond:
             if self._closing:
-                raise AltlasError("the model is being unloaded; send the request again")
+                raise OverloadedError("the model is being unloaded; send the request again", retry_after_s=1)
             if len(self._waiting) >= self.max_queue:
                 self.stats.rejected += 1
                 raise OverloadedError(
@@ -216,7 +216,7 @@ class ContinuousBatcher:
                         self._step()
                 except Exception as exc:  # one bad step fails the sequences in it, not the thread
                     log.exception("decode step failed", extra={"model": self.name})
-                    error = exc if isinstance(exc, AltlasError) else AltlasError("generation failed")
+                    error = exc if isinstance(exc, AltlasError) else RuntimeError("generation failed")
                     for sequence in self._active:
                         self._release(sequence)
                         sequence.stream._items.put(error)
@@ -228,6 +228,10 @@ class ContinuousBatcher:
         prompts (their rows run in the next steps)."""
         page = self.decoder.page
         with self._cond:
+            if any(s.stream.cancelled for s in self._waiting):  # gone callers hold no place in line
+                kept = [s for s in self._waiting if not s.stream.cancelled]
+                self.stats.cancelled += len(self._waiting) - len(kept)
+                self._waiting = deque(kept)
             while self._waiting and self._free_slots:
                 sequence = self._waiting[0]
                 if sequence.stream.cancelled:
@@ -242,7 +246,12 @@ class ContinuousBatcher:
                 sequence.slot = self._free_slots.pop()
                 sequence.cached = 0
                 if not sequence.admitted:
-                    self._first_admission(sequence)
+                    try:
+                        self._first_admission(sequence)
+                    except Exception as exc:  # this request's own state: it alone fails
+                        self._release(sequence)
+                        sequence.stream._items.put(exc)
+                        continue
                 self._active.append(sequence)
                 self._table_dirty = True
         self.stats.max_active = max(self.stats.max_active, len(self._active))
@@ -326,12 +335,14 @@ class ContinuousBatcher:
                     continue
                 youngest = self._active[-1]
                 self._preempt(youngest)
+                room += sum(rows for planned, rows in plan if planned is youngest)
+                plan = [(planned, rows) for planned, rows in plan if planned is not youngest]
                 if youngest is sequence:
                     break
             else:
                 plan.append((sequence, fed))
                 room -= fed
-        return [(s, fed) for s, fed in plan if s in self._active]
+        return plan
 
     def _preempt(self, sequence: _Sequence) -> None:
         self._active.remove(sequence)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from altlas.errors import InputTooLargeError, InvalidInputError
+from altlas.errors import InputTooLargeError, InvalidInputError, OverloadedError
 from altlas.generation.continuous import ContinuousBatcher
 from altlas.generation.llama_decoder import LlamaDecoder, supports
 from altlas.generation.paged_decoder import PagedLlamaDecoder
@@ -128,7 +128,7 @@ class TextGenerator:
             elif fast_decode:
                 raise InvalidInputError(f"fast decoding is not available: {reason}", field="fast_decode")
         self.completion_tokens = 0  # counters over the engine's life
-        self.lock = threading.Lock()  # one generation at a time: the KV cache and stream are per call
+        self._count_lock = threading.Lock()
 
     # prompts
 
@@ -159,6 +159,8 @@ class TextGenerator:
         request queues for a slot (OverloadedError when the queue is full, TimedOutError when
         no token came within `timeout_s`; 0: no limit)."""
         budget = answer_budget(ids, params, self.max_context, field)
+        if self.model is None:  # closed (unloaded or swapped) after the caller took its lease
+            raise OverloadedError("the model was just unloaded; send the request again", retry_after_s=1)
         if self.continuous is not None:
             sequence = self.continuous.submit(list(ids), params, budget)
             return self._events(sequence.tokens(timeout_s), params.stop, lambda: sequence.queue_ms)
@@ -192,7 +194,8 @@ class TextGenerator:
                     break
                 first_token_at = first_token_at or time.perf_counter()
                 generated.extend(chunk)
-                self.completion_tokens += len(chunk)
+                with self._count_lock:  # many generations run at once now
+                    self.completion_tokens += len(chunk)
                 emit, stopped = stops.feed(text.add(chunk))
                 if emit:
                     yield TokenEvent(emit, queue_ms=queued_ms())

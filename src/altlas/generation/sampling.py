@@ -39,6 +39,8 @@ class SamplingParams:
             raise InvalidInputError(
                 f"must be in (0, 10], got {self.repetition_penalty}", field="repetition_penalty"
             )
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise InvalidInputError(f"must be between 0 and 2**63 - 1, got {self.seed}", field="seed")
         if len(self.stop) > 4 or any(not s for s in self.stop):
             raise InvalidInputError("up to 4 non-empty stop sequences", field="stop")
 
