@@ -83,10 +83,11 @@ class PagedLlamaDecoder:
         return int(2 * len(self.weights) * self.kv_heads * self.head_dim * self.k_pool.element_size())
 
     def bucket(self, rows: int) -> int:
-        """The rows a step of `rows` runs at: the next power of two (a CUDA graph per bucket)."""
+        """The rows a step of `rows` runs at: with CUDA graphs the next power of two (a graph per
+        bucket), else exactly `rows` (padding would only cost arithmetic)."""
         if rows > self.max_rows:
             raise ValueError(f"{rows} rows; a step takes {self.max_rows} at most")
-        return _pow2(max(rows, 1))
+        return _pow2(max(rows, 1)) if self.use_graph else max(rows, 1)
 
     # the cache
 
