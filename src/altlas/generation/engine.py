@@ -211,26 +211,15 @@ class TextGenerator:
         yield last_event(finish, generated, started + queued_ms() / 1e3, first_token_at, queued_ms())
 
     def _prefill(self, ids: list[int]) -> tuple[torch.Tensor, Any]:
-        """Logits after the prompt, and its KV cache (`_prefill_many` of one)."""
-        logits, cache = self._prefill_many([ids])
-        return logits[0], cache
-
-    def _prefill_many(self, prompts: list[list[int]]) -> tuple[torch.Tensor, Any]:
-        """Logits [prompts, vocab] after each prompt, and the KV cache of all (row i holds
-        prompt i's keys and values at its first len(prompt i) positions). The prompts run as one
-        batch padded on the right to a multiple of PREFILL_BUCKET: causal attention keeps the
-        pads out of the real tokens' results, only real positions are read back, and the GPU
-        meets a few shapes that the warm-up has run (a new shape's first prefill cost 62 ms
-        instead of 18 on an H100). One forward for many prompts: a small model's forward
-        costs its launches, not its tokens. Logits are computed for the last real positions
-        only (all positions of 64 prompts would be 0.4 GB for a 49k vocabulary)."""
-        padded = _bucket(max(len(ids) for ids in prompts), self.max_context)
-        batch = torch.tensor([ids + [ids[-1]] * (padded - len(ids)) for ids in prompts], device=self.device)
-        output = self.model.model(input_ids=batch, use_cache=True)
-        rows = torch.arange(len(prompts), device=self.device)
-        last = torch.tensor([len(ids) - 1 for ids in prompts], device=self.device)
-        logits = self.model.lm_head(output.last_hidden_state[rows, last])
-        return logits, cache_of(output)
+        """Logits after the prompt, and its KV cache. The prompt is padded on the right to a
+        multiple of PREFILL_BUCKET: causal attention keeps the pads out of the real tokens'
+        results, only the real positions' keys and values are copied, and the GPU meets a few
+        prompt shapes that the warm-up has run (a new shape's first prefill cost 62 ms instead
+        of 18 on an H100). Logits only for the last real position, not for every pad."""
+        padded = _bucket(len(ids), self.max_context)
+        prompt = torch.tensor([ids + [ids[-1]] * (padded - len(ids))], device=self.device)
+        output = self.model.model(input_ids=prompt, use_cache=True)
+        return self.model.lm_head(output.last_hidden_state[0, len(ids) - 1]), cache_of(output)
 
     def _one_at_a_time(
         self, ids: list[int], params: SamplingParams, budget: int
