@@ -78,8 +78,8 @@ def test_kernels_match_the_torch_references(kv_heads: int) -> None:
 
 @needs_triton
 def test_the_row_norm_kernel_matches_transformers_rms_norm() -> None:
+    from altlas.generation.decode_kernels import rmsnorm_kernel
     from altlas.generation.paged_decoder import _rms_norm
-    from altlas.generation.paged_kernels import rms_norm_rows_kernel
 
     g = torch.Generator().manual_seed(3)
     norm = transformers.models.llama.modeling_llama.LlamaRMSNorm(48, eps=1e-5)
@@ -87,7 +87,7 @@ def test_the_row_norm_kernel_matches_transformers_rms_norm() -> None:
     for rows in (1, 5):
         x = torch.randn(rows, 48, generator=g) * 10
         out = torch.empty_like(x)
-        rms_norm_rows_kernel[(rows,)](x, norm.weight, out, 48, 1e-5, BLOCK=64)
+        rmsnorm_kernel[(rows,)](x, norm.weight, out, 48, 1e-5, BLOCK=64)
         with torch.no_grad():
             torch.testing.assert_close(out, norm(x), atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(_rms_norm(x, norm.weight, 1e-5), norm(x))

@@ -15,22 +15,32 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-__all__ = ["attention_kernel", "gemv_kernel", "rmsnorm_kernel", "rope_cache_kernel", "rotate_qkv"]
+__all__ = [
+    "attention_kernel",
+    "gemv_kernel",
+    "online_softmax_block",
+    "rmsnorm_kernel",
+    "rope_cache_kernel",
+    "rotate_qkv",
+]
 
 
 @triton.jit  # type: ignore[untyped-decorator]
 def rmsnorm_kernel(x_ptr, weight_ptr, out_ptr, size, eps, BLOCK: tl.constexpr):  # type: ignore[no-untyped-def]
-    """out = x / rms(x) * weight in fp32, rounded like transformers (normalised x to the
-    model's dtype, then times the weight). The layers fold their norms into gemv_kernel;
-    this is the final norm before the output projection."""
+    """Row `program 0` of out = x / rms(x) * weight in fp32, rounded like transformers
+    (normalised x to the model's dtype, then times the weight). At batch 1 the layers fold
+    their norms into gemv_kernel and this is the final norm (one program); the paged decoder
+    runs it over every row of a step (one launch where torch takes five)."""
+    row = tl.program_id(0).to(tl.int64)
     offs = tl.arange(0, BLOCK)
     mask = offs < size
-    x = tl.load(x_ptr + offs, mask=mask, other=0.0)
+    x = tl.load(x_ptr + row * size + offs, mask=mask, other=0.0)
     xf = x.to(tl.float32)
     variance = tl.sum(xf * xf, axis=0) / size
     normed = (xf * tl.rsqrt(variance + eps)).to(x.dtype)
     weight = tl.load(weight_ptr + offs, mask=mask, other=0.0)
-    tl.store(out_ptr + offs, (weight.to(tl.float32) * normed.to(tl.float32)).to(x.dtype), mask=mask)
+    result = (weight.to(tl.float32) * normed.to(tl.float32)).to(x.dtype)
+    tl.store(out_ptr + row * size + offs, result, mask=mask)
 
 
 @triton.jit  # type: ignore[untyped-decorator]
@@ -83,6 +93,19 @@ def rope_cache_kernel(  # type: ignore[no-untyped-def]
     tl.store(v_cache_ptr + cache_at, v, mask=kv_mask)
 
 
+@triton.jit
+def online_softmax_block(q, keys, values, valid, best, total, acc):  # type: ignore[no-untyped-def]
+    """Fold one block of positions (keys, values [block, dim], fp32; `valid` masks the block's
+    tail) into a running softmax-weighted sum: (best score, weight total, weighted values)."""
+    scores = tl.where(valid, tl.sum(keys * q[None, :], axis=1), float("-inf"))
+    new_best = tl.maximum(best, tl.max(scores, axis=0))
+    weights = tl.exp(scores - new_best)
+    correction = tl.exp(best - new_best)
+    acc = acc * correction + tl.sum(weights[:, None] * values, axis=0)
+    total = total * correction + tl.sum(weights, axis=0)
+    return new_best, total, acc
+
+
 @triton.jit  # type: ignore[untyped-decorator]
 def attention_kernel(  # type: ignore[no-untyped-def]
     q_ptr, k_cache_ptr, v_cache_ptr, pos_ptr, out_ptr, scale,
@@ -105,15 +128,8 @@ def attention_kernel(  # type: ignore[no-untyped-def]
         valid = positions < length
         at = base + positions[:, None] * cache_pos_stride + dims[None, :]
         keys = tl.load(k_cache_ptr + at, mask=valid[:, None], other=0.0).to(tl.float32)
-        scores = tl.sum(keys * q[None, :], axis=1)
-        scores = tl.where(valid, scores, float("-inf"))
-        new_best = tl.maximum(best, tl.max(scores, axis=0))
-        weights = tl.exp(scores - new_best)
-        correction = tl.exp(best - new_best)
         values = tl.load(v_cache_ptr + at, mask=valid[:, None], other=0.0).to(tl.float32)
-        acc = acc * correction + tl.sum(weights[:, None] * values, axis=0)
-        total = total * correction + tl.sum(weights, axis=0)
-        best = new_best
+        best, total, acc = online_softmax_block(q, keys, values, valid, best, total, acc)
     out = acc / total
     tl.store(out_ptr + head * HEAD_DIM + dims, out.to(out_ptr.dtype.element_ty))
 

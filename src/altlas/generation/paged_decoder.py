@@ -166,10 +166,10 @@ class PagedLlamaDecoder:
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         if not self.use_kernels:
             return _rms_norm(x, weight, self.eps)
-        from altlas.generation.paged_kernels import rms_norm_rows_kernel
+        from altlas.generation.decode_kernels import rmsnorm_kernel
 
         out = torch.empty_like(x)
-        rms_norm_rows_kernel[(x.shape[0],)](x, weight, out, x.shape[1], self.eps, BLOCK=_pow2(x.shape[1]))
+        rmsnorm_kernel[(x.shape[0],)](x, weight, out, x.shape[1], self.eps, BLOCK=_pow2(x.shape[1]))
         return out
 
     def _rope_and_store(

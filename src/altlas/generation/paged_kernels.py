@@ -16,7 +16,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from altlas.generation.decode_kernels import rotate_qkv
+from altlas.generation.decode_kernels import online_softmax_block, rotate_qkv
 
 __all__ = ["paged_attention_kernel", "rope_paged_kernel"]
 
@@ -68,31 +68,7 @@ def paged_attention_kernel(  # type: ignore[no-untyped-def]
         rows = page.to(tl.int64) * PAGE + offsets
         at = (rows[:, None] * KV_HEADS + kv_head) * HEAD_DIM + dims[None, :]
         keys = tl.load(k_pool_ptr + at, mask=valid[:, None], other=0.0).to(tl.float32)
-        scores = tl.sum(keys * q[None, :], axis=1)
-        scores = tl.where(valid, scores, float("-inf"))
-        new_best = tl.maximum(best, tl.max(scores, axis=0))
-        weights = tl.exp(scores - new_best)
-        correction = tl.exp(best - new_best)
         values = tl.load(v_pool_ptr + at, mask=valid[:, None], other=0.0).to(tl.float32)
-        acc = acc * correction + tl.sum(weights[:, None] * values, axis=0)
-        total = total * correction + tl.sum(weights, axis=0)
-        best = new_best
+        best, total, acc = online_softmax_block(q, keys, values, valid, best, total, acc)
     out = acc / total
     tl.store(out_ptr + (row_id * HEADS + head) * HEAD_DIM + dims, out.to(out_ptr.dtype.element_ty))
-
-
-@triton.jit  # type: ignore[untyped-decorator]
-def rms_norm_rows_kernel(x_ptr, weight_ptr, out_ptr, size, eps, BLOCK: tl.constexpr):  # type: ignore[no-untyped-def]
-    """One row (a program) of out = weight * (x / rms(x)), the norm in fp32 rounded to the
-    model's dtype before the weight, like transformers' LlamaRMSNorm. One launch where torch
-    takes five, in a step that is bound by launches."""
-    row = tl.program_id(0).to(tl.int64)
-    offs = tl.arange(0, BLOCK)
-    mask = offs < size
-    x = tl.load(x_ptr + row * size + offs, mask=mask, other=0.0)
-    xf = x.to(tl.float32)
-    normed = (xf * tl.rsqrt(tl.sum(xf * xf, axis=0) / size + eps)).to(x.dtype)
-    weight = tl.load(weight_ptr + offs, mask=mask, other=0.0)
-    tl.store(
-        out_ptr + row * size + offs, (weight.to(tl.float32) * normed.to(tl.float32)).to(x.dtype), mask=mask
-    )
