@@ -31,30 +31,27 @@ _UNION_TAG = re.compile(
 
 
 def _status_of(exc: AltlasError) -> tuple[int, str]:
+    """HTTP status and error code of an AltlasError: the first matching row, subclasses before
+    their bases (insufficient GPU memory is a kind of model unavailable; too large, of invalid)."""
     from altlas.audio.decode import UnsupportedAudioError
     from altlas.jobs.store import JobStateError
     from altlas.orchestrator.manager import InsufficientMemoryError, ModelUnavailableError, WrongTaskError
     from altlas.vision.classifier import UnsupportedImageError
 
-    if isinstance(exc, UnsupportedAudioError | UnsupportedImageError):
-        return 415, "unsupported_media"
-    if isinstance(exc, InputTooLargeError):
-        return 413, "too_large"
-    if isinstance(exc, NotFoundError):
-        return 404, "not_found"
-    if isinstance(exc, WrongTaskError):
-        return 400, "wrong_task"
-    if isinstance(exc, InsufficientMemoryError):
-        return 503, "insufficient_gpu_memory"
-    if isinstance(exc, ModelUnavailableError):
-        return 503, "model_unavailable"
-    if isinstance(exc, OverloadedError):
-        return 429, "overloaded"
-    if isinstance(exc, JobStateError):
-        return 409, "conflict"
-    if isinstance(exc, TimedOutError):
-        return 504, "timeout"
-    return 422, "invalid_value"
+    table: tuple[tuple[type[AltlasError] | tuple[type[AltlasError], ...], int, str], ...] = (
+        ((UnsupportedAudioError, UnsupportedImageError), 415, "unsupported_media"),
+        (InputTooLargeError, 413, "too_large"),
+        (NotFoundError, 404, "not_found"),
+        (WrongTaskError, 400, "wrong_task"),
+        (InsufficientMemoryError, 503, "insufficient_gpu_memory"),
+        (ModelUnavailableError, 503, "model_unavailable"),
+        (OverloadedError, 429, "overloaded"),
+        (JobStateError, 409, "conflict"),
+        (TimedOutError, 504, "timeout"),
+    )
+    return next(
+        ((status, code) for kinds, status, code in table if isinstance(exc, kinds)), (422, "invalid_value")
+    )
 
 
 async def _altlas_error(request: Request, exc: Exception) -> JSONResponse:
