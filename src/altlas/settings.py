@@ -39,6 +39,10 @@ class Settings:
     metrics_require_key: bool = False  # whether /metrics needs a key too (when keys are set)
     job_workers: int = 2  # threads running async jobs
     job_result_ttl_s: float = 7 * 24 * 3600.0  # finished jobs and their results are kept this long
+    # How long a thread may hold the GIL while another waits (Python's default: 5 ms). A model's
+    # runner thread gives the GIL up in every torch call; with the event loop busy it waited up
+    # to this long each time to get it back, which made a GPU forward wait on the HTTP side.
+    gil_switch_interval_ms: float = 0.5
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -64,6 +68,10 @@ class Settings:
         for name in ("batch_max_tokens", "queue_max", "max_concurrent_requests", "job_workers"):
             if getattr(self, name) < 0 or (name in ("queue_max", "job_workers") and getattr(self, name) < 1):
                 raise InvalidInputError(f"must be a positive number, got {getattr(self, name)}", field=name)
+        if not self.gil_switch_interval_ms > 0:
+            raise InvalidInputError(
+                f"must be > 0, got {self.gil_switch_interval_ms}", field="gil_switch_interval_ms"
+            )
         for name in ("batch_max_wait_ms", "request_timeout_s", "job_result_ttl_s"):
             if not getattr(self, name) >= 0:
                 raise InvalidInputError(f"must be >= 0, got {getattr(self, name)}", field=name)

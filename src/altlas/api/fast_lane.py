@@ -1,52 +1,87 @@
-"""A fast lane for hot JSON routes: answered from the raw body, before FastAPI's routing,
-dependency solving and body parsing.
+"""A fast lane for hot JSON routes: answered from the raw body, in front of the whole ASGI stack.
 
-For a one-sentence embedding request those steps were about half of the event loop's time per
-request (profiled under load: included-router matching, `solve_dependencies`, `Request.json`,
-the request handler's bookkeeping); the loop is what limits such a server, not the model.
+For a one-sentence embedding request, the framework's layers were most of the event loop's
+time per request, and the event loop is what limits such a server, not the model: routing,
+dependency solving and body parsing first (profiled under load), then the middleware chain
+itself, a coroutine and a wrapped `send` per layer (FastAPI's error, telemetry and body-limit
+layers, ours for request ids, keys, limits). A lane's request passes none of them: the lane
+does what they would have done for it, in one place, and writes its answer as two ASGI
+messages.
 
-A lane takes the body bytes and the ASGI receive, and returns a response, or None for a body
-it does not take (malformed, or anything unusual); then the request goes on to the app's own
-route with its body replayed, so that every error keeps the shape and wording it always had.
-An exception a lane raises gets the app's exception handler for its type, as in a route.
-The route stays registered (OpenAPI, and the answer to whatever a lane declines).
+What the layers do for a lane's request, done here:
+- request id: the client's X-Request-ID (if sane) or a new one, echoed in the answer, set for
+  the logs; the request's log line;
+- API keys, the body limit and the concurrency cap: a request that fails one (no valid key,
+  no Content-Length or one over the limit, no free slot) is not taken: it goes down the
+  stack, whose layers answer it as always (401, 413, 429). A taken request holds a slot of
+  the concurrency cap until its answer is written;
+- errors: an exception a lane raises gets the app's exception handler for its type, as it
+  would in a route (the catch-all's included: a 500 naming the request id).
+
+A lane takes the body bytes and the ASGI receive (to notice a client that leaves), and
+returns an `Answer`, or None for a body it does not take (malformed, or anything unusual):
+then the request goes down the stack to the app's own route with its body replayed, so that
+every error keeps the shape and wording it always had. The route stays registered (OpenAPI,
+and the answer to whatever a lane declines).
 """
 
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["FastLane", "FastLaneMiddleware"]
+from altlas.api.middleware import ApiKeys, ConcurrencyGate, log_request, request_id_of
+from altlas.logs import request_id_var
+
+__all__ = ["Answer", "FastLane", "FastLaneMiddleware"]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A lane's whole response: a JSON body, its status and extra headers."""
+
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    status: int = 200
+
 
 # (JSON body, receive for what comes after it) -> the answer, or None: "not for me"
-FastLane = Callable[[bytes, Receive], Awaitable[Response | None]]
+FastLane = Callable[[bytes, Receive], Awaitable[Answer | None]]
 ExceptionHandler = Callable[[Request, Exception], Any]
 
 
 class FastLaneMiddleware:
     """Answer POST requests to `lanes` (path -> lane) with a JSON body; pass the rest on.
 
-    Add it before the other middlewares (innermost), so request ids, API keys, the concurrency
-    cap and the body limit apply to its requests as to any other. `handlers` is the app's
-    exception handlers (type -> handler); a lane's exception with none for its type propagates,
-    as it would from a route, to the server error handler (a 500 with the request id)."""
+    Wraps the app's whole middleware stack (see module docs). `handlers` is the app's exception
+    handlers (type -> handler); `max_body_bytes`, `keys` and `gate` are the limits the stack
+    enforces, checked here so that a request the lane takes obeys them too."""
 
     def __init__(
-        self, app: ASGIApp, lanes: Mapping[str, FastLane], handlers: Mapping[Any, ExceptionHandler]
+        self,
+        app: ASGIApp,
+        lanes: Mapping[str, FastLane],
+        handlers: Mapping[Any, ExceptionHandler],
+        max_body_bytes: int,
+        keys: ApiKeys | None = None,
+        gate: ConcurrencyGate | None = None,
     ) -> None:
         self.app = app
         self.lanes = lanes
         self.handlers = handlers
+        self.max_body_bytes = max_body_bytes
+        self.keys = keys if keys is not None and keys.keys else None
+        self.gate = gate if gate is not None and gate.limit > 0 else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         lane = self.lanes.get(scope["path"]) if scope["type"] == "http" else None
-        if lane is None or scope["method"] != "POST" or not _json_body(scope):
+        if lane is None or scope["method"] != "POST" or not self._takes(scope):
             await self.app(scope, receive, send)
             return
         messages: list[Message] = []
@@ -59,8 +94,51 @@ class FastLaneMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(m.get("body", b"") for m in messages)
+        request_id = request_id_of(scope["headers"])
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 0  # 0: declined, the stack answers (and logs) it
+        gate = self.gate
+        if gate is not None:
+            gate.in_flight += 1
         try:
-            response = await lane(body, receive)
+            status = await self._answer(lane, body, scope, receive, send, request_id)
+        finally:
+            if gate is not None:
+                gate.in_flight -= 1
+            if status:
+                log_request("POST", scope["path"], status, started)
+            request_id_var.reset(token)
+        if not status:  # the stack takes the same request id, so the lane's log lines match
+            headers = [(n, v) for n, v in scope["headers"] if n != b"x-request-id"]
+            scope = {**scope, "headers": [*headers, (b"x-request-id", request_id.encode())]}
+            await self.app(scope, _replay(messages, receive), send)
+
+    def _takes(self, scope: Scope) -> bool:
+        """Whether the stack would let this request through: JSON, a Content-Length within the
+        limit, a valid key if keys are set, a free slot if requests are capped."""
+        content_type = length = authorization = None
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                length = value
+            elif name == b"authorization":
+                authorization = value
+        if content_type is None or content_type.split(b";", 1)[0].strip().lower() != b"application/json":
+            return False
+        if length is None or not length.isdigit() or int(length) > self.max_body_bytes:
+            return False
+        if self.keys is not None and not self.keys.authorized(authorization or b""):
+            return False
+        return not (self.gate is not None and self.gate.full())
+
+    async def _answer(
+        self, lane: FastLane, body: bytes, scope: Scope, receive: Receive, send: Send, request_id: str
+    ) -> int:
+        """Run the lane and write its answer; the status written, or 0 if the lane declined."""
+        try:
+            answer = await lane(body, receive)
         except Exception as exc:
             handler = self._handler_for(exc)
             if handler is None:
@@ -68,26 +146,27 @@ class FastLaneMiddleware:
             response = handler(Request(scope, receive), exc)
             if inspect.isawaitable(response):
                 response = await response
-        if response is None:
-            await self.app(scope, _replay(messages, receive), send)
-            return
-        await response(scope, receive, send)
+            response.headers["x-request-id"] = request_id
+            await response(scope, receive, send)
+            return int(response.status_code)
+        if answer is None:
+            return 0
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(answer.body)).encode()),
+            (b"x-request-id", request_id.encode()),
+        ]
+        headers += [(name.lower().encode("latin-1"), value.encode("latin-1"))
+                    for name, value in answer.headers.items()]  # fmt: skip
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer.body})
+        return answer.status
 
     def _handler_for(self, exc: Exception) -> ExceptionHandler | None:
         for kind in type(exc).__mro__:
-            if kind is Exception:  # the catch-all is the server error handler's, outside us
-                return None
             if kind in self.handlers:
                 return self.handlers[kind]
         return None
-
-
-def _json_body(scope: Scope) -> bool:
-    """Content-Type application/json (parameters allowed), the only body a lane reads."""
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            return bool(value.split(b";", 1)[0].strip().lower() == b"application/json")
-    return False
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:

@@ -243,7 +243,7 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(handle, array, allow_pickle=False)
 
 
-def _first(submit: Callable[[list[str]], tuple[Future[T], int]], texts: list[str]) -> Future[T]:
+def _first(submit: Callable[[list[str]], tuple[Future[T], object]], texts: list[str]) -> Future[T]:
     return submit(texts)[0]
 
 

@@ -17,9 +17,13 @@ from altlas.logs import request_id_var
 
 __all__ = [
     "ApiKeyMiddleware",
+    "ApiKeys",
     "BodyLimitMiddleware",
+    "ConcurrencyGate",
     "ConcurrencyLimitMiddleware",
     "RequestContextMiddleware",
+    "log_request",
+    "request_id_of",
 ]
 
 log = logging.getLogger("altlas.http")
@@ -36,6 +40,29 @@ def _new_request_id() -> str:
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
+    """The client's X-Request-ID if it is sane, else a new id."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            supplied = value.decode("latin-1")
+            return supplied if _CLIENT_ID.match(supplied) else _new_request_id()
+    return _new_request_id()
+
+
+def log_request(method: str, path: str, status: int, started: float) -> None:
+    """The one log line per request (in the request id's context)."""
+    if log.isEnabledFor(logging.INFO):  # the line's fields cost more than the check
+        log.info(
+            "request",
+            extra={
+                "method": method,
+                "path": path,
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            },
+        )
+
+
 class RequestContextMiddleware:
     """Take X-Request-ID from the client (if sane) or make one; echo it; log the request."""
 
@@ -46,8 +73,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        supplied = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = supplied if _CLIENT_ID.match(supplied) else _new_request_id()
+        request_id = request_id_of(scope["headers"])
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
@@ -63,16 +89,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            if log.isEnabledFor(logging.INFO):  # the line's fields cost more than the check
-                log.info(
-                    "request",
-                    extra={
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                    },
-                )
+            log_request(scope["method"], scope["path"], status, started)
             request_id_var.reset(token)
 
 
@@ -125,6 +142,29 @@ class BodyLimitMiddleware:
         await _send_error(send, 413, error_body(message, "body", "too_large"))
 
 
+class ApiKeys:
+    """The server's API keys: which paths need one, and whether a request's header holds one."""
+
+    def __init__(self, keys: tuple[str, ...], protect_metrics: bool = False) -> None:
+        self.keys = tuple(key.encode() for key in keys)
+        self.prefixes = ("/v1", "/metrics") if protect_metrics else ("/v1",)
+
+    def guards(self, scope: Scope) -> bool:
+        """Whether this request needs a key (never, with no keys)."""
+        return bool(self.keys) and scope["type"] in ("http", "websocket") and _under(scope, self.prefixes)
+
+    def authorized(self, header: bytes) -> bool:
+        """Whether an Authorization header's value is "Bearer <one of the keys>"."""
+        scheme, _, token = header.strip().partition(b" ")
+        if scheme.lower() != b"bearer":
+            return False
+        token = token.strip()
+        matched = False
+        for key in self.keys:  # every key, no early exit: the time taken says nothing of which matched
+            matched |= hmac.compare_digest(token, key)
+        return matched
+
+
 class ApiKeyMiddleware:
     """Require "Authorization: Bearer <key>" on /v1 (and /metrics if asked); health and docs stay open.
 
@@ -132,14 +172,12 @@ class ApiKeyMiddleware:
 
     def __init__(self, app: ASGIApp, keys: tuple[str, ...], protect_metrics: bool = False) -> None:
         self.app = app
-        self.keys = tuple(key.encode() for key in keys)
-        self.prefixes = ("/v1", "/metrics") if protect_metrics else ("/v1",)
+        self.keys = ApiKeys(keys, protect_metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or not self.keys or not _under(scope, self.prefixes):
-            await self.app(scope, receive, send)
-            return
-        if self._authorized(dict(scope["headers"]).get(b"authorization", b"")):
+        if not self.keys.guards(scope) or self.keys.authorized(
+            dict(scope["headers"]).get(b"authorization", b"")
+        ):
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":  # refuse the handshake; browsers see 403, never the socket
@@ -153,15 +191,17 @@ class ApiKeyMiddleware:
         )
         await _send_error(send, 401, body, [(b"www-authenticate", b"Bearer")])
 
-    def _authorized(self, header: bytes) -> bool:
-        scheme, _, token = header.strip().partition(b" ")
-        if scheme.lower() != b"bearer":
-            return False
-        token = token.strip()
-        matched = False
-        for key in self.keys:  # every key, no early exit: the time taken says nothing of which matched
-            matched |= hmac.compare_digest(token, key)
-        return matched
+
+class ConcurrencyGate:
+    """A count of /v1 requests in flight against a limit; one event loop runs every request, so a
+    plain counter is enough. Shared by the middleware and the fast lane, which counts its own."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+
+    def full(self) -> bool:
+        return self.limit > 0 and self.in_flight >= self.limit
 
 
 class ConcurrencyLimitMiddleware:
@@ -170,29 +210,33 @@ class ConcurrencyLimitMiddleware:
     The queues behind the models bound each model; this bounds the process as a whole, so a flood
     of cheap requests cannot pile up unbounded tasks and sockets."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int = 0, gate: ConcurrencyGate | None = None) -> None:
         self.app = app
-        self.limit = limit
-        self.in_flight = 0  # one event loop runs every request, so a plain counter is enough
+        self.gate = gate or ConcurrencyGate(limit)
+
+    @property
+    def in_flight(self) -> int:
+        return self.gate.in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.limit <= 0 or not _under(scope, ("/v1",)):
+        gate = self.gate
+        if scope["type"] != "http" or gate.limit <= 0 or not _under(scope, ("/v1",)):
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.limit:
+        if gate.full():
             body = error_body(
-                f"the server is at its limit of {self.limit:,} concurrent requests; retry shortly",
+                f"the server is at its limit of {gate.limit:,} concurrent requests; retry shortly",
                 None,
                 "too_many_requests",
                 "rate_limit_error",
             )
             await _send_error(send, 429, body, [(b"retry-after", b"1")])
             return
-        self.in_flight += 1
+        gate.in_flight += 1
         try:  # the app returns only after the last body chunk is sent, so streams are counted whole
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            gate.in_flight -= 1
 
 
 def _under(scope: Scope, prefixes: tuple[str, ...]) -> bool:

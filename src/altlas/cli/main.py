@@ -283,6 +283,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, data_dir=args.data_dir, log_level=args.log_level
     )
     configure_logging(settings.log_level)
+    sys.setswitchinterval(settings.gil_switch_interval_ms / 1e3)
     app = create_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
     return 0

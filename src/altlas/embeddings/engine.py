@@ -30,7 +30,7 @@ from altlas.errors import InvalidInputError
 from altlas.runtime.device import apply_memory_budget, resolve_device, resolve_dtype
 from altlas.settings import Settings
 
-__all__ = ["Embedder", "EncodeStats", "StagedRequests"]
+__all__ = ["Embedder", "EncodeStats", "StagedRequests", "TextRequest"]
 
 _CHUNK_TEXTS = 8_192  # texts tokenized per producer step (and per worker task)
 # Inputs at least this large are tokenized by worker processes, where there are cores for them.
@@ -249,13 +249,16 @@ class Embedder:
 
     # batches of several requests (the server's dynamic batcher): stage while the last batch runs
 
-    def stage_requests(self, requests: Sequence[tuple[np.ndarray, np.ndarray]]) -> StagedRequests:
-        """Tokenized requests (flat ids, lengths) planned into batches and copied to the device on a
-        side stream: host work that overlaps the batch running before it."""
-        flats = [flat for flat, _ in requests]
-        lengths = [length for _, length in requests]
-        all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int32)
-        all_flat = np.concatenate(flats) if flats else np.zeros(0, np.int32)
+    def stage_requests(self, requests: Sequence[TextRequest]) -> StagedRequests:
+        """Requests' texts tokenized (one call for the whole batch: the Rust tokenizer runs it on
+        its threads, without the GIL), planned into batches and copied to the device on a side
+        stream: host work that overlaps the batch running before it. Sets each request's tokens."""
+        texts = [text for request in requests for text in request.texts]
+        all_flat, all_lengths = self.tokenizer(texts)
+        first = 0
+        for request in requests:
+            request.tokens = int(all_lengths[first : first + len(request.texts)].sum())
+            first += len(request.texts)
         budget = self.forward_batch_tokens
         stream = self._copy_stream()
         with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
@@ -263,8 +266,7 @@ class Embedder:
                 self._stage(batch, pin=stream is not None)
                 for batch in plan_batches(all_flat, all_lengths, budget)
             ]
-        counts = [int(length.size) for length in lengths]
-        return StagedRequests(staged, counts)
+        return StagedRequests(staged, [len(request.texts) for request in requests])
 
     def run_requests(self, staged: StagedRequests, normalize: bool = True) -> list[np.ndarray]:
         """Vectors of each staged request, in order."""
@@ -337,6 +339,23 @@ class _StagedBatch:
     real_tokens: int
     padded_tokens: int
     copied: torch.cuda.Event | None  # recorded after the copies (side-stream staging only)
+
+
+@dataclass(slots=True)
+class TextRequest:
+    """One request's texts on their way through a dynamic batcher. They are tokenized with the
+    rest of their batch, off the event loop; `tokens` is set then (read it once served)."""
+
+    texts: list[str]
+    tokens: int = 0
+
+    def estimated_tokens(self, max_length: int) -> int:
+        """Tokens to count against a batch's budget before tokenizing: one per two characters
+        plus two special tokens a text, at most `max_length` a text on average. Above the real
+        count for common text (WordPiece averages ~4 characters a token); gathering is all it
+        decides, since forward passes are planned from the real lengths."""
+        count = len(self.texts)
+        return min(count * max_length, sum(map(len, self.texts)) // 2 + 2 * count)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from altlas.audio.vad import SpeechSegment, VoiceActivityDetector
-from altlas.embeddings.engine import Embedder
+from altlas.embeddings.engine import Embedder, TextRequest
 from altlas.errors import InvalidInputError, OverloadedError, TimedOutError
 from altlas.generation.convert import model_folder
 from altlas.generation.engine import TextGenerator
@@ -43,8 +43,6 @@ __all__ = [
     "add_cpu_replica",
     "build_backend",
 ]
-
-_Tokenized = tuple[np.ndarray, np.ndarray]  # (flat ids, lengths) of one request's texts
 
 
 class Backend(Protocol):
@@ -71,25 +69,40 @@ class EmbeddingBackend:
         if forward_batch_tokens is not None:
             self.embedder.forward_batch_tokens = forward_batch_tokens
         self.device = self.embedder.device
-        self.batcher: BatchQueue[_Tokenized, np.ndarray] = DynamicBatcher(
+        max_length = self.embedder.tokenizer.max_length
+        self.batcher: BatchQueue[TextRequest, np.ndarray] = DynamicBatcher(
             f"{name}@{self.device}",
             prepare=self.embedder.stage_requests,
             run=self.embedder.run_requests,
-            cost=lambda request: int(request[1].sum()),
+            cost=lambda request: request.estimated_tokens(max_length),
             policy=policy,
-            size=lambda request: int(request[1].size),
+            size=lambda request: len(request.texts),
             device=describe_device(self.device),
         )
         self.replica: Backend | None = None  # the same model on the CPU, for overflow
 
-    def submit(self, texts: list[str]) -> tuple[Future[Served[np.ndarray]], int]:
-        """Queue texts (tokenized here, in the caller's thread); (future of their vectors, tokens)."""
-        flat, lengths = self.embedder.tokenizer(texts)
-        return self.batcher.submit((flat, lengths)), int(lengths.sum())
+    def submit(
+        self, texts: list[str], field: str = "input"
+    ) -> tuple[Future[Served[np.ndarray]], TextRequest]:
+        """Queue texts: (future of their vectors, the request, whose `tokens` count is set once
+        its batch is prepared). Tokenizing waits for the batch: one call for all its texts, on
+        the batcher's thread, not the caller's (on a server, the event loop). A text the
+        tokenizer cannot take (not valid Unicode) is refused here, naming `field`, so that it
+        never fails the batch of other requests it would have joined."""
+        try:
+            "".join(texts).encode("utf-8")  # one call for all: this runs on the event loop
+        except UnicodeEncodeError:
+            for i, text in enumerate(texts):
+                if not _valid_unicode(text):
+                    raise InvalidInputError(
+                        "is not valid Unicode (it holds a lone surrogate)", field=f"{field}[{i}]"
+                    ) from None
+        request = TextRequest(texts)
+        return self.batcher.submit(request), request
 
     def encode(self, texts: list[str], timeout_s: float | None = None) -> Served[np.ndarray]:
         """Vectors of `texts` through the batcher, waiting in this thread."""
-        future, _tokens = self.submit(texts)
+        future, _request = self.submit(texts)
         return future.result(timeout_s)
 
     def warmup(self, inputs: list[str]) -> None:
@@ -102,6 +115,14 @@ class EmbeddingBackend:
         self.embedder.close()
         if self.replica is not None:
             self.replica.close()
+
+
+def _valid_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class GenerationBackend:

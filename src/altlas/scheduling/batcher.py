@@ -152,7 +152,10 @@ class DynamicBatcher(Generic[Item, Prepared, Output]):
             self._queue.append(_Pending(item, cost, future, time.perf_counter()))
             self._queued_cost += cost
             self.stats.submitted += 1
-            self._changed.notify_all()
+            # The gatherer waits for a first item, then for the batch to fill or its window to
+            # end: only those need a wake-up. Waking it on every item cost a GIL hand-off each.
+            if len(self._queue) == 1 or self._queued_cost >= self.policy.max_batch_tokens:
+                self._changed.notify()
         return future
 
     def queue_depth(self) -> int:
@@ -220,37 +223,44 @@ class DynamicBatcher(Generic[Item, Prepared, Output]):
                 self._handoff_changed.notify_all()
 
     def _next_batch(self) -> list[_Pending[Item, Output]] | None:
+        while True:
+            taken = self._take()
+            if taken is None:
+                return None
+            # Marked running outside the queue's lock: a future's own lock per item, which
+            # submit() (the event loop) would otherwise wait behind for a whole batch.
+            batch = [pending for pending in taken if pending.future.set_running_or_notify_cancel()]
+            self.stats.skipped += len(taken) - len(batch)  # their callers gave up before they ran
+            if batch:
+                return batch
+
+    def _take(self) -> list[_Pending[Item, Output]] | None:
+        """The next batch's items off the queue (after the wait window); None once closed and drained."""
         policy = self.policy
         with self._changed:
-            while True:
-                while not self._queue and not self._closed:
-                    self._changed.wait()
-                if not self._queue:  # closed and drained
-                    return None
-                if policy.enabled and policy.max_wait_ms > 0:
-                    deadline = self._queue[0].arrived + policy.max_wait_ms / 1e3
-                    while (
-                        not self._closed
-                        and self._queued_cost < policy.max_batch_tokens
-                        and (left := deadline - time.perf_counter()) > 0
-                    ):
-                        self._changed.wait(left)
-                batch: list[_Pending[Item, Output]] = []
-                tokens = 0
-                while self._queue:
-                    pending = self._queue[0]
-                    full = tokens + pending.cost > policy.max_batch_tokens
-                    if batch and (full or not policy.enabled):
-                        break
-                    self._queue.popleft()
-                    self._queued_cost -= pending.cost
-                    if not pending.future.set_running_or_notify_cancel():
-                        self.stats.skipped += 1  # its caller gave up before it ran
-                        continue
-                    batch.append(pending)
-                    tokens += pending.cost
-                if batch:
-                    return batch
+            while not self._queue and not self._closed:
+                self._changed.wait()
+            if not self._queue:  # closed and drained
+                return None
+            if policy.enabled and policy.max_wait_ms > 0:
+                deadline = self._queue[0].arrived + policy.max_wait_ms / 1e3
+                while (
+                    not self._closed
+                    and self._queued_cost < policy.max_batch_tokens
+                    and (left := deadline - time.perf_counter()) > 0
+                ):
+                    self._changed.wait(left)
+            taken: list[_Pending[Item, Output]] = []
+            tokens = 0
+            queue = self._queue
+            while queue:
+                cost = queue[0].cost
+                if taken and (tokens + cost > policy.max_batch_tokens or not policy.enabled):
+                    break
+                taken.append(queue.popleft())
+                tokens += cost
+            self._queued_cost -= tokens
+            return taken
 
     # runner: prepared batch -> results
 

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 from starlette.types import Receive
 
 from altlas.api.cost import request_cost
-from altlas.api.fast_lane import FastLane
+from altlas.api.fast_lane import Answer, FastLane
 from altlas.embeddings.service import MAX_TEXTS_PER_REQUEST, encode_base64
 from altlas.errors import InputTooLargeError, InvalidInputError
 from altlas.generation.engine import TextGenerator, TokenEvent
@@ -130,7 +130,8 @@ def openai_router(manager: ModelManager) -> APIRouter:
 
     @router.post("/embeddings", summary="Embeddings (OpenAI shape; encoding_format float or base64)")
     async def embeddings(body: EmbeddingsRequest, request: Request) -> Response:
-        return await embed(manager, body, request.receive)
+        answer = await embed(manager, body, request.receive)
+        return Response(answer.body, answer.status, dict(answer.headers), "application/json")
 
     # text generation
 
@@ -153,7 +154,7 @@ def openai_router(manager: ModelManager) -> APIRouter:
     return router
 
 
-async def embed(manager: ModelManager, body: EmbeddingsRequest, receive: Receive) -> Response:
+async def embed(manager: ModelManager, body: EmbeddingsRequest, receive: Receive) -> Answer:
     """One /v1/embeddings request, its body validated; `receive` tells of a client that leaves."""
     texts = [body.input] if isinstance(body.input, str) else body.input
     if not texts:
@@ -171,16 +172,15 @@ async def embed(manager: ModelManager, body: EmbeddingsRequest, receive: Receive
         raise InvalidInputError(
             f"this model gives {backend.embedder.dimension} dimensions only", field="dimensions"
         )
-    # A few texts are tokenized right here (microseconds); many, on a worker thread.
-    future, tokens = await _small_or_threaded(len(texts), backend.submit, texts)
+    future, request = backend.submit(texts)  # tokenized with its batch, on the batcher's thread
     timeout_s = manager.settings.request_timeout_s
     served = await wait_for(future, timeout_s, receive, f"embedding {len(texts)} texts")
     headers, cost = request_cost(
         lease, served.run_ms, served.queue_ms, served.batch_size, served.batch_requests, served.device
     )
-    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    usage = {"prompt_tokens": request.tokens, "total_tokens": request.tokens}
 
-    def respond() -> Response:
+    def respond() -> Answer:
         data = [
             {"object": "embedding", "index": i,
              "embedding": encode_base64(v) if body.encoding_format == "base64" else v}
@@ -188,8 +188,7 @@ async def embed(manager: ModelManager, body: EmbeddingsRequest, receive: Receive
         ]  # fmt: skip
         result = {"object": "list", "data": data, "model": body.model, "usage": usage, "altlas": cost}
         # orjson writes float32 vectors straight from numpy: ~50x json.dumps over lists of floats
-        content = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
-        return Response(content, media_type="application/json", headers=headers)
+        return Answer(orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY), headers)
 
     return await _small_or_threaded(len(texts), respond)
 
@@ -199,7 +198,7 @@ def embeddings_fast_lane(manager: ModelManager) -> FastLane:
     parses and validates the bytes in one call. A body it rejects goes to the route, whose
     errors name the field as before (json.loads there, so the same words for bad JSON)."""
 
-    async def lane(raw: bytes, receive: Receive) -> Response | None:
+    async def lane(raw: bytes, receive: Receive) -> Answer | None:
         try:
             body = EmbeddingsRequest.model_validate_json(raw)
         except ValidationError:
