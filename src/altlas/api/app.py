@@ -66,7 +66,11 @@ def _mount_embeddings(app: FastAPI, settings: Settings) -> None:
 def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
     from altlas.api.routes.media import media_router
     from altlas.api.routes.models import models_router
-    from altlas.api.routes.openai_compat import embeddings_fast_lane, openai_router
+    from altlas.api.routes.openai_compat import (
+        embeddings_direct_lane,
+        embeddings_fast_lane,
+        openai_router,
+    )
     from altlas.api.routes.search import search_router
     from altlas.orchestrator.manager import ModelManager
     from altlas.runtime.device import resolve_device
@@ -76,6 +80,7 @@ def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
     app.include_router(models_router(manager, started=int(time.time())))
     app.include_router(openai_router(manager))
     app.state.fast_lanes["/v1/embeddings"] = embeddings_fast_lane(manager)
+    app.state.direct_lanes["/v1/embeddings"] = embeddings_direct_lane(manager)
     app.include_router(media_router(manager))
     collections = Collections(settings.data_dir / "collections", device=str(resolve_device(settings.device)))
     app.include_router(search_router(manager, collections))
@@ -157,6 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.on_start = []
     app.state.on_stop = []
     app.state.fast_lanes = {}  # path -> lane: hot routes answered before FastAPI's routing
+    app.state.direct_lanes = {}  # path -> lane: the same, answered by the server's HTTP protocol
     install_error_handlers(app)
     for name in settings.services:
         SERVICES[name](app, settings)

@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from altlas.api.middleware import ApiKeys, ConcurrencyGate, log_request, request_id_of
 from altlas.logs import request_id_var
 
-__all__ = ["Answer", "FastLane", "FastLaneMiddleware"]
+__all__ = ["Answer", "FastLane", "FastLaneMiddleware", "admits", "error_answer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,23 +115,7 @@ class FastLaneMiddleware:
             await self.app(scope, _replay(messages, receive), send)
 
     def _takes(self, scope: Scope) -> bool:
-        """Whether the stack would let this request through: JSON, a Content-Length within the
-        limit, a valid key if keys are set, a free slot if requests are capped."""
-        content_type = length = authorization = None
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                content_type = value
-            elif name == b"content-length":
-                length = value
-            elif name == b"authorization":
-                authorization = value
-        if content_type is None or content_type.split(b";", 1)[0].strip().lower() != b"application/json":
-            return False
-        if length is None or not length.isdigit() or int(length) > self.max_body_bytes:
-            return False
-        if self.keys is not None and not self.keys.authorized(authorization or b""):
-            return False
-        return not (self.gate is not None and self.gate.full())
+        return admits(scope["headers"], self.max_body_bytes, self.keys, self.gate)
 
     async def _answer(
         self, lane: FastLane, body: bytes, scope: Scope, receive: Receive, send: Send, request_id: str
@@ -167,6 +151,57 @@ class FastLaneMiddleware:
             if kind in self.handlers:
                 return self.handlers[kind]
         return None
+
+
+def admits(
+    headers: list[tuple[bytes, bytes]],
+    max_body_bytes: int,
+    keys: ApiKeys | None,
+    gate: ConcurrencyGate | None,
+) -> bool:
+    """Whether the stack would let a request with these headers through to a lane: JSON, a
+    Content-Length within the limit, a valid key if keys are set, a free slot if requests are
+    capped. (A request that fails one is left to the stack, which answers it as always.)"""
+    content_type = length = authorization = None
+    for name, value in headers:
+        if name == b"content-type":
+            content_type = value
+        elif name == b"content-length":
+            length = value
+        elif name == b"authorization":
+            authorization = value
+    if content_type is None or content_type.split(b";", 1)[0].strip().lower() != b"application/json":
+        return False
+    if length is None or not length.isdigit() or int(length) > max_body_bytes:
+        return False
+    if keys is not None and keys.keys and not keys.authorized(authorization or b""):
+        return False
+    return not (gate is not None and gate.full())
+
+
+def error_answer(handlers: Mapping[Any, ExceptionHandler], scope: Scope, exc: Exception) -> Answer:
+    """The app's answer to `exc` (its exception handler for the type, the catch-all's included)
+    as an Answer, for code that answers without ASGI. altlas's handlers await nothing, so the
+    coroutine finishes in one step; one that does not gets a plain 500."""
+    handler = next((handlers[kind] for kind in type(exc).__mro__ if kind in handlers), None)
+    response = None
+    if handler is not None:
+        result = handler(Request(scope), exc)
+        if inspect.iscoroutine(result):
+            try:
+                result.send(None)
+            except StopIteration as done:
+                response = done.value
+            else:
+                result.close()
+        else:
+            response = result
+    if response is None:
+        return Answer(b'{"error": {"message": "internal error", "type": "server_error", '
+                      b'"param": null, "code": "internal_error"}}', status=500)  # fmt: skip
+    headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in response.raw_headers
+               if name not in (b"content-length", b"content-type")}  # fmt: skip
+    return Answer(bytes(response.body), headers, int(response.status_code))
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:

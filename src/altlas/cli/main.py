@@ -277,6 +277,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from altlas.api.app import create_app
+    from altlas.api.lane_protocol import lane_protocol
     from altlas.logs import configure_logging
 
     settings = Settings.from_env(
@@ -285,7 +286,12 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     sys.setswitchinterval(settings.gil_switch_interval_ms / 1e3)
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    # Hot routes answered by the HTTP protocol itself where uvicorn's httptools protocol is there
+    protocol = lane_protocol(app) if app.state.direct_lanes else None
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+        http=protocol or "auto",
+    )  # fmt: skip
     return 0
 
 

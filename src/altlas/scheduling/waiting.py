@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from altlas.errors import TimedOutError
 
-__all__ = ["ClientGone", "wait_for"]
+__all__ = ["ClientGone", "on_loop", "wait_for"]
 
 T = TypeVar("T")
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -43,8 +43,7 @@ async def wait_for(
     ASGI receive of a request whose body was read) reports a disconnect. Either way the
     future is cancelled first (so too when the awaiting task is cancelled)."""
     loop = asyncio.get_running_loop()
-    waiting: asyncio.Future[T] = loop.create_future()
-    future.add_done_callback(partial(_inbox(loop).put, waiting))
+    waiting = on_loop(future, loop)
     timer = loop.call_later(timeout_s, _time_out, waiting, timeout_s, what) if timeout_s > 0 else None
     watcher = loop.create_task(_watch(receive, waiting)) if receive is not None else None
     try:
@@ -56,6 +55,15 @@ async def wait_for(
             watcher.cancel()  # not awaited: nothing reads its end, and a cancelled task logs nothing
         if not future.done():
             future.cancel()
+
+
+def on_loop(future: Future[T], loop: asyncio.AbstractEventLoop) -> asyncio.Future[T]:
+    """An asyncio future of `loop` that takes `future`'s outcome (from whatever thread finishes
+    it; answers finished together reach the loop in one wake-up). Cancelling the asyncio future
+    does not cancel `future`."""
+    waiting: asyncio.Future[T] = loop.create_future()
+    future.add_done_callback(partial(_inbox(loop).put, waiting))
+    return waiting
 
 
 def _time_out(waiting: asyncio.Future[Any], timeout_s: float, what: str) -> None:

@@ -16,10 +16,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import Any, Literal, TypeVar
 
+import numpy as np
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -29,12 +30,15 @@ from starlette.types import Receive
 
 from altlas.api.cost import request_cost
 from altlas.api.fast_lane import Answer, FastLane
+from altlas.api.lane_protocol import DirectLane, Started
+from altlas.embeddings.engine import TextRequest
 from altlas.embeddings.service import MAX_TEXTS_PER_REQUEST, encode_base64
 from altlas.errors import InputTooLargeError, InvalidInputError
 from altlas.generation.engine import TextGenerator, TokenEvent
 from altlas.generation.sampling import SamplingParams
 from altlas.orchestrator.backends import EmbeddingBackend, GenerationBackend
 from altlas.orchestrator.manager import Lease, ModelManager
+from altlas.scheduling.batcher import Served
 from altlas.scheduling.waiting import wait_for
 
 __all__ = [
@@ -42,6 +46,7 @@ __all__ = [
     "CompletionRequest",
     "EmbeddingsRequest",
     "embed",
+    "embeddings_direct_lane",
     "embeddings_fast_lane",
     "generate",
     "generate_json",
@@ -154,8 +159,7 @@ def openai_router(manager: ModelManager) -> APIRouter:
     return router
 
 
-async def embed(manager: ModelManager, body: EmbeddingsRequest, receive: Receive) -> Answer:
-    """One /v1/embeddings request, its body validated; `receive` tells of a client that leaves."""
+def _texts(body: EmbeddingsRequest) -> list[str]:
     texts = [body.input] if isinstance(body.input, str) else body.input
     if not texts:
         raise InvalidInputError("must hold at least one text", field="input")
@@ -163,34 +167,48 @@ async def embed(manager: ModelManager, body: EmbeddingsRequest, receive: Receive
         raise InputTooLargeError(
             f"has {len(texts):,} texts; the limit is {MAX_TEXTS_PER_REQUEST:,}", field="input"
         )
-    lease = manager.lease_if_loaded(body.model, "embedding")
-    if lease is None:  # loading takes seconds: on a worker thread
-        lease = await run_in_threadpool(manager.lease, body.model, "embedding")
+    return texts
+
+
+def _submit_embedding(
+    lease: Lease, body: EmbeddingsRequest, texts: list[str]
+) -> tuple[Future[Served[np.ndarray]], TextRequest]:
     backend = lease.backend
     assert isinstance(backend, EmbeddingBackend)
     if body.dimensions is not None and body.dimensions != backend.embedder.dimension:
         raise InvalidInputError(
             f"this model gives {backend.embedder.dimension} dimensions only", field="dimensions"
         )
-    future, request = backend.submit(texts)  # tokenized with its batch, on the batcher's thread
-    timeout_s = manager.settings.request_timeout_s
-    served = await wait_for(future, timeout_s, receive, f"embedding {len(texts)} texts")
+    return backend.submit(texts)  # tokenized with its batch, on the batcher's thread
+
+
+def _embedding_answer(
+    lease: Lease, body: EmbeddingsRequest, served: Served[np.ndarray], tokens: int
+) -> Answer:
     headers, cost = request_cost(
         lease, served.run_ms, served.queue_ms, served.batch_size, served.batch_requests, served.device
     )
-    usage = {"prompt_tokens": request.tokens, "total_tokens": request.tokens}
+    data = [
+        {"object": "embedding", "index": i,
+         "embedding": encode_base64(v) if body.encoding_format == "base64" else v}
+        for i, v in enumerate(served.value)
+    ]  # fmt: skip
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    result = {"object": "list", "data": data, "model": body.model, "usage": usage, "altlas": cost}
+    # orjson writes float32 vectors straight from numpy: ~50x json.dumps over lists of floats
+    return Answer(orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY), headers)
 
-    def respond() -> Answer:
-        data = [
-            {"object": "embedding", "index": i,
-             "embedding": encode_base64(v) if body.encoding_format == "base64" else v}
-            for i, v in enumerate(served.value)
-        ]  # fmt: skip
-        result = {"object": "list", "data": data, "model": body.model, "usage": usage, "altlas": cost}
-        # orjson writes float32 vectors straight from numpy: ~50x json.dumps over lists of floats
-        return Answer(orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY), headers)
 
-    return await _small_or_threaded(len(texts), respond)
+async def embed(manager: ModelManager, body: EmbeddingsRequest, receive: Receive) -> Answer:
+    """One /v1/embeddings request, its body validated; `receive` tells of a client that leaves."""
+    texts = _texts(body)
+    lease = manager.lease_if_loaded(body.model, "embedding")
+    if lease is None:  # loading takes seconds: on a worker thread
+        lease = await run_in_threadpool(manager.lease, body.model, "embedding")
+    future, request = _submit_embedding(lease, body, texts)
+    timeout_s = manager.settings.request_timeout_s
+    served = await wait_for(future, timeout_s, receive, f"embedding {len(texts)} texts")
+    return await _small_or_threaded(len(texts), _embedding_answer, lease, body, served, request.tokens)
 
 
 def embeddings_fast_lane(manager: ModelManager) -> FastLane:
@@ -206,6 +224,32 @@ def embeddings_fast_lane(manager: ModelManager) -> FastLane:
         return await embed(manager, body, receive)
 
     return lane
+
+
+def embeddings_direct_lane(manager: ModelManager) -> DirectLane:
+    """POST /v1/embeddings for the server's own HTTP protocol (altlas.api.lane_protocol): the
+    same request as `embed`, started and finished by plain calls on the event loop. It takes
+    what answers quickly (a loaded model, a few texts); anything else goes the ASGI way."""
+
+    def start(raw: bytes) -> Started | None:
+        try:
+            body = EmbeddingsRequest.model_validate_json(raw)
+        except ValidationError:
+            return None
+        texts = _texts(body)
+        if len(texts) > _SMALL_INPUT:
+            return None  # its answer is built on a worker thread: the ASGI way
+        lease = manager.lease_if_loaded(body.model, "embedding")
+        if lease is None:
+            return None  # loading takes seconds: the ASGI way, on a worker thread
+        future, request = _submit_embedding(lease, body, texts)
+
+        def finish(served: Served[np.ndarray]) -> Answer:
+            return _embedding_answer(lease, body, served, request.tokens)
+
+        return Started(future, finish, manager.settings.request_timeout_s, f"embedding {len(texts)} texts")
+
+    return DirectLane(start)
 
 
 # Generations run on their own threads, each for as long as its answer takes: not on anyio's
@@ -301,10 +345,13 @@ def generate_json(manager: ModelManager, body: CompletionRequest | ChatRequest) 
     return result
 
 
+_SMALL_INPUT = 32  # texts whose answer is built right on the event loop
+
+
 async def _small_or_threaded(size: int, work: Callable[..., T], *args: Any) -> T:
     """`work` in the event loop for small inputs (a worker-thread hop costs more than it),
     on a worker thread for large ones (so the loop keeps serving)."""
-    if size <= 32:
+    if size <= _SMALL_INPUT:
         return work(*args)
     return await run_in_threadpool(work, *args)
 
