@@ -1,7 +1,7 @@
 """Serving under load: a real server on loopback, many concurrent clients, dynamic batching on vs off.
 
     python bench/serving.py [--workload embeddings|chat] [--clients 256] [--seconds 10]
-                            [--device auto|cpu|cuda] [--client-processes 4]
+                            [--device auto|cpu|cuda] [--client-processes 4] [--repeat 1]
                             [--model-source PATH | --tiny-model | --random-chat-model] [--max-tokens 64]
 
 For each setting the script starts `python -m altlas serve` (only the embedding model in its
@@ -266,6 +266,9 @@ def main() -> None:
         "--random-chat-model", action="store_true", help="chat: SmolLM2-135M shapes with random weights"
     )
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="on/off pairs, run alternately; the ratio is their median"
+    )
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--model-source", help="the model's folder or file (default: the shipped package)")
@@ -285,7 +288,7 @@ def main() -> None:
     max_tokens = args.max_tokens if chat else 0
     registry = yaml.safe_load(default_registry_text())
     registry["models"] = [m for m in registry["models"] if m["name"] == name]
-    rows = {}
+    rows: list[tuple[str, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         source = args.model_source
         if args.tiny_model:
@@ -300,8 +303,8 @@ def main() -> None:
         if source:
             model = registry["models"][0]
             model["versions"] = {model["active"]: str(Path(source).resolve())}
-        for batching in ("on", "off"):
-            data = Path(tmp) / f"data-{batching}"
+        for run, batching in [(r, b) for r in range(args.repeat) for b in ("on", "off")]:
+            data = Path(tmp) / f"data-{batching}-{run}"
             data.mkdir()
             (data / "models.yaml").write_text(yaml.safe_dump(registry))
             env = {
@@ -311,14 +314,15 @@ def main() -> None:
                 "ALTLAS_MAX_CONCURRENT_REQUESTS": "0", "ALTLAS_BATCH_MAX_WAIT_MS": str(args.wait_ms),
                 "HF_HUB_OFFLINE": "1",
             }  # fmt: skip
-            process, url = start_server(data, env, Path(tmp) / f"server-{batching}.log", name)
+            process, url = start_server(data, env, Path(tmp) / f"server-{batching}-{run}.log", name)
             try:
                 with urllib.request.urlopen(f"{url}/v1/models/{name}") as response:
                     device = json.load(response)["altlas"]["device"]
-                rows[batching] = run_load(
+                row = run_load(
                     url, clients, args.client_processes, args.seconds, args.warmup, process.pid, max_tokens
                 )
-                rows[batching]["device"] = device
+                row["device"] = device
+                rows.append((batching, row))
             finally:
                 process.terminate()
                 process.wait(timeout=30)
@@ -326,17 +330,21 @@ def main() -> None:
             if chat else "POST /v1/embeddings, one sentence per request")  # fmt: skip
     print(f"\n{what}, {clients} concurrent clients, "
           f"{args.seconds:g} s after {args.warmup:g} s warm-up, {args.client_processes} load processes; "
-          f"device: {rows['on']['device']}{'; tiny random model' if args.tiny_model else ''}\n")  # fmt: skip
+          f"device: {rows[0][1]['device']}{'; tiny random model' if args.tiny_model else ''}\n")  # fmt: skip
     print(
         "| batching | requests/s | p50 ms | p95 ms | p99 ms | errors | server CPU ms/request | answer tok/s |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for setting, row in rows.items():
+    for setting, row in rows:
         latency = f"{row['p50']:.1f} | {row['p95']:.1f} | {row['p99']:.1f}"
         print(f"| {setting} | {row['rps']:,.0f} | {latency} | {row['errors']} | {row['cpu_ms']:.3f} | "
               f"{row['tokens_per_s']:,.0f} |")  # fmt: skip
-    on, off = rows["on"], rows["off"]
-    print(f"\nthroughput on/off: {on['rps'] / off['rps']:.1f}x; p99 on/off: {on['p99'] / off['p99']:.2f}x")
+    pairs = [(rows[i][1], rows[i + 1][1]) for i in range(0, len(rows), 2)]
+    ratios = [on["rps"] / off["rps"] for on, off in pairs]
+    p99s = [on["p99"] / off["p99"] for on, off in pairs]
+    runs = ", ".join(f"{r:.1f}x" for r in ratios)
+    print(f"\nthroughput on/off: {statistics.median(ratios):.1f}x (median of {len(ratios)}: {runs}); "
+          f"p99 on/off: {statistics.median(p99s):.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":
