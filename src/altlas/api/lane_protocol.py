@@ -116,6 +116,7 @@ def lane_protocol(app: Any) -> type[asyncio.Protocol] | None:
             lane = lanes.get(scope["path"]) if scope["method"] == "POST" else None
             if (
                 lane is None
+                or app is not self.app  # uvicorn's own 503 (its limit_concurrency), not the app
                 or cycle.waiting_for_100_continue
                 or scope["http_version"] != "1.1"
                 or not admits(scope["headers"], max_body, keys, gate)
