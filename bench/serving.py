@@ -10,8 +10,9 @@ sending one sentence to POST /v1/embeddings and the next as soon as the answer a
 `--seconds` after a warm-up. The load comes from `--client-processes` processes, each an asyncio
 loop writing HTTP/1.1 requests on keep-alive connections by hand (a general HTTP client would
 cost more CPU per request than the server it measures). Printed: requests/s, p50/p95/p99
-latency, errors, the server's CPU time per request (all its threads; Linux), and the ratio
-batching on / off.
+latency, errors, the server's CPU time per request (all its threads; Linux), how many requests
+shared each request's batch (embeddings: the answer's `altlas.batch_requests`), the load
+processes' own CPU per request, and the ratio batching on / off.
 
 `--workload chat`: 32 clients by default, each asking POST /v1/chat/completions for a greedy
 answer of up to `--max-tokens` tokens (SmolLM2-135M-Instruct, or with `--random-chat-model` the
@@ -108,7 +109,7 @@ def _request(port: int, index: int, max_tokens: int) -> bytes:
 
 
 async def _client(port: int, stop_at: float, warm_until: float, latencies: list[float], errors: list[int],
-                  seed: int, max_tokens: int, tokens: list[int]) -> None:  # fmt: skip
+                  seed: int, max_tokens: int, tokens: list[int], batches: list[int]) -> None:  # fmt: skip
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     index = seed
     try:
@@ -128,6 +129,8 @@ async def _client(port: int, stop_at: float, warm_until: float, latencies: list[
                     latencies.append(time.perf_counter() - started)
                     if max_tokens:
                         tokens.append(json.loads(body)["usage"]["completion_tokens"])
+                    elif (at := body.rfind(b'"batch_requests":')) >= 0:  # without parsing the vector
+                        batches.append(int(body[at + 17 : body.index(b",", at)]))
                 else:
                     errors.append(status)
     finally:
@@ -136,23 +139,32 @@ async def _client(port: int, stop_at: float, warm_until: float, latencies: list[
 
 def _load_process(port: int, clients: int, warm_s: float, seconds: float, start_at: float, out: Any,
                   offset: int, max_tokens: int) -> None:  # fmt: skip
-    async def main() -> tuple[list[float], list[int], list[int]]:
+    async def main() -> tuple[list[float], list[int], list[int], list[int]]:
         while time.time() < start_at:
             await asyncio.sleep(0.001)
         now = time.perf_counter()
         latencies: list[float] = []
         errors: list[int] = []
         tokens: list[int] = []
+        batches: list[int] = []
         stop_at, warm_until = now + warm_s + seconds, now + warm_s
         await asyncio.gather(
             *(
                 _client(
-                    port, stop_at, warm_until, latencies, errors, offset + i * 100_000, max_tokens, tokens
+                    port,
+                    stop_at,
+                    warm_until,
+                    latencies,
+                    errors,
+                    offset + i * 100_000,
+                    max_tokens,
+                    tokens,
+                    batches,
                 )
                 for i in range(clients)
             )
         )
-        return latencies, errors, tokens
+        return latencies, errors, tokens, batches
 
     try:
         import uvloop
@@ -160,7 +172,9 @@ def _load_process(port: int, clients: int, warm_s: float, seconds: float, start_
         uvloop.install()
     except ImportError:
         pass
-    out.put(asyncio.run(main()))
+    cpu_started = time.process_time()
+    result = asyncio.run(main())
+    out.put((*result, time.process_time() - cpu_started))
 
 
 def make_tiny_model(folder: Path) -> Path:
@@ -226,11 +240,17 @@ def run_load(
     latencies: list[float] = []
     errors: list[int] = []
     tokens: list[int] = []
+    batches: list[int] = []
+    client_cpu_s = 0.0
     for _ in workers:
-        got_latencies, got_errors, got_tokens = results.get(timeout=seconds + warm_s + 120)
+        got_latencies, got_errors, got_tokens, got_batches, got_cpu_s = results.get(
+            timeout=seconds + warm_s + 120
+        )
         latencies += got_latencies
         errors += got_errors
         tokens += got_tokens
+        batches += got_batches
+        client_cpu_s += got_cpu_s
     for worker in workers:
         worker.join()
     latencies.sort()
@@ -254,6 +274,10 @@ def run_load(
         "errors": len(errors),
         "cpu_ms": cpu_ms,
         "tokens_per_s": sum(tokens) / seconds,
+        # requests in the batch each request rode in, as requests saw it (embeddings)
+        "batch_requests": statistics.fmean(batches) if batches else float("nan"),
+        # the load processes' CPU per request (warm-up included): they must not be the limit
+        "client_cpu_ms": client_cpu_s * 1e3 / len(latencies) if latencies else float("nan"),
     }
 
 
@@ -332,13 +356,15 @@ def main() -> None:
           f"{args.seconds:g} s after {args.warmup:g} s warm-up, {args.client_processes} load processes; "
           f"device: {rows[0][1]['device']}{'; tiny random model' if args.tiny_model else ''}\n")  # fmt: skip
     print(
-        "| batching | requests/s | p50 ms | p95 ms | p99 ms | errors | server CPU ms/request | answer tok/s |"
+        "| batching | requests/s | p50 ms | p95 ms | p99 ms | errors | server CPU ms/request | answer tok/s "
+        "| requests per batch | client CPU ms/request |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for setting, row in rows:
         latency = f"{row['p50']:.1f} | {row['p95']:.1f} | {row['p99']:.1f}"
+        extra = f"{row['batch_requests']:.1f} | {row['client_cpu_ms']:.3f}"
         print(f"| {setting} | {row['rps']:,.0f} | {latency} | {row['errors']} | {row['cpu_ms']:.3f} | "
-              f"{row['tokens_per_s']:,.0f} |")  # fmt: skip
+              f"{row['tokens_per_s']:,.0f} | {extra} |")  # fmt: skip
     pairs = [(rows[i][1], rows[i + 1][1]) for i in range(0, len(rows), 2)]
     ratios = [on["rps"] / off["rps"] for on, off in pairs]
     p99s = [on["p99"] / off["p99"] for on, off in pairs]
