@@ -26,6 +26,7 @@ from altlas.api.middleware import (
     RequestContextMiddleware,
 )
 from altlas.errors import InvalidInputError, OverloadedError
+from altlas.observability.metrics import Metrics
 
 
 class Echo(BaseModel):
@@ -39,6 +40,7 @@ class Recorder:
         self.lane_bodies: list[bytes] = []
         self.route_bodies: list[bytes] = []
         self.release = asyncio.Event()
+        self.metrics = Metrics()
 
 
 def make_app(
@@ -81,8 +83,10 @@ def make_app(
         app.add_middleware(ConcurrencyLimitMiddleware, gate=gate)
     if keys:
         app.add_middleware(ApiKeyMiddleware, keys=keys)
-    app.add_middleware(RequestContextMiddleware)
-    return FastLaneMiddleware(app, {"/v1/echo": lane}, app.exception_handlers, max_body, ApiKeys(keys), gate)
+    app.add_middleware(RequestContextMiddleware, metrics=recorder.metrics)
+    return FastLaneMiddleware(
+        app, {"/v1/echo": lane}, app.exception_handlers, max_body, ApiKeys(keys), gate, recorder.metrics
+    )
 
 
 def post(client: TestClient, content: bytes, content_type: str = "application/json", **headers: str) -> Any:
@@ -251,3 +255,14 @@ def test_lane_requests_hold_a_concurrency_slot() -> None:
     first, refused = asyncio.run(main())
     assert first[0]["status"] == 200 and refused[0]["status"] == 429
     assert gate.in_flight == 0
+
+
+def test_lane_and_stack_requests_are_each_counted_once() -> None:
+    recorder = Recorder()
+    with TestClient(make_app(recorder)) as client:
+        post(client, b'{"text": "hi"}')  # the lane
+        post(client, b'{"text": "for the route"}')  # declined: the stack
+        post(client, b'{"text": "refuse"}')  # the lane, an error
+    counter = recorder.metrics.http_requests
+    assert counter.labels("/v1/echo", "POST", "200")._value.get() == 2
+    assert counter.labels("/v1/echo", "POST", "422")._value.get() == 1

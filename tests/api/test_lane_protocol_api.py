@@ -28,6 +28,7 @@ from altlas.api.middleware import (
     RequestContextMiddleware,
 )
 from altlas.errors import InvalidInputError, OverloadedError
+from altlas.observability.metrics import Metrics
 from altlas.settings import Settings
 
 pytest.importorskip("httptools")
@@ -68,6 +69,7 @@ class Running:
     port: int
     lane: Lane
     gate: ConcurrencyGate
+    metrics: Metrics
 
 
 def serve(keys: tuple[str, ...] = (), limit: int = 0) -> Iterator[Running]:
@@ -85,6 +87,7 @@ def serve(keys: tuple[str, ...] = (), limit: int = 0) -> Iterator[Running]:
     app.state.direct_lanes = {"/v1/echo": DirectLane(lane.start)}
     app.state.settings = settings
     app.state.concurrency = gate
+    app.state.metrics = Metrics()
     if limit:
         app.add_middleware(ConcurrencyLimitMiddleware, gate=gate)
     if keys:
@@ -104,7 +107,7 @@ def serve(keys: tuple[str, ...] = (), limit: int = 0) -> Iterator[Running]:
         assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.01)
     try:
-        yield Running(port, lane, gate)
+        yield Running(port, lane, gate, app.state.metrics)
     finally:
         server.should_exit = True
         thread.join(10)
@@ -155,6 +158,7 @@ def test_keep_alive_answers_from_the_lane_with_request_ids(running: Running) -> 
         _, headers, _ = reader.answer()
         assert len(headers["x-request-id"][0]) == 32
     assert running.gate.in_flight == 0
+    assert running.metrics.http_requests.labels("/v1/echo", "POST", "200")._value.get() == 4
 
 
 def test_pipelined_requests_are_answered_in_order(running: Running) -> None:

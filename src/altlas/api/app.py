@@ -23,8 +23,10 @@ from altlas.api.middleware import (
 )
 from altlas.api.routes.alt_files import alt_files_router
 from altlas.api.routes.health import health_router
+from altlas.api.routes.metrics import metrics_router
 from altlas.api.routes.segmentation import segmentation_router
 from altlas.errors import InvalidInputError
+from altlas.observability.metrics import Metrics
 from altlas.segmentation.service import SegmentationService
 from altlas.settings import Settings
 from altlas.storage.plan_store import PlanStore
@@ -139,6 +141,7 @@ class _App(FastAPI):
             self._lanes = FastLaneMiddleware(
                 super().__call__, self.state.fast_lanes, self.exception_handlers,
                 settings.max_body_bytes, ApiKeys(settings.api_keys), self.state.concurrency,
+                self.state.metrics,
             )  # fmt: skip
         await self._lanes(scope, receive, send)
 
@@ -161,6 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.on_start = []
     app.state.on_stop = []
+    app.state.metrics = Metrics()  # this app's own registry: GET /metrics
     app.state.fast_lanes = {}  # path -> lane: hot routes answered before FastAPI's routing
     app.state.direct_lanes = {}  # path -> lane: the same, answered by the server's HTTP protocol
     install_error_handlers(app)
@@ -168,6 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         SERVICES[name](app, settings)
     _mount_jobs(app, settings)
     app.include_router(health_router(settings.data_dir, lambda: list(settings.services)))
+    app.include_router(metrics_router(app.state.metrics))
     # The last added runs first: request id and log line around everything (so 401s and 429s get
     # them too), then the key check, so that requests without a key never take a concurrency slot.
     # The fast lanes sit in front of all of it and apply these rules themselves (see _App).
@@ -179,6 +184,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             ApiKeyMiddleware, keys=settings.api_keys, protect_metrics=settings.metrics_require_key
         )
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     app.state.settings = settings
     return app

@@ -38,6 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from altlas.api.middleware import ApiKeys, ConcurrencyGate, log_request, request_id_of
 from altlas.logs import request_id_var
+from altlas.observability.metrics import Metrics
 
 __all__ = ["Answer", "FastLane", "FastLaneMiddleware", "admits", "error_answer"]
 
@@ -71,8 +72,10 @@ class FastLaneMiddleware:
         max_body_bytes: int,
         keys: ApiKeys | None = None,
         gate: ConcurrencyGate | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.app = app
+        self.metrics = metrics
         self.lanes = lanes
         self.handlers = handlers
         self.max_body_bytes = max_body_bytes
@@ -107,7 +110,7 @@ class FastLaneMiddleware:
             if gate is not None:
                 gate.in_flight -= 1
             if status:
-                log_request("POST", scope["path"], status, started)
+                log_request("POST", scope["path"], status, started, self.metrics)
             request_id_var.reset(token)
         if not status:  # the stack takes the same request id, so the lane's log lines match
             headers = [(n, v) for n, v in scope["headers"] if n != b"x-request-id"]

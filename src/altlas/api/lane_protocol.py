@@ -102,6 +102,7 @@ def lane_protocol(app: Any) -> type[asyncio.Protocol] | None:
     keys = ApiKeys(settings.api_keys)
     gate: ConcurrencyGate | None = app.state.concurrency if app.state.concurrency.limit > 0 else None
     max_body = min(settings.max_body_bytes, _MAX_BODY)
+    metrics = getattr(app.state, "metrics", None)
 
     class LaneProtocol(base):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -241,7 +242,7 @@ def lane_protocol(app: Any) -> type[asyncio.Protocol] | None:
                 self._in_flight = None
             token = request_id_var.set(state.request_id)
             try:
-                log_request("POST", state.cycle.scope["path"], status, state.started_at)
+                log_request("POST", state.cycle.scope["path"], status, state.started_at, metrics)
             finally:
                 request_id_var.reset(token)
 

@@ -14,6 +14,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from altlas.logs import request_id_var
+from altlas.observability.metrics import UNMATCHED, Metrics
 
 __all__ = [
     "ApiKeyMiddleware",
@@ -49,25 +50,32 @@ def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
     return _new_request_id()
 
 
-def log_request(method: str, path: str, status: int, started: float) -> None:
-    """The one log line per request (in the request id's context)."""
+def log_request(
+    method: str,
+    path: str,
+    status: int,
+    started: float,
+    metrics: Metrics | None = None,
+    route: str | None = None,
+) -> None:
+    """The one log line per request (in the request id's context), and its count and duration
+    in `metrics` under its route template (`route`; the path itself when None)."""
+    seconds = time.perf_counter() - started
+    if metrics is not None:
+        metrics.observe_request(route or path, method, status, seconds)
     if log.isEnabledFor(logging.INFO):  # the line's fields cost more than the check
         log.info(
             "request",
-            extra={
-                "method": method,
-                "path": path,
-                "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            },
+            extra={"method": method, "path": path, "status": status, "duration_ms": round(seconds * 1000, 3)},
         )
 
 
 class RequestContextMiddleware:
-    """Take X-Request-ID from the client (if sane) or make one; echo it; log the request."""
+    """Take X-Request-ID from the client (if sane) or make one; echo it; log and count the request."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,7 +97,9 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            log_request(scope["method"], scope["path"], status, started)
+            route = scope.get("route")  # set by the router on a match: its template bounds the label
+            template = getattr(route, "path", None) or UNMATCHED
+            log_request(scope["method"], scope["path"], status, started, self.metrics, template)
             request_id_var.reset(token)
 
 

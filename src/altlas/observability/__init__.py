@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics (and, later, traces and profiling)."""
