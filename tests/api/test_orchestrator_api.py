@@ -504,3 +504,34 @@ def test_a_client_that_leaves_frees_its_generation_slot(server: Server, client: 
         "/v1/chat/completions", json={"model": LLM, "messages": FRANCE, "max_tokens": 8, "temperature": 0}
     )
     assert answer.status_code == 200 and "Paris" in answer.json()["choices"][0]["message"]["content"]
+
+
+def test_metrics_after_traffic_show_models_and_every_request(server: Server) -> None:
+    """Embedding requests take the server protocol's direct lane: they are counted all the same."""
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        before = _counted(client, "/v1/embeddings")
+        for i in range(5):
+            response = client.post("/v1/embeddings", json={"model": EMBEDDER, "input": f"metrics {i}"})
+            assert response.status_code == 200
+        text = client.get("/metrics").text
+        assert _counted(client, "/v1/embeddings") == before + 5
+    assert 'altlas_models_loaded{device="cpu"}' in text
+    assert f'altlas_model_queue_depth{{model="{EMBEDDER}"}}' in text
+    assert "altlas_model_oom_splits_total" in text and "altlas_http_request_duration_seconds_bucket" in text
+    from altlas.observability.gpu import GpuSampler
+
+    if not GpuSampler().available:  # no NVML (CI): absent, not zero
+        assert "altlas_gpu_" not in text
+    else:
+        assert "altlas_gpu_utilization_percent" in text
+
+
+def _counted(client: httpx.Client, route: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == "altlas_http_requests_total" and sample.labels["route"] == route:
+                total += sample.value
+    return total

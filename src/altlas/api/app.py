@@ -26,6 +26,7 @@ from altlas.api.routes.health import health_router
 from altlas.api.routes.metrics import metrics_router
 from altlas.api.routes.segmentation import segmentation_router
 from altlas.errors import InvalidInputError
+from altlas.observability.gpu import GpuSampler, torch_allocator_metrics
 from altlas.observability.metrics import Metrics
 from altlas.segmentation.service import SegmentationService
 from altlas.settings import Settings
@@ -74,6 +75,7 @@ def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
         openai_router,
     )
     from altlas.api.routes.search import search_router
+    from altlas.observability.models import model_metrics
     from altlas.orchestrator.manager import ModelManager
     from altlas.runtime.device import resolve_device
     from altlas.search.collections import Collections
@@ -89,6 +91,7 @@ def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
     app.state.models = manager
     app.state.collections = collections
     app.state.on_start.append(manager.start)  # models marked load_at_start load in the background
+    app.state.metrics.add_collector(lambda: model_metrics(manager))
 
 
 def _mount_jobs(app: FastAPI, settings: Settings) -> None:
@@ -165,6 +168,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.on_start = []
     app.state.on_stop = []
     app.state.metrics = Metrics()  # this app's own registry: GET /metrics
+    gpus = GpuSampler()  # NVML readings in the background; absent without NVML
+    app.state.metrics.add_collector(gpus.collect)
+    app.state.metrics.add_collector(torch_allocator_metrics)
+    app.state.on_start.append(gpus.start)
+    app.state.on_stop.append(gpus.stop)
     app.state.fast_lanes = {}  # path -> lane: hot routes answered before FastAPI's routing
     app.state.direct_lanes = {}  # path -> lane: the same, answered by the server's HTTP protocol
     install_error_handlers(app)

@@ -155,6 +155,11 @@ class ModelManager:
         with self._lock:
             return list(self._entries)
 
+    def in_flight(self, name: str) -> int:
+        """Requests queued or running on the model (0 when it is not loaded)."""
+        backend = self._entry(name).backend
+        return _in_flight(backend) if backend is not None else 0
+
     # loading
 
     def start(self) -> threading.Thread:

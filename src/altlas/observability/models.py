@@ -1,0 +1,58 @@
+"""Model metrics read from the model manager at scrape time: what is loaded where, GPU bytes,
+queue depths, and the manager's counters (loads refused, evictions, OOM splits, spill-overs)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+__all__ = ["model_metrics"]
+
+
+def model_metrics(manager: Any) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    """Families for `manager` (an altlas.orchestrator.manager.ModelManager)."""
+    statuses = [manager.status(name) for name in manager.names()]
+    loaded = [s for s in statuses if s["status"] == "loaded"]
+    count = GaugeMetricFamily("altlas_models_loaded", "Models loaded, by device", labels=["device"])
+    by_device: dict[str, int] = {}
+    for status in loaded:
+        device = _device(status)
+        by_device[device] = by_device.get(device, 0) + 1
+    for device, n in sorted(by_device.items()):
+        count.add_metric([device], n)
+    yield count
+    gpu_bytes = GaugeMetricFamily(
+        "altlas_model_gpu_bytes", "GPU bytes a loaded model's weights took", labels=["model", "device"]
+    )
+    queued = GaugeMetricFamily(
+        "altlas_model_queue_depth", "Requests queued or running on a loaded model", labels=["model"]
+    )
+    requests = CounterMetricFamily(
+        "altlas_model_requests", "Requests that took a model's lease", labels=["model"]
+    )
+    for status in loaded:
+        gpu_bytes.add_metric([status["name"], _device(status)], float(status["gpu_bytes"]))
+        queued.add_metric([status["name"]], float(manager.in_flight(status["name"])))
+    for status in statuses:
+        requests.add_metric([status["name"]], float(status["requests"]))
+    yield gpu_bytes
+    yield queued
+    yield requests
+    counters = manager.memory_report()["counters"]
+    for key, help_text in (
+        ("evictions", "Models unloaded to make room for another"),
+        ("refusals", "GPU loads refused for want of room"),
+        ("cpu_fallbacks", "Loads sent to the CPU for want of GPU room"),
+        ("oom_splits", "Batches split in halves after running out of GPU memory"),
+        ("spillovers", "Requests served by a CPU replica when the GPU queue was saturated"),
+    ):
+        family = CounterMetricFamily(f"altlas_model_{key}", help_text)
+        family.add_metric([], float(counters.get(key, 0)))
+        yield family
+
+
+def _device(status: dict[str, Any]) -> str:
+    device = str(status.get("device") or "unknown")
+    return device.split(" ")[0]  # "cuda:0 NVIDIA H100 ..." -> "cuda:0": a bounded label
