@@ -518,6 +518,8 @@ def test_metrics_after_traffic_show_models_and_every_request(server: Server) -> 
     assert 'altlas_models_loaded{device="cpu"}' in text
     assert f'altlas_model_queue_depth{{model="{EMBEDDER}"}}' in text
     assert "altlas_model_oom_splits_total" in text and "altlas_http_request_duration_seconds_bucket" in text
+    assert f'altlas_model_batch_requests_bucket{{device="cpu",le="+Inf",model="{EMBEDDER}"}}' in text
+    assert f'altlas_model_queue_wait_seconds_count{{device="cpu",model="{EMBEDDER}"}}' in text
     from altlas.observability.gpu import GpuSampler
 
     if not GpuSampler().available:  # no NVML (CI): absent, not zero

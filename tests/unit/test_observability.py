@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from altlas.observability.gpu import GpuSampler
 from altlas.observability.metrics import Metrics
 from altlas.observability.models import model_metrics
+from altlas.scheduling.batcher import BatcherStats, Distribution
 
 
 class FakeNvml:
@@ -98,6 +99,13 @@ class FakeManager:
     def in_flight(self, name: str) -> int:
         return 4 if name == "embedder" else 0
 
+    def batchers(self) -> list[tuple[str, str, BatcherStats]]:
+        stats = BatcherStats()
+        for size in (1, 3, 3, 200):
+            stats.batch_requests.observe(size)
+        stats.queue_wait_s.observe(0.004)
+        return [("embedder", "cuda:0", stats)]
+
     def memory_report(self) -> dict[str, Any]:
         return {
             "counters": {"evictions": 2, "refusals": 1, "cpu_fallbacks": 0, "oom_splits": 5, "spillovers": 7}
@@ -118,3 +126,17 @@ def test_model_metrics_from_the_manager() -> None:
     text = metrics.exposition().decode()
     assert "altlas_model_evictions_total 2.0" in text and "altlas_model_requests_total" in text
     assert generate_latest(metrics.registry) == metrics.exposition()
+    sizes = found["altlas_model_batch_requests"]
+    assert sizes.type == "histogram"
+    buckets = {s.labels["le"]: s.value for s in sizes.samples if s.name.endswith("_bucket")}
+    assert buckets["1.0"] == 1 and buckets["2.0"] == 1 and buckets["4.0"] == 3 and buckets["+Inf"] == 4
+    assert [s.value for s in sizes.samples if s.name.endswith("_sum")] == [207]
+    assert {s.labels["device"] for s in found["altlas_model_queue_wait_seconds"].samples} == {"cuda:0"}
+
+
+def test_distribution_counts_at_or_under_each_bound() -> None:
+    distribution = Distribution((1, 10))
+    for value in (0.5, 1, 1.5, 10, 11):
+        distribution.observe(value)
+    assert distribution.cumulative() == [("1.0", 2), ("10.0", 4), ("+Inf", 5)]
+    assert distribution.sum == 24

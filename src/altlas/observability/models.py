@@ -6,12 +6,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 __all__ = ["model_metrics"]
 
 
-def model_metrics(manager: Any) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+_HISTOGRAMS = (
+    ("queue_wait_s", "altlas_model_queue_wait_seconds", "Time a request waited for its batch to start"),
+    ("run_s", "altlas_model_inference_seconds", "Time a batch ran on its device (forward passes)"),
+    ("batch_requests", "altlas_model_batch_requests", "Requests per batch"),
+    ("batch_tokens", "altlas_model_batch_tokens", "Tokens per batch (texts: their tokens; else 1 a request)"),
+)
+
+
+def model_metrics(manager: Any) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
     """Families for `manager` (an altlas.orchestrator.manager.ModelManager)."""
     statuses = [manager.status(name) for name in manager.names()]
     loaded = [s for s in statuses if s["status"] == "loaded"]
@@ -51,6 +59,15 @@ def model_metrics(manager: Any) -> Iterator[GaugeMetricFamily | CounterMetricFam
         family = CounterMetricFamily(f"altlas_model_{key}", help_text)
         family.add_metric([], float(counters.get(key, 0)))
         yield family
+    batchers = manager.batchers()
+    for attribute, series, help_text in _HISTOGRAMS:
+        histogram = HistogramMetricFamily(series, help_text, labels=["model", "device"])
+        for model, device, stats in batchers:
+            distribution = getattr(stats, attribute)
+            histogram.add_metric(
+                [model, device], [(le, float(n)) for le, n in distribution.cumulative()], distribution.sum
+            )
+        yield histogram
 
 
 def _device(status: dict[str, Any]) -> str:

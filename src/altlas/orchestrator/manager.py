@@ -34,7 +34,7 @@ from altlas.orchestrator.memory import IDLE_AFTER_S, MemoryCounters, Resident, a
 from altlas.orchestrator.placement import estimate_bytes
 from altlas.orchestrator.registry import ModelSpec, Registry, resolve_source
 from altlas.runtime.device import apply_memory_budget, describe_device, resolve_device
-from altlas.scheduling.batcher import BatchPolicy, DynamicBatcher
+from altlas.scheduling.batcher import BatcherStats, BatchPolicy, DynamicBatcher
 from altlas.scheduling.spillover import SpilloverRouter, SpillPolicy
 from altlas.settings import Settings
 
@@ -154,6 +154,19 @@ class ModelManager:
     def names(self) -> list[str]:
         with self._lock:
             return list(self._entries)
+
+    def batchers(self) -> list[tuple[str, str, BatcherStats]]:
+        """(model, device, stats) of every dynamic batcher of the loaded models (a CPU replica's too)."""
+        with self._lock:
+            entries = list(self._entries.items())
+        out = []
+        for name, entry in entries:
+            queue = getattr(entry.backend, "batcher", None)
+            parts = [queue.primary, queue.replica] if isinstance(queue, SpilloverRouter) else [queue]
+            out += [
+                (name, str(p.device).split(" ")[0], p.stats) for p in parts if isinstance(p, DynamicBatcher)
+            ]
+        return out
 
     def in_flight(self, name: str) -> int:
         """Requests queued or running on the model (0 when it is not loaded)."""
