@@ -9,9 +9,10 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["configure_logging", "request_id_var"]
+__all__ = ["configure_logging", "job_id_var", "request_id_var"]
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("altlas_request_id", default=None)
+job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("altlas_job_id", default=None)
 
 # Record attributes that are not extra fields (uvicorn adds a terminal-coloured copy of its message).
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
@@ -33,6 +34,9 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id:
             entry["request_id"] = request_id
+        job_id = job_id_var.get()
+        if job_id:
+            entry["job_id"] = job_id
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)

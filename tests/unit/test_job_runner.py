@@ -223,3 +223,40 @@ def test_jobs_survive_a_sigkill_mid_run(tmp_path: Path) -> None:
         assert store.get(killed_id).attempts == 2 and store.get(killed_id).result == {"square": 0}
     with JobStore(path) as reopened:
         assert reopened.get(killed_id).result == {"square": 0}
+
+
+def test_log_lines_of_a_job_name_it(store: JobStore) -> None:
+    from altlas.logs import JsonFormatter
+
+    lines: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))  # formatted in the logging thread, as stdout's is
+
+    handler = Capture()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+    def chatty(ctx: JobContext) -> JobOutcome:
+        logging.getLogger("altlas.test").info("working")
+        return JobOutcome(result={"ok": True})
+
+    try:
+        with JobRunner(store, {"chatty": chatty}, poll_s=0.01):
+            job, _ = store.submit("chatty", {})
+            _wait_finished(store, job.id)
+            _wait_for(lambda: any('"job ended"' in line for line in lines))
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    working = [line for line in lines if '"working"' in line]
+    ended = [line for line in lines if '"job ended"' in line]
+    assert working and f'"job_id": "{job.id}"' in working[0]
+    assert (
+        f'"job_id": "{job.id}"' in ended[0] and '"kind": "chatty"' in ended[0] and '"duration_s"' in ended[0]
+    )
+    assert '"status": "succeeded"' in ended[0]

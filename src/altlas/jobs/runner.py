@@ -18,6 +18,7 @@ from typing import Any, TypeAlias
 
 from altlas.errors import AltlasError, InvalidInputError, NotFoundError, TimedOutError
 from altlas.jobs.store import Job, JobStore
+from altlas.logs import job_id_var
 
 __all__ = ["Handler", "JobCancelled", "JobContext", "JobOutcome", "JobRunner"]
 
@@ -166,12 +167,23 @@ class JobRunner:
             log.info("expired job results", extra={"count": removed})
 
     def _run(self, job: Job) -> None:
+        token = job_id_var.set(job.id)  # every log line of the job's work names it
+        started = time.perf_counter()
         try:
             outcome = self._call_handler(job)
             if outcome is not None:
                 self._succeed(job, outcome)
         except Exception:  # recording the end failed; the job stays running until the next recover()
             log.exception("could not record the end of a job", extra={"job_id": job.id, "kind": job.kind})
+        finally:
+            if log.isEnabledFor(logging.INFO):
+                try:
+                    status = str(self.store.get(job.id).status)
+                except Exception:  # a store that fails here has told the log already
+                    status = "unknown"
+                duration_s = round(time.perf_counter() - started, 3)
+                log.info("job ended", extra={"kind": job.kind, "status": status, "duration_s": duration_s})
+            job_id_var.reset(token)
 
     def _call_handler(self, job: Job) -> JobOutcome | None:
         """The handler's outcome, or None once a failure or cancel is recorded."""
