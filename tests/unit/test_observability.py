@@ -140,3 +140,21 @@ def test_distribution_counts_at_or_under_each_bound() -> None:
         distribution.observe(value)
     assert distribution.cumulative() == [("1.0", 2), ("10.0", 4), ("+Inf", 5)]
     assert distribution.sum == 24
+
+
+def test_nvtx_ranges_wrap_without_changing_results() -> None:
+    from altlas.observability.nvtx import nvtx_range, ranged
+
+    @ranged("test.double")
+    def double(x: int) -> int:
+        """Twice x."""
+        return 2 * x
+
+    with nvtx_range("test.block"):
+        assert double(21) == 42
+    assert double.__name__ == "double" and double.__doc__ == "Twice x."
+    try:
+        with nvtx_range("test.error"):
+            raise KeyError("inside")
+    except KeyError:
+        pass  # the range is popped and the error passes through

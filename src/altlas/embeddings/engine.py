@@ -27,6 +27,7 @@ from altlas.embeddings.batching import Batch, TextTokenizer, TokenizerPool, plan
 from altlas.embeddings.bert import BertEncoder, load_state_dict
 from altlas.embeddings.model_files import EncoderSpec, read_model_folder
 from altlas.errors import InvalidInputError
+from altlas.observability.nvtx import nvtx_range, ranged
 from altlas.runtime.device import apply_memory_budget, resolve_device, resolve_dtype
 from altlas.settings import Settings
 
@@ -249,12 +250,14 @@ class Embedder:
 
     # batches of several requests (the server's dynamic batcher): stage while the last batch runs
 
+    @ranged("embed.stage_requests")
     def stage_requests(self, requests: Sequence[TextRequest]) -> StagedRequests:
         """Requests' texts tokenized (one call for the whole batch: the Rust tokenizer runs it on
         its threads, without the GIL), planned into batches and copied to the device on a side
         stream: host work that overlaps the batch running before it. Sets each request's tokens."""
         texts = [text for request in requests for text in request.texts]
-        all_flat, all_lengths = self.tokenizer(texts)
+        with nvtx_range("tokenize"):
+            all_flat, all_lengths = self.tokenizer(texts)
         first = 0
         for request in requests:
             request.tokens = int(all_lengths[first : first + len(request.texts)].sum())
@@ -291,6 +294,7 @@ class Embedder:
             self._stream = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
         return self._stream
 
+    @ranged("embed.host_to_device")
     def _stage(self, batch: Batch, pin: bool = False) -> _StagedBatch:
         """The batch's arrays on the device; with `pin`, copied from pinned memory without blocking
         on the current (copy) stream, and an event to wait for."""
@@ -311,6 +315,7 @@ class Embedder:
             ids, lengths, positions, batch.uniform, batch.real_tokens, batch.padded_tokens, copied
         )
 
+    @ranged("embed.forward")
     def _forward(self, batch: _StagedBatch, normalize: bool) -> torch.Tensor:
         ids = batch.ids  # [B, S]
         if batch.uniform:

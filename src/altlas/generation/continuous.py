@@ -36,6 +36,7 @@ import torch
 from altlas.errors import AltlasError, OverloadedError, TimedOutError
 from altlas.generation.paged_decoder import PagedLlamaDecoder
 from altlas.generation.sampling import SamplingParams, next_tokens
+from altlas.observability.nvtx import ranged
 
 __all__ = ["ContinuousBatcher", "ContinuousStats", "SequenceStream"]
 
@@ -267,6 +268,7 @@ class ContinuousBatcher:
             sequence.generator = torch.Generator(device=device)
             sequence.generator.manual_seed(sequence.params.seed)
 
+    @ranged("generate.decode_step")
     def _step(self) -> None:
         """One launch over the rows: decoding sequences first (one row each), then prompt
         chunks in admission order up to the step's rows."""

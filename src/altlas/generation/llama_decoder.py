@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from altlas.observability.nvtx import ranged
+
 __all__ = ["LlamaDecoder", "supports"]
 
 
@@ -100,6 +102,7 @@ class LlamaDecoder:
                 self.k_cache[i, :, :length] = keys[0, :, :length]
                 self.v_cache[i, :, :length] = values[0, :, :length]
 
+    @ranged("generate.decode_step")
     def step(self, token: torch.Tensor, position: int) -> torch.Tensor:
         """Logits [vocab] (model dtype) after feeding `token` (a 0-d or [1] device tensor) at `position`."""
         if position >= self.max_context:

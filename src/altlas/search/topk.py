@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from altlas.errors import InvalidInputError
+from altlas.observability.nvtx import ranged
 from altlas.search.graphs import GraphCache
 
 __all__ = ["FUSED_MIN_ROWS", "MAX_K", "Metric", "as_tensor", "check_finite", "compute_dtype", "topk"]
@@ -56,6 +57,7 @@ def check_finite(tensor: torch.Tensor, name: str) -> None:
         raise InvalidInputError(f"contains NaN or infinity (first at row {row})", field=name)
 
 
+@ranged("search.topk")
 def topk(
     queries: torch.Tensor | np.ndarray,
     database: torch.Tensor | np.ndarray,
