@@ -105,6 +105,19 @@ def _build_parser() -> argparse.ArgumentParser:
     validate.add_argument("file", type=Path)
     validate.add_argument("--to", choices=["json", "yaml"], help="print the plan converted to this format")
 
+    prof = sub.add_parser(
+        "profile", help="profile a workload (torch profiler + cProfile): a trace, hotspots and a verdict"
+    )
+    prof.add_argument("workload", choices=["segment", "embed", "search", "generate"])
+    prof.add_argument("--input", "-i", type=Path, required=True, help="one text per line ('-' for stdin)")
+    prof.add_argument("--limit", type=int, help="profile only the first N lines")
+    prof.add_argument(
+        "--out", type=Path, default=Path("profile"), help="folder for the files (default ./profile)"
+    )
+    prof.add_argument("--model", help="the model (embed, search: a sentence-transformers folder; generate: "
+                      "a transformers folder or .gguf file); default: the shipped one")  # fmt: skip
+    _add_device_flags(prof)
+
     add_jobs_parser(sub)
     return parser
 
@@ -135,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _embed(args)
         if args.command_name == "jobs":
             return run_jobs(args)
+        if args.command_name == "profile":
+            return _profile(args)
         if args.command_name == "schema":
             from altlas.plans.schema import plan_json_schema
 
@@ -325,6 +340,20 @@ def _doctor(args: argparse.Namespace) -> int:
         print(json.dumps(report.as_dict(), indent=2))
     else:
         print(format_report(report))
+    return 0
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from altlas.observability.profiling import profile_workload
+
+    if args.limit is not None and args.limit < 1:
+        _fail("--limit must be at least 1")
+    texts = _read_lines(args.input)[: args.limit]
+    report = profile_workload(args.workload, texts, _device_settings(args), args.out, model=args.model)
+    print(report.markdown())
+    files = ", ".join(str(path) for path in report.files.values())
+    done = f"profiled {report.items:,} inputs in {report.wall_s:.2f} s on {report.device}"
+    print(f"altlas: {done}; wrote {files}", file=sys.stderr)
     return 0
 
 
