@@ -74,3 +74,30 @@ def test_metrics_need_a_key_only_when_asked(tmp_path: Path) -> None:
         with TestClient(create_app(settings)) as client:
             assert client.get("/metrics").status_code == status
             assert client.get("/metrics", headers={"Authorization": "Bearer k1"}).status_code == 200
+
+
+def test_jobs_by_kind_and_status_queue_depth_and_duration(client: TestClient) -> None:
+    import time
+
+    response = client.post("/v1/jobs", json={"kind": "segment", "input": {"command": "Chrome'u aç"}})
+    assert response.status_code == 202
+    job_id = response.json()["id"]
+    deadline = time.monotonic() + 30
+    while client.get(f"/v1/jobs/{job_id}").json()["status"] != "succeeded":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    deadline = time.monotonic() + 5
+    while True:  # the runner records the duration just after the job's end is stored
+        families = scrape(client)
+        counts = samples(families["altlas_job_duration_seconds"], "altlas_job_duration_seconds_count")
+        if counts or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert counts == {(("kind", "segment"),): 1}
+    jobs = samples(families["altlas_jobs"], "altlas_jobs")
+    assert jobs[(("kind", "segment"), ("status", "succeeded"))] == 1
+    assert samples(families["altlas_jobs_queue_depth"], "altlas_jobs_queue_depth") == {(): 0}
+    routes = {
+        dict(k)["route"] for k in samples(families["altlas_http_requests"], "altlas_http_requests_total")
+    }
+    assert "/v1/jobs/{job_id}" in routes and job_id not in str(routes)

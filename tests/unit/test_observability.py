@@ -9,10 +9,11 @@ from typing import Any
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from altlas.observability.distribution import Distribution
 from altlas.observability.gpu import GpuSampler
 from altlas.observability.metrics import Metrics
 from altlas.observability.models import model_metrics
-from altlas.scheduling.batcher import BatcherStats, Distribution
+from altlas.scheduling.batcher import BatcherStats
 
 
 class FakeNvml:

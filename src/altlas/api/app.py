@@ -100,6 +100,7 @@ def _mount_jobs(app: FastAPI, settings: Settings) -> None:
     from altlas.api.routes.jobs import jobs_router
     from altlas.jobs.runner import JobRunner
     from altlas.jobs.store import JobStore
+    from altlas.observability.jobs import job_metrics
 
     kinds = job_kinds(app.state)
     if not kinds:
@@ -108,6 +109,7 @@ def _mount_jobs(app: FastAPI, settings: Settings) -> None:
     runner = JobRunner(store, {name: kind.handler for name, kind in kinds.items()}, settings.job_workers)
     app.include_router(jobs_router(store, runner, kinds))
     app.state.jobs = store
+    app.state.metrics.add_collector(lambda: job_metrics(store, runner))
     app.state.on_start.append(runner.start)  # jobs a killed server left running are queued again
     app.state.on_stop.extend([runner.stop, store.close])
 

@@ -19,6 +19,7 @@ from typing import Any, TypeAlias
 from altlas.errors import AltlasError, InvalidInputError, NotFoundError, TimedOutError
 from altlas.jobs.store import Job, JobStore
 from altlas.logs import job_id_var
+from altlas.observability.distribution import JOB_SECONDS_BOUNDS, Distribution
 
 __all__ = ["Handler", "JobCancelled", "JobContext", "JobOutcome", "JobRunner"]
 
@@ -85,6 +86,9 @@ class JobRunner:
             raise ValueError(f"poll_s must be > 0, got {poll_s}")
         self.store = store
         self._handlers = dict(handlers)
+        # run time of the jobs this runner ran, per kind (metrics read it)
+        self.durations: dict[str, Distribution] = {}
+        self._durations_lock = threading.Lock()
         self._workers = workers
         self._poll_s = poll_s
         self._expire_every_s = expire_every_s
@@ -176,13 +180,17 @@ class JobRunner:
         except Exception:  # recording the end failed; the job stays running until the next recover()
             log.exception("could not record the end of a job", extra={"job_id": job.id, "kind": job.kind})
         finally:
+            duration = time.perf_counter() - started
+            with self._durations_lock:
+                self.durations.setdefault(job.kind, Distribution(JOB_SECONDS_BOUNDS)).observe(duration)
             if log.isEnabledFor(logging.INFO):
                 try:
                     status = str(self.store.get(job.id).status)
                 except Exception:  # a store that fails here has told the log already
                     status = "unknown"
-                duration_s = round(time.perf_counter() - started, 3)
-                log.info("job ended", extra={"kind": job.kind, "status": status, "duration_s": duration_s})
+                log.info(
+                    "job ended", extra={"kind": job.kind, "status": status, "duration_s": round(duration, 3)}
+                )
             job_id_var.reset(token)
 
     def _call_handler(self, job: Job) -> JobOutcome | None:

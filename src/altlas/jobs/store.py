@@ -273,6 +273,12 @@ class JobStore:
         found = {str(status): int(count) for status, count in rows}
         return {status.value: found.get(status.value, 0) for status in JobStatus}
 
+    def counts_by_kind(self) -> dict[tuple[str, str], int]:
+        """Jobs per (kind, status), for the kinds and statuses present."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT kind, status, COUNT(*) FROM jobs GROUP BY kind, status").fetchall()
+        return {(str(kind), str(status)): int(count) for kind, status, count in rows}
+
     def queue_depth(self) -> int:
         with self._read() as conn:
             return int(conn.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'").fetchone()[0])
