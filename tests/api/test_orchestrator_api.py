@@ -520,6 +520,16 @@ def test_metrics_after_traffic_show_models_and_every_request(server: Server) -> 
     assert "altlas_model_oom_splits_total" in text and "altlas_http_request_duration_seconds_bucket" in text
     assert f'altlas_model_batch_requests_bucket{{device="cpu",le="+Inf",model="{EMBEDDER}"}}' in text
     assert f'altlas_model_queue_wait_seconds_count{{device="cpu",model="{EMBEDDER}"}}' in text
+    assert f'altlas_model_tokenize_seconds_count{{device="cpu",model="{EMBEDDER}"}}' in text
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+    efficiency = [
+        s.value
+        for s in samples
+        if s.name == "altlas_model_padding_efficiency" and s.labels["model"] == EMBEDDER
+    ]
+    assert len(efficiency) == 1 and 0 < efficiency[0] <= 1
     from altlas.observability.gpu import GpuSampler
 
     if not GpuSampler().available:  # no NVML (CI): absent, not zero

@@ -27,6 +27,7 @@ from altlas.embeddings.batching import Batch, TextTokenizer, TokenizerPool, plan
 from altlas.embeddings.bert import BertEncoder, load_state_dict
 from altlas.embeddings.model_files import EncoderSpec, read_model_folder
 from altlas.errors import InvalidInputError
+from altlas.observability.distribution import PreparedWork
 from altlas.observability.nvtx import nvtx_range, ranged
 from altlas.runtime.device import apply_memory_budget, resolve_device, resolve_dtype
 from altlas.settings import Settings
@@ -256,8 +257,10 @@ class Embedder:
         its threads, without the GIL), planned into batches and copied to the device on a side
         stream: host work that overlaps the batch running before it. Sets each request's tokens."""
         texts = [text for request in requests for text in request.texts]
+        started = time.perf_counter()
         with nvtx_range("tokenize"):
             all_flat, all_lengths = self.tokenizer(texts)
+        tokenize_s = time.perf_counter() - started
         first = 0
         for request in requests:
             request.tokens = int(all_lengths[first : first + len(request.texts)].sum())
@@ -269,7 +272,10 @@ class Embedder:
                 self._stage(batch, pin=stream is not None)
                 for batch in plan_batches(all_flat, all_lengths, budget)
             ]
-        return StagedRequests(staged, [len(request.texts) for request in requests])
+        work = PreparedWork(
+            tokenize_s, sum(b.real_tokens for b in staged), sum(b.padded_tokens for b in staged)
+        )
+        return StagedRequests(staged, [len(request.texts) for request in requests], work)
 
     def run_requests(self, staged: StagedRequests, normalize: bool = True) -> list[np.ndarray]:
         """Vectors of each staged request, in order."""
@@ -369,6 +375,7 @@ class StagedRequests:
 
     batches: list[_StagedBatch]
     counts: list[int]
+    work: PreparedWork  # read by the batcher's statistics
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

@@ -5,8 +5,16 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-__all__ = ["JOB_SECONDS_BOUNDS", "REQUESTS_BOUNDS", "SECONDS_BOUNDS", "TOKENS_BOUNDS", "Distribution"]
+__all__ = [
+    "JOB_SECONDS_BOUNDS",
+    "REQUESTS_BOUNDS",
+    "SECONDS_BOUNDS",
+    "TOKENS_BOUNDS",
+    "Distribution",
+    "PreparedWork",
+]
 
 
 class Distribution:
@@ -40,3 +48,14 @@ SECONDS_BOUNDS = (
 REQUESTS_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 TOKENS_BOUNDS = (16, 64, 256, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576)
 JOB_SECONDS_BOUNDS = (0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 10_800)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedWork:
+    """What preparing a batch took and will cost, told by a batcher's `prepare` (as the `work`
+    attribute of what it returns): tokenizing time, and the real tokens against the tokens the
+    device computes (padding included)."""
+
+    tokenize_s: float
+    real_tokens: int
+    computed_tokens: int

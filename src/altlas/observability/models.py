@@ -16,6 +16,7 @@ _HISTOGRAMS = (
     ("run_s", "altlas_model_inference_seconds", "Time a batch ran on its device (forward passes)"),
     ("batch_requests", "altlas_model_batch_requests", "Requests per batch"),
     ("batch_tokens", "altlas_model_batch_tokens", "Tokens per batch (texts: their tokens; else 1 a request)"),
+    ("tokenize_s", "altlas_model_tokenize_seconds", "Time tokenizing a batch's texts"),
 )
 
 
@@ -60,6 +61,26 @@ def model_metrics(manager: Any) -> Iterator[GaugeMetricFamily | CounterMetricFam
         family.add_metric([], float(counters.get(key, 0)))
         yield family
     batchers = manager.batchers()
+    real = CounterMetricFamily(
+        "altlas_model_real_tokens", "Tokens of the inputs a model computed", labels=["model", "device"]
+    )
+    computed = CounterMetricFamily(
+        "altlas_model_computed_tokens",
+        "Tokens a model computed, padding included",
+        labels=["model", "device"],
+    )
+    efficiency = GaugeMetricFamily(
+        "altlas_model_padding_efficiency", "Real tokens / computed tokens since start (1: no padding)",
+        labels=["model", "device"],
+    )  # fmt: skip
+    for model, device, stats in batchers:
+        if stats.computed_tokens:
+            real.add_metric([model, device], float(stats.real_tokens))
+            computed.add_metric([model, device], float(stats.computed_tokens))
+            efficiency.add_metric([model, device], stats.real_tokens / stats.computed_tokens)
+    yield real
+    yield computed
+    yield efficiency
     for attribute, series, help_text in _HISTOGRAMS:
         histogram = HistogramMetricFamily(series, help_text, labels=["model", "device"])
         for model, device, stats in batchers:

@@ -30,7 +30,13 @@ from typing import Generic, TypeVar
 import torch
 
 from altlas.errors import InputTooLargeError, OverloadedError
-from altlas.observability.distribution import REQUESTS_BOUNDS, SECONDS_BOUNDS, TOKENS_BOUNDS, Distribution
+from altlas.observability.distribution import (
+    REQUESTS_BOUNDS,
+    SECONDS_BOUNDS,
+    TOKENS_BOUNDS,
+    Distribution,
+    PreparedWork,
+)
 
 __all__ = ["BatchPolicy", "BatcherStats", "DynamicBatcher", "Served"]
 
@@ -86,6 +92,10 @@ class BatcherStats:
     run_s: Distribution = field(default_factory=lambda: Distribution(SECONDS_BOUNDS))  # per batch
     batch_requests: Distribution = field(default_factory=lambda: Distribution(REQUESTS_BOUNDS))
     batch_tokens: Distribution = field(default_factory=lambda: Distribution(TOKENS_BOUNDS))
+    # from preparations that tell their work (altlas.observability.distribution.PreparedWork)
+    tokenize_s: Distribution = field(default_factory=lambda: Distribution(SECONDS_BOUNDS))  # per batch
+    real_tokens: int = 0
+    computed_tokens: int = 0  # real tokens and padding: real / computed is the padding efficiency
 
 
 @dataclass(slots=True)
@@ -328,8 +338,15 @@ class DynamicBatcher(Generic[Item, Prepared, Output]):
         stats.run_seconds += run_ms / 1e3
         stats.recent_item_s.append(run_ms / 1e3 / len(batch))
         stats.run_s.observe(run_ms / 1e3)
+        work = getattr(prepared, "work", None)
+        if isinstance(work, PreparedWork):  # real tokens, where the preparation counted them
+            stats.tokenize_s.observe(work.tokenize_s)
+            stats.real_tokens += work.real_tokens
+            stats.computed_tokens += work.computed_tokens
+            stats.batch_tokens.observe(work.real_tokens)
+        else:
+            stats.batch_tokens.observe(tokens)
         stats.batch_requests.observe(len(batch))
-        stats.batch_tokens.observe(tokens)
         size = sum(self._size(p.item) for p in batch)
         for pending, output in zip(batch, outputs, strict=True):
             queue_ms = (started - pending.arrived) * 1e3
