@@ -1,4 +1,4 @@
-"""Every metric the Grafana dashboard (deploy/grafana/altlas.json) queries exists on a live
+"""Every metric the Grafana dashboard (deploy/grafana/altlas.json) and the HPA query exists on a live
 server's /metrics after traffic, with the type its query needs; the compose file validates
 against the Compose specification."""
 
@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from altlas.observability.gpu import _SERIES as GPU_SERIES
@@ -53,6 +54,9 @@ def test_every_dashboard_metric_exists_after_traffic(server: Server) -> None:
         families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
     needed = queried_metrics(DASHBOARD)
     assert len(needed) >= 12
+    hpa = yaml.safe_load((ROOT / "deploy" / "k8s" / "base" / "hpa.yaml").read_text())
+    for metric in hpa["spec"]["metrics"]:  # what the autoscaler scales on must be there too
+        needed[metric["pods"]["metric"]["name"]] = "gauge"
     for name, kind in sorted(needed.items()):
         if name in GPU_SERIES and name not in families:
             continue  # NVML readings: absent without a GPU by design (tests/unit/test_observability.py)
