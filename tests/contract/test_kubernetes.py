@@ -45,10 +45,12 @@ def _label(document: dict[str, Any], pairs: dict[str, str], selectors: bool) -> 
         return
     spec = document.get("spec", {})
     kind = document["kind"]
-    if kind in ("Deployment", "PodDisruptionBudget"):
+    if kind in ("StatefulSet", "PodDisruptionBudget"):
         spec["selector"].setdefault("matchLabels", {}).update(pairs)
-    if kind == "Deployment":
+    if kind == "StatefulSet":
         spec["template"]["metadata"].setdefault("labels", {}).update(pairs)
+        for claim in spec.get("volumeClaimTemplates", []):
+            claim["metadata"].setdefault("labels", {}).update(pairs)
     if kind == "Service":
         spec.setdefault("selector", {}).update(pairs)
 
@@ -73,9 +75,12 @@ def by_kind(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def test_manifests_render_and_validate(folder: str) -> None:
     documents = render(K8S / folder)
     assert {d["kind"] for d in documents} == {
-        "Deployment", "Service", "PersistentVolumeClaim", "PodDisruptionBudget",
-        "HorizontalPodAutoscaler", "ServiceMonitor",
-    }  # fmt: skip
+        "StatefulSet",
+        "Service",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "ServiceMonitor",
+    }
     for document in documents:
         if document["kind"] in CUSTOM_KINDS:
             continue
@@ -91,7 +96,7 @@ def test_manifests_render_and_validate(folder: str) -> None:
 
 def test_the_gpu_pod_requests_what_it_limits_and_is_probed() -> None:
     kinds = by_kind(render(K8S / "overlays" / "gpu"))
-    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    pod = kinds["StatefulSet"]["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["image"] == "altlas:gpu"
     resources = container["resources"]
@@ -101,12 +106,11 @@ def test_the_gpu_pod_requests_what_it_limits_and_is_probed() -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert (
-        pod["volumes"][0]["persistentVolumeClaim"]["claimName"]
-        == kinds["PersistentVolumeClaim"]["metadata"]["name"]
-    )
+    claims = [c["metadata"]["name"] for c in kinds["StatefulSet"]["spec"]["volumeClaimTemplates"]]
+    assert [m["name"] for m in container["volumeMounts"]] == claims == ["data"]  # a volume per replica
     hpa = kinds["HorizontalPodAutoscaler"]["spec"]
-    assert hpa["scaleTargetRef"]["name"] == kinds["Deployment"]["metadata"]["name"]
+    assert hpa["scaleTargetRef"]["kind"] == "StatefulSet"
+    assert hpa["scaleTargetRef"]["name"] == kinds["StatefulSet"]["metadata"]["name"]
     assert hpa["metrics"][0]["pods"]["metric"]["name"] == "altlas_model_queue_depth"
-    base = by_kind(render(K8S / "base"))["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    base = by_kind(render(K8S / "base"))["StatefulSet"]["spec"]["template"]["spec"]["containers"][0]
     assert "nvidia.com/gpu" not in base["resources"]["limits"]  # the base needs no GPU
