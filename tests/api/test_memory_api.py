@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-COUNTERS = {"evictions", "refusals", "cpu_fallbacks", "oom_splits", "spillovers"}
+COUNTERS = {"loads", "unloads", "evictions", "refusals", "cpu_fallbacks", "oom_splits", "spillovers"}
 
 
 def test_the_model_list_carries_the_memory_report_and_each_model_its_share(client: httpx.Client) -> None:

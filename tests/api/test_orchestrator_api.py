@@ -521,6 +521,8 @@ def test_metrics_after_traffic_show_models_and_every_request(server: Server) -> 
     assert f'altlas_model_batch_requests_bucket{{device="cpu",le="+Inf",model="{EMBEDDER}"}}' in text
     assert f'altlas_model_queue_wait_seconds_count{{device="cpu",model="{EMBEDDER}"}}' in text
     assert f'altlas_model_tokenize_seconds_count{{device="cpu",model="{EMBEDDER}"}}' in text
+    assert f'altlas_model_request_seconds_count{{device="cpu",model="{EMBEDDER}"}}' in text
+    assert "altlas_model_loads_total" in text and "altlas_model_unloads_total" in text
     from prometheus_client.parser import text_string_to_metric_families
 
     samples = [s for family in text_string_to_metric_families(text) for s in family.samples]

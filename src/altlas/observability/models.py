@@ -17,6 +17,11 @@ _HISTOGRAMS = (
     ("batch_requests", "altlas_model_batch_requests", "Requests per batch"),
     ("batch_tokens", "altlas_model_batch_tokens", "Tokens per batch (texts: their tokens; else 1 a request)"),
     ("tokenize_s", "altlas_model_tokenize_seconds", "Time tokenizing a batch's texts"),
+    (
+        "request_s",
+        "altlas_model_request_seconds",
+        "A request's time in the model: queue wait and its batch's run",
+    ),
 )
 
 
@@ -51,6 +56,8 @@ def model_metrics(manager: Any) -> Iterator[GaugeMetricFamily | CounterMetricFam
     yield requests
     counters = manager.memory_report()["counters"]
     for key, help_text in (
+        ("loads", "Models loaded (a version swap counts one)"),
+        ("unloads", "Models unloaded, by request or to make room"),
         ("evictions", "Models unloaded to make room for another"),
         ("refusals", "GPU loads refused for want of room"),
         ("cpu_fallbacks", "Loads sent to the CPU for want of GPU room"),

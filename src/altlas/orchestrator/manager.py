@@ -217,6 +217,7 @@ class ModelManager:
             entry.gpu_bytes, entry.reserve_bytes = built.gpu_bytes, built.reserve_bytes
             entry.load_ms, entry.warmup_ms = built.load_ms, built.warmup_ms
             entry.status, entry.error = "loaded", None
+            self.counters.loads += 1
             if old is not None:  # a version swap: leases in flight keep the old backend until they end
                 self._retire(old)
             facts = {"model": name, "version": version, "device": built.device, "gpu_bytes": built.gpu_bytes,
@@ -423,6 +424,7 @@ class ModelManager:
         entry.gpu_bytes = entry.reserve_bytes = 0
         if backend is not None:
             self._retire(backend)
+            self.counters.unloads += 1
             del backend
         gc.collect()
         if device is not None and device.type == "cuda":

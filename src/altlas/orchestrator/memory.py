@@ -67,6 +67,8 @@ class Room:
 class MemoryCounters:
     """Counters over the manager's life (read by GET /v1/models and, later, metrics)."""
 
+    loads: int = 0  # models loaded (a version swap counts one)
+    unloads: int = 0  # models unloaded (by request or eviction)
     evictions: int = 0  # models unloaded to make room for another
     refusals: int = 0  # GPU loads refused for want of room (an explicit cuda policy)
     cpu_fallbacks: int = 0  # `auto` loads sent to the CPU for want of room

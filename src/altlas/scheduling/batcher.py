@@ -94,6 +94,7 @@ class BatcherStats:
     batch_tokens: Distribution = field(default_factory=lambda: Distribution(TOKENS_BOUNDS))
     # from preparations that tell their work (altlas.observability.distribution.PreparedWork)
     tokenize_s: Distribution = field(default_factory=lambda: Distribution(SECONDS_BOUNDS))  # per batch
+    request_s: Distribution = field(default_factory=lambda: Distribution(SECONDS_BOUNDS))  # arrival to result
     real_tokens: int = 0
     computed_tokens: int = 0  # real tokens and padding: real / computed is the padding efficiency
 
@@ -351,6 +352,7 @@ class DynamicBatcher(Generic[Item, Prepared, Output]):
         for pending, output in zip(batch, outputs, strict=True):
             queue_ms = (started - pending.arrived) * 1e3
             stats.queue_wait_s.observe(queue_ms / 1e3)
+            stats.request_s.observe(ran - pending.arrived)
             pending.future.set_result(Served(output, queue_ms, run_ms, size, len(batch), tokens, self.device))
 
     def _fail(self, batch: list[_Pending[Item, Output]], exc: BaseException) -> None:
