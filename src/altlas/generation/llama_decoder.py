@@ -23,7 +23,7 @@ import torch
 
 from altlas.observability.nvtx import ranged
 
-__all__ = ["LlamaDecoder", "supports"]
+__all__ = ["LlamaDecoder", "LlamaWeights", "supports"]
 
 
 def supports(model: Any) -> str | None:
@@ -48,23 +48,23 @@ def supports(model: Any) -> str | None:
     return None
 
 
-class LlamaDecoder:
-    """Decode state for one sequence at a time: weights (views of the model's), cache, buffers."""
+class LlamaWeights:
+    """What a decoder reads from a transformers Llama model (shared by the batch-1 decoder here and
+    the paged one): device and dtype, the attention's shape, the RMS-norm epsilon, the embedding,
+    final norm and LM head, each layer's fused weights (views of the model's) and rotary tables."""
 
-    def __init__(self, model: Any, max_context: int, *, use_graph: bool | None = None) -> None:
+    def __init__(self, model: Any, max_context: int, decoder: str) -> None:
+        """`decoder` names the decoder in the error for a model it does not support."""
         reason = supports(model)
         if reason is not None:
-            raise ValueError(f"the fast decoder does not support this model: {reason}")
+            raise ValueError(f"the {decoder} does not support this model: {reason}")
         config = model.config
         inner = model.model
         self.device = inner.embed_tokens.weight.device
         self.dtype = inner.embed_tokens.weight.dtype
-        self.layers = config.num_hidden_layers
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
-        self.hidden = config.hidden_size
-        self.intermediate = config.intermediate_size
         self.eps = float(config.rms_norm_eps)
         self.max_context = max_context
         self.embed, self.final_norm, self.lm_head = (
@@ -74,6 +74,17 @@ class LlamaDecoder:
         )
         self.weights = layer_weights(model)
         self.cos, self.sin = rotary_tables(model, max_context, self.head_dim)
+
+
+class LlamaDecoder(LlamaWeights):
+    """Decode state for one sequence at a time: weights (views of the model's), cache, buffers."""
+
+    def __init__(self, model: Any, max_context: int, *, use_graph: bool | None = None) -> None:
+        super().__init__(model, max_context, "fast decoder")
+        config = model.config
+        self.layers = config.num_hidden_layers
+        self.hidden = config.hidden_size
+        self.intermediate = config.intermediate_size
         shape = (self.layers, self.kv_heads, max_context, self.head_dim)
         self.k_cache = torch.zeros(shape, device=self.device, dtype=self.dtype)
         self.v_cache = torch.zeros(shape, device=self.device, dtype=self.dtype)

@@ -24,42 +24,24 @@ from typing import Any
 
 import torch
 
-from altlas.generation.llama_decoder import _layer_cache, _pow2, layer_weights, rotary_tables, supports
+from altlas.generation.llama_decoder import LlamaWeights, _layer_cache, _pow2
 
 __all__ = ["PagedLlamaDecoder", "paged_attention_reference", "rope_and_store_reference"]
 
 
-class PagedLlamaDecoder:
+class PagedLlamaDecoder(LlamaWeights):
     """Weights (views of the model's), the page pool, block tables and step buffers."""
 
     def __init__(
         self, model: Any, max_context: int, slots: int, cache_tokens: int, *, page: int = 16,
         max_rows: int = 512, use_kernels: bool | None = None, use_graph: bool | None = None,
     ) -> None:  # fmt: skip
-        reason = supports(model)
-        if reason is not None:
-            raise ValueError(f"the paged decoder does not support this model: {reason}")
         if slots < 1 or page < 1 or page & (page - 1):
             raise ValueError("slots must be >= 1 and the page size a power of two")
-        config = model.config
-        inner = model.model
-        self.device = inner.embed_tokens.weight.device
-        self.dtype = inner.embed_tokens.weight.dtype
-        self.heads = config.num_attention_heads
-        self.kv_heads = config.num_key_value_heads
-        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
-        self.eps = float(config.rms_norm_eps)
-        self.max_context = max_context
+        super().__init__(model, max_context, "paged decoder")
         self.slots = slots
         self.max_rows = _pow2(max(max_rows, slots))
         self.page = page
-        self.embed, self.final_norm, self.lm_head = (
-            inner.embed_tokens.weight,
-            inner.norm.weight,
-            model.lm_head.weight,
-        )
-        self.weights = layer_weights(model)
-        self.cos, self.sin = rotary_tables(model, max_context, self.head_dim)
         # page 0 is scratch: idle rows of a batch bucket write there and nobody reads it
         self.pages = max(cache_tokens, max_context) // page + 2
         layers = len(self.weights)
