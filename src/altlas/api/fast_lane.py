@@ -40,7 +40,7 @@ from altlas.api.middleware import ApiKeys, ConcurrencyGate, log_request, request
 from altlas.logs import request_id_var
 from altlas.observability.metrics import Metrics
 
-__all__ = ["Answer", "FastLane", "FastLaneMiddleware", "admits", "error_answer"]
+__all__ = ["Answer", "FastLane", "FastLaneMiddleware", "admits", "error_answer", "handler_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,17 @@ class Answer:
     body: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
     status: int = 200
+
+    def header_pairs(self, request_id: str) -> list[tuple[bytes, bytes]]:
+        """Every header the answer goes out with: its type and length, the request id, its own."""
+        pairs = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self.body)).encode()),
+            (b"x-request-id", request_id.encode()),
+        ]
+        pairs += [(name.lower().encode("latin-1"), value.encode("latin-1"))
+                  for name, value in self.headers.items()]  # fmt: skip
+        return pairs
 
 
 # (JSON body, receive for what comes after it) -> the answer, or None: "not for me"
@@ -127,7 +138,7 @@ class FastLaneMiddleware:
         try:
             answer = await lane(body, receive)
         except Exception as exc:
-            handler = self._handler_for(exc)
+            handler = handler_for(self.handlers, exc)
             if handler is None:
                 raise
             response = handler(Request(scope, receive), exc)
@@ -138,22 +149,16 @@ class FastLaneMiddleware:
             return int(response.status_code)
         if answer is None:
             return 0
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(answer.body)).encode()),
-            (b"x-request-id", request_id.encode()),
-        ]
-        headers += [(name.lower().encode("latin-1"), value.encode("latin-1"))
-                    for name, value in answer.headers.items()]  # fmt: skip
+        headers = answer.header_pairs(request_id)
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": answer.body})
         return answer.status
 
-    def _handler_for(self, exc: Exception) -> ExceptionHandler | None:
-        for kind in type(exc).__mro__:
-            if kind in self.handlers:
-                return self.handlers[kind]
-        return None
+
+def handler_for(handlers: Mapping[Any, ExceptionHandler], exc: Exception) -> ExceptionHandler | None:
+    """The app's exception handler for `exc`: the one for its nearest type (the catch-all's for
+    Exception included), as Starlette picks it for a route."""
+    return next((handlers[kind] for kind in type(exc).__mro__ if kind in handlers), None)
 
 
 def admits(
@@ -186,7 +191,7 @@ def error_answer(handlers: Mapping[Any, ExceptionHandler], scope: Scope, exc: Ex
     """The app's answer to `exc` (its exception handler for the type, the catch-all's included)
     as an Answer, for code that answers without ASGI. altlas's handlers await nothing, so the
     coroutine finishes in one step; one that does not gets a plain 500."""
-    handler = next((handlers[kind] for kind in type(exc).__mro__ if kind in handlers), None)
+    handler = handler_for(handlers, exc)
     response = None
     if handler is not None:
         result = handler(Request(scope), exc)

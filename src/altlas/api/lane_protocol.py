@@ -215,12 +215,8 @@ def lane_protocol(app: Any) -> type[asyncio.Protocol] | None:
             head = [lines[answer.status]]
             for name, value in self.server_state.default_headers:
                 head += [name, b": ", value, b"\r\n"]
-            head.append(
-                b"content-type: application/json\r\ncontent-length: %d\r\nx-request-id: %s\r\n"
-                % (len(answer.body), state.request_id.encode())
-            )
-            for name, value in answer.headers.items():
-                head.append(f"{name.lower()}: {value}\r\n".encode("latin-1"))
+            for name, value in answer.header_pairs(state.request_id):
+                head += [name, b": ", value, b"\r\n"]
             if not cycle.keep_alive:
                 head.append(b"connection: close\r\n")
             head += [b"\r\n", answer.body]
