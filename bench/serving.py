@@ -33,6 +33,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -108,8 +109,11 @@ def _request(port: int, index: int, max_tokens: int) -> bytes:
     return head.encode() + body
 
 
+Costs = list[tuple[int, float, float]]  # per request: requests in its batch, batch run ms, queue ms
+
+
 async def _client(port: int, stop_at: float, warm_until: float, latencies: list[float], errors: list[int],
-                  seed: int, max_tokens: int, tokens: list[int], batches: list[int]) -> None:  # fmt: skip
+                  seed: int, max_tokens: int, tokens: list[int], batches: Costs) -> None:  # fmt: skip
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     index = seed
     try:
@@ -129,8 +133,9 @@ async def _client(port: int, stop_at: float, warm_until: float, latencies: list[
                     latencies.append(time.perf_counter() - started)
                     if max_tokens:
                         tokens.append(json.loads(body)["usage"]["completion_tokens"])
-                    elif (at := body.rfind(b'"batch_requests":')) >= 0:  # without parsing the vector
-                        batches.append(int(body[at + 17 : body.index(b",", at)]))
+                    elif (at := body.rfind(b'"altlas":')) >= 0:  # the last key: without parsing the vector
+                        cost = json.loads(body[at + 9 : -1])
+                        batches.append((cost["batch_requests"], cost["processing_ms"], cost["queue_ms"]))
                 else:
                     errors.append(status)
     finally:
@@ -146,7 +151,7 @@ def _load_process(port: int, clients: int, warm_s: float, seconds: float, start_
         latencies: list[float] = []
         errors: list[int] = []
         tokens: list[int] = []
-        batches: list[int] = []
+        batches: Costs = []
         stop_at, warm_until = now + warm_s + seconds, now + warm_s
         await asyncio.gather(
             *(
@@ -166,12 +171,7 @@ def _load_process(port: int, clients: int, warm_s: float, seconds: float, start_
         )
         return latencies, errors, tokens, batches
 
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    _use_uvloop()
     cpu_started = time.process_time()
     result = asyncio.run(main())
     out.put((*result, time.process_time() - cpu_started))
@@ -210,6 +210,89 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _children(pid: int) -> list[int]:
+    """The processes `pid` started (Linux /proc): a server's HTTP front processes."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _machine_cpu() -> tuple[int, int, int]:
+    """All cores' (busy, idle, steal) clock ticks since boot (Linux /proc/stat), else zeros.
+    Steal is time the hypervisor gave this machine's virtual CPUs to someone else."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0, 0
+    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return user + nice + system + irq + softirq, idle + iowait, steal
+
+
+def _thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each thread of a process (Linux /proc), by thread id."""
+    seconds: dict[int, float] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return seconds
+    for tid in tids:
+        try:
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds[int(tid)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
+
+
+def _echo_server(port: int, body: bytes, ready: Any) -> None:
+    """A server that answers every HTTP/1.1 request at once with the same embeddings-sized
+    answer: what the load processes can drive when the server costs next to nothing."""
+    response = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+        + f"content-length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    length_header = re.compile(rb"(?i)content-length: *(\d+)")
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport, self.buffer = transport, b""
+
+        def data_received(self, data: bytes) -> None:
+            self.buffer += data
+            while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+                match = length_header.search(self.buffer, 0, end)
+                total = end + 4 + (int(match.group(1)) if match else 0)
+                if len(self.buffer) < total:
+                    return
+                self.buffer = self.buffer[total:]
+                self.transport.write(response)
+
+    async def serve() -> None:
+        server = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", port, backlog=4096)
+        ready.set()
+        await server.serve_forever()
+
+    _use_uvloop()
+    asyncio.run(serve())
+
+
+def _use_uvloop() -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+
+
 def run_load(
     url: str, clients: int, processes: int, seconds: float, warm_s: float, server_pid: int | None = None,
     max_tokens: int = 0,
@@ -219,9 +302,16 @@ def run_load(
     results = context.Queue()
     start_at = time.time() + 3.0  # every process connects and starts together
     cpu: dict[str, float | None] = {}
+    machine: dict[str, tuple[int, int, int]] = {}
+    threads: dict[str, dict[int, float]] = {}
+
+    fronts = _children(server_pid) if server_pid is not None else []
 
     def sample_cpu(key: str) -> None:
         cpu[key] = _cpu_seconds(server_pid) if server_pid is not None else None
+        cpu["fronts-" + key] = sum(_cpu_seconds(pid) or 0.0 for pid in fronts)
+        machine[key] = _machine_cpu()
+        threads[key] = _thread_cpu(server_pid) if server_pid is not None else {}
 
     for key, at in (("start", start_at + warm_s), ("end", start_at + warm_s + seconds)):
         timer = threading.Timer(at - time.time(), sample_cpu, (key,))  # the measured window only
@@ -240,7 +330,7 @@ def run_load(
     latencies: list[float] = []
     errors: list[int] = []
     tokens: list[int] = []
-    batches: list[int] = []
+    batches: Costs = []
     client_cpu_s = 0.0
     for _ in workers:
         got_latencies, got_errors, got_tokens, got_batches, got_cpu_s = results.get(
@@ -258,6 +348,18 @@ def run_load(
     cpu_ms = float("nan")
     if start is not None and end is not None and latencies:
         cpu_ms = (end - start) * 1e3 / len(latencies)
+    front_s = (cpu.get("fronts-end") or 0.0) - (cpu.get("fronts-start") or 0.0)
+    front_ms = front_s * 1e3 / max(1, len(latencies))
+
+    busy = idle = steal = 0
+    if len(machine) == 2:
+        busy, idle, steal = (machine["end"][i] - machine["start"][i] for i in range(3))
+    ticks = busy + idle + steal
+    # the server's busiest threads over the window, in cores (1.0: a thread never off the CPU)
+    used = sorted(
+        (seconds - threads.get("start", {}).get(tid, 0.0) for tid, seconds in threads.get("end", {}).items()),
+        reverse=True,
+    )
 
     def pct(q: float) -> float:
         return (
@@ -273,12 +375,45 @@ def run_load(
         "mean": statistics.fmean(latencies) * 1e3 if latencies else float("nan"),
         "errors": len(errors),
         "cpu_ms": cpu_ms,
+        "front_cpu_ms": front_ms,  # the HTTP front processes, all together
         "tokens_per_s": sum(tokens) / seconds,
         # requests in the batch each request rode in, as requests saw it (embeddings)
-        "batch_requests": statistics.fmean(batches) if batches else float("nan"),
+        "batch_requests": statistics.fmean(b[0] for b in batches) if batches else float("nan"),
+        # as requests saw them: their batch's run, and their wait in the model's queue before it
+        "processing_ms": statistics.fmean(b[1] for b in batches) if batches else float("nan"),
+        "queue_ms": statistics.fmean(b[2] for b in batches) if batches else float("nan"),
         # the load processes' CPU per request (warm-up included): they must not be the limit
         "client_cpu_ms": client_cpu_s * 1e3 / len(latencies) if latencies else float("nan"),
+        # the whole machine over the window: share of all cores busy, and stolen by the hypervisor
+        "machine_busy": busy / ticks if ticks else float("nan"),
+        "machine_steal": steal / ticks if ticks else float("nan"),
+        "server_threads": [u / seconds for u in used[:4]],
     }
+
+
+def ceiling_row(clients: int, processes: int, seconds: float, warm_s: float) -> dict[str, Any]:
+    """The same load against `_echo_server`, answering with an embeddings-sized body."""
+    vector = ",".join(f"{v:.9f}" for v in [0.0123456789 * (i % 97 - 48) for i in range(384)])
+    body = (
+        f'{{"object":"list","data":[{{"object":"embedding","index":0,"embedding":[{vector}]}}],'
+        f'"model":"{MODEL}","usage":{{"prompt_tokens":16,"total_tokens":16}}}}'
+    ).encode()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    server = context.Process(target=_echo_server, args=(port, body, ready), daemon=True)
+    server.start()
+    try:
+        if not ready.wait(60):
+            raise SystemExit("the canned-answer server did not start")
+        row = run_load(f"http://127.0.0.1:{port}", clients, processes, seconds, warm_s, server.pid)
+    finally:
+        server.terminate()
+        server.join(10)
+    row["device"] = "none (canned answers)"
+    return row
 
 
 def main() -> None:
@@ -303,6 +438,13 @@ def main() -> None:
     parser.add_argument(
         "--wait-ms", type=float, default=2.0, help="the batch window (ALTLAS_BATCH_MAX_WAIT_MS)"
     )
+    parser.add_argument(
+        "--http-workers", type=int, default=0, help="the server's HTTP front processes (ALTLAS_HTTP_WORKERS)"
+    )
+    parser.add_argument(
+        "--ceiling", action="store_true",
+        help="first drive a server that answers at once with canned answers: the load processes' limit",
+    )  # fmt: skip
     args = parser.parse_args()
     from altlas.orchestrator.registry import default_registry_text
 
@@ -327,6 +469,8 @@ def main() -> None:
         if source:
             model = registry["models"][0]
             model["versions"] = {model["active"]: str(Path(source).resolve())}
+        if args.ceiling:
+            rows.append(("ceiling", ceiling_row(clients, args.client_processes, args.seconds, args.warmup)))
         for run, batching in [(r, b) for r in range(args.repeat) for b in ("on", "off")]:
             data = Path(tmp) / f"data-{batching}-{run}"
             data.mkdir()
@@ -336,7 +480,7 @@ def main() -> None:
                 "ALTLAS_LOG_LEVEL": "WARNING",
                 "ALTLAS_BATCHING": "1" if batching == "on" else "0", "ALTLAS_QUEUE_MAX": "100000",
                 "ALTLAS_MAX_CONCURRENT_REQUESTS": "0", "ALTLAS_BATCH_MAX_WAIT_MS": str(args.wait_ms),
-                "HF_HUB_OFFLINE": "1",
+                "HF_HUB_OFFLINE": "1", "ALTLAS_HTTP_WORKERS": str(args.http_workers),
             }  # fmt: skip
             process, url = start_server(data, env, Path(tmp) / f"server-{batching}-{run}.log", name)
             try:
@@ -353,19 +497,25 @@ def main() -> None:
     what = (f"POST /v1/chat/completions, greedy answers of up to {max_tokens} tokens"
             if chat else "POST /v1/embeddings, one sentence per request")  # fmt: skip
     print(f"\n{what}, {clients} concurrent clients, "
-          f"{args.seconds:g} s after {args.warmup:g} s warm-up, {args.client_processes} load processes; "
-          f"device: {rows[0][1]['device']}{'; tiny random model' if args.tiny_model else ''}\n")  # fmt: skip
+          f"{args.seconds:g} s after {args.warmup:g} s warm-up, {args.client_processes} load processes, "
+          f"{args.http_workers} HTTP front processes; "
+          f"device: {rows[-1][1]['device']}{'; tiny random model' if args.tiny_model else ''}\n")  # fmt: skip
     print(
         "| batching | requests/s | p50 ms | p95 ms | p99 ms | errors | server CPU ms/request | answer tok/s "
-        "| requests per batch | client CPU ms/request |"
+        "| requests per batch | batch run / queue wait, ms | client CPU ms/request "
+        "| front processes' CPU ms/request | machine busy / steal | server's busiest threads, cores |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|")
     for setting, row in rows:
         latency = f"{row['p50']:.1f} | {row['p95']:.1f} | {row['p99']:.1f}"
-        extra = f"{row['batch_requests']:.1f} | {row['client_cpu_ms']:.3f}"
+        extra = (f"{row['batch_requests']:.1f} | {row['processing_ms']:.1f} / {row['queue_ms']:.1f} | "
+                 f"{row['client_cpu_ms']:.3f} | {row['front_cpu_ms']:.3f}")  # fmt: skip
+        machine = f"{row['machine_busy']:.0%} / {row['machine_steal']:.0%}"
+        busiest = " ".join(f"{cores:.2f}" for cores in row["server_threads"])
         print(f"| {setting} | {row['rps']:,.0f} | {latency} | {row['errors']} | {row['cpu_ms']:.3f} | "
-              f"{row['tokens_per_s']:,.0f} | {extra} |")  # fmt: skip
-    pairs = [(rows[i][1], rows[i + 1][1]) for i in range(0, len(rows), 2)]
+              f"{row['tokens_per_s']:,.0f} | {extra} | {machine} | {busiest} |")  # fmt: skip
+    measured = [row for setting, row in rows if setting != "ceiling"]
+    pairs = [(measured[i], measured[i + 1]) for i in range(0, len(measured), 2)]
     ratios = [on["rps"] / off["rps"] for on, off in pairs]
     p99s = [on["p99"] / off["p99"] for on, off in pairs]
     runs = ", ".join(f"{r:.1f}x" for r in ratios)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -43,6 +44,9 @@ class Settings:
     # runner thread gives the GIL up in every torch call; with the event loop busy it waited up
     # to this long each time to get it back, which made a GPU forward wait on the HTTP side.
     gil_switch_interval_ms: float = 0.5
+    # HTTP front processes (altlas.api.front): 0 = this process reads HTTP itself. N > 0: N
+    # processes share the port and take the HTTP work of the hot lanes off this one (Linux).
+    http_workers: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -64,6 +68,12 @@ class Settings:
         if self.gpu_memory_gb < 0:
             raise InvalidInputError(
                 f"must be >= 0 (0 = no cap), got {self.gpu_memory_gb}", field="gpu_memory_gb"
+            )
+        if not 0 <= self.http_workers <= 64:
+            raise InvalidInputError(f"must be 0-64, got {self.http_workers}", field="http_workers")
+        if self.http_workers and not (hasattr(socket, "SO_REUSEPORT") and hasattr(socket, "send_fds")):
+            raise InvalidInputError(
+                "front processes need Linux (SO_REUSEPORT, SCM_RIGHTS)", field="http_workers"
             )
         for name in ("batch_max_tokens", "queue_max", "max_concurrent_requests", "job_workers"):
             if getattr(self, name) < 0 or (name in ("queue_max", "job_workers") and getattr(self, name) < 1):

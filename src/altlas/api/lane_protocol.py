@@ -30,22 +30,15 @@ or another uvicorn), and the server runs uvicorn's own, the ASGI fast lane answe
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
-from altlas.api.fast_lane import Answer, admits, error_answer
-from altlas.api.middleware import ApiKeys, ConcurrencyGate, log_request, request_id_of
-from altlas.errors import TimedOutError
-from altlas.logs import request_id_var
-from altlas.scheduling.waiting import on_loop
+from altlas.api.fast_lane import Answer
+from altlas.api.lane_requests import DirectLanes, LaneRequest
 
 __all__ = ["DirectLane", "Started", "lane_protocol"]
-
-_MAX_BODY = 65_536  # uvicorn's read buffer: past it, reading waits for an ASGI app to take the body
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,22 +60,6 @@ class DirectLane:
     start: Callable[[bytes], Started | None]
 
 
-class _InFlight:
-    """One request a lane is answering on a connection."""
-
-    __slots__ = ("app", "cycle", "done", "lane", "request_id", "started", "started_at", "timer")
-
-    def __init__(self, cycle: Any, app: Any, lane: DirectLane) -> None:
-        self.cycle = cycle
-        self.app = app
-        self.lane = lane
-        self.request_id = ""
-        self.started_at = 0.0
-        self.started: Started | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.done = False
-
-
 def lane_protocol(app: Any) -> type[asyncio.Protocol] | None:
     """uvicorn's httptools protocol with `app.state.direct_lanes` (path -> DirectLane) answered
     directly; None where uvicorn's httptools protocol is not available as expected."""
@@ -96,126 +73,70 @@ def lane_protocol(app: Any) -> type[asyncio.Protocol] | None:
     if base is None or not isinstance(status_lines, dict) or not all(hasattr(base, h) for h in hooks):
         return None
     lines: dict[int, bytes] = status_lines
-    lanes: Mapping[str, DirectLane] = app.state.direct_lanes
-    settings = app.state.settings
-    handlers = app.exception_handlers
-    keys = ApiKeys(settings.api_keys)
-    gate: ConcurrencyGate | None = app.state.concurrency if app.state.concurrency.limit > 0 else None
-    max_body = min(settings.max_body_bytes, _MAX_BODY)
-    metrics = getattr(app.state, "metrics", None)
+    lanes = DirectLanes(app)
 
     class LaneProtocol(base):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self._waiting_body: _InFlight | None = None  # taken, its body still coming
-            self._in_flight: _InFlight | None = None  # started, its answer not yet written
+            self._waiting_body: tuple[Any, Any] | None = None  # (cycle, lane): its body still coming
+            self._in_flight: LaneRequest | None = None  # taken, its answer not yet written
+            self._cycle: Any = None  # the in-flight request's uvicorn cycle
 
         # uvicorn's hooks
 
         def _start_asgi_task(self, cycle: Any, app: Any) -> None:
             scope = cycle.scope
-            lane = lanes.get(scope["path"]) if scope["method"] == "POST" else None
+            lane = lanes.take(scope["method"], scope["path"], scope["headers"])
             if (
                 lane is None
                 or app is not self.app  # uvicorn's own 503 (its limit_concurrency), not the app
                 or cycle.waiting_for_100_continue
                 or scope["http_version"] != "1.1"
-                or not admits(scope["headers"], max_body, keys, gate)
             ):
                 super()._start_asgi_task(cycle, app)
                 return
-            state = _InFlight(cycle, app, lane)
             if cycle.more_body:
-                self._waiting_body = state
+                self._waiting_body = (cycle, lane)
             else:  # a pipelined request, its body read while the one before it was answered
-                self._begin(state)
+                self._begin(cycle, lane)
 
         def on_message_complete(self) -> None:
             super().on_message_complete()
-            state = self._waiting_body
-            if state is not None and not state.cycle.more_body:
+            waiting = self._waiting_body
+            if waiting is not None and not waiting[0].more_body:
                 self._waiting_body = None
-                self._begin(state)
+                self._begin(*waiting)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            state = self._in_flight
-            if state is not None and not state.done:
-                assert state.started is not None
-                state.started.future.cancel()  # not run, if its batch is not gathered yet
-                self._close(state, 499)
+            if self._in_flight is not None:
+                self._in_flight.client_left()
+                self._in_flight = None
             self._waiting_body = None
             super().connection_lost(exc)
 
         # a lane's request
 
-        def _begin(self, state: _InFlight) -> None:
-            cycle = state.cycle
-            state.request_id = request_id_of(cycle.scope["headers"])
-            state.started_at = time.perf_counter()
-            token = request_id_var.set(state.request_id)
-            try:
-                started = state.lane.start(bytes(cycle.body))
-            except Exception as exc:
-                self._in_flight = state
-                if gate is not None:
-                    gate.in_flight += 1
-                self._write(state, error_answer(handlers, cycle.scope, exc))
-                return
-            finally:
-                request_id_var.reset(token)
-            if started is None:  # the ASGI way, under the same request id
+        def _begin(self, cycle: Any, lane: Any) -> None:
+            self._cycle = cycle
+            request = lanes.begin(lane, cycle.scope, bytes(cycle.body), self._write, self.loop)
+            if request.declined:  # the ASGI way, under the same request id
                 headers = [(n, v) for n, v in cycle.scope["headers"] if n != b"x-request-id"]
-                cycle.scope["headers"] = [*headers, (b"x-request-id", state.request_id.encode())]
-                super()._start_asgi_task(cycle, state.app)
-                return
-            state.started = started
-            self._in_flight = state
-            if gate is not None:
-                gate.in_flight += 1
-            on_loop(started.future, self.loop).add_done_callback(partial(self._answered, state))
-            if started.timeout_s > 0:
-                state.timer = self.loop.call_later(started.timeout_s, self._time_out, state)
+                cycle.scope["headers"] = [*headers, (b"x-request-id", request.request_id.encode())]
+                super()._start_asgi_task(cycle, self.app)
+            elif not request.done:
+                self._in_flight = request
 
-        def _answered(self, state: _InFlight, waiting: asyncio.Future[Any]) -> None:
-            if state.done:  # timed out, or the client left
-                return
-            assert state.started is not None
-            token = request_id_var.set(state.request_id)
-            try:
-                if waiting.cancelled():  # by no one here: say so rather than hang up
-                    exc: BaseException | None = RuntimeError(f"{state.started.what} was cancelled")
-                else:
-                    exc = waiting.exception()
-                if exc is None:
-                    answer = state.started.finish(waiting.result())
-                else:
-                    answer = error_answer(handlers, state.cycle.scope, exc)  # type: ignore[arg-type]
-            except Exception as failed:
-                answer = error_answer(handlers, state.cycle.scope, failed)
-            finally:
-                request_id_var.reset(token)
-            self._write(state, answer)
-
-        def _time_out(self, state: _InFlight) -> None:
-            if state.done:
-                return
-            assert state.started is not None
-            state.started.future.cancel()
-            limit, what = state.started.timeout_s, state.started.what
-            exc = TimedOutError(f"{what} took longer than the {limit:g} s limit", field="timeout")
-            self._write(state, error_answer(handlers, state.cycle.scope, exc))
-
-        def _write(self, state: _InFlight, answer: Answer) -> None:
+        def _write(self, answer: Answer, request_id: str) -> None:
             """The answer on the socket, then uvicorn's end of a response (keep-alive, the next
             pipelined request)."""
-            self._close(state, answer.status)
-            cycle = state.cycle
+            self._in_flight = None
+            cycle = self._cycle
             if cycle.disconnected or self.transport.is_closing():
                 return
             head = [lines[answer.status]]
             for name, value in self.server_state.default_headers:
                 head += [name, b": ", value, b"\r\n"]
-            for name, value in answer.header_pairs(state.request_id):
+            for name, value in answer.header_pairs(request_id):
                 head += [name, b": ", value, b"\r\n"]
             if not cycle.keep_alive:
                 head.append(b"connection: close\r\n")
@@ -226,20 +147,5 @@ def lane_protocol(app: Any) -> type[asyncio.Protocol] | None:
             if not cycle.keep_alive:
                 self.transport.close()
             self.on_response_complete()
-
-        def _close(self, state: _InFlight, status: int) -> None:
-            """Book-keeping of a request's end: its timer, its slot, its log line."""
-            state.done = True
-            if state.timer is not None:
-                state.timer.cancel()
-            if gate is not None:
-                gate.in_flight -= 1
-            if self._in_flight is state:
-                self._in_flight = None
-            token = request_id_var.set(state.request_id)
-            try:
-                log_request("POST", state.cycle.scope["path"], status, state.started_at, metrics)
-            finally:
-                request_id_var.reset(token)
 
     return LaneProtocol

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
@@ -97,6 +98,10 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="default 8080 (ALTLAS_PORT)")
     serve.add_argument("--data-dir", type=Path, help="where plans are kept (ALTLAS_DATA_DIR, default ./data)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (ALTLAS_LOG_LEVEL)")
+    serve.add_argument(
+        "--http-workers", type=int,
+        help="HTTP front processes sharing the port (ALTLAS_HTTP_WORKERS; default 0: this process only)",
+    )  # fmt: skip
     _add_device_flags(serve)
 
     sub.add_parser("schema", help="print the JSON Schema of ALT plans")
@@ -292,22 +297,30 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from altlas.api.app import create_app
+    from altlas.api.front.hub import FrontedServer, free_port
     from altlas.api.lane_protocol import lane_protocol
     from altlas.logs import configure_logging
 
     settings = Settings.from_env(
-        host=args.host, port=args.port, data_dir=args.data_dir, log_level=args.log_level
-    )
+        host=args.host, port=args.port, data_dir=args.data_dir, log_level=args.log_level,
+        http_workers=args.http_workers,
+    )  # fmt: skip
     configure_logging(settings.log_level)
     sys.setswitchinterval(settings.gil_switch_interval_ms / 1e3)
+    if settings.http_workers and settings.port == 0:  # every front process must listen on one port
+        settings = replace(settings, port=free_port(settings.host))
     app = create_app(settings)
     # Hot routes answered by the HTTP protocol itself where uvicorn's httptools protocol is there
     protocol = lane_protocol(app) if app.state.direct_lanes else None
-    uvicorn.run(
+    config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, access_log=False,
         http=protocol or "auto",
     )  # fmt: skip
-    return 0
+    server = (
+        FrontedServer(config, app, settings.http_workers) if settings.http_workers else uvicorn.Server(config)
+    )
+    server.run()
+    return 0 if server.started and not getattr(server, "failed", False) else 1
 
 
 def _validate(args: argparse.Namespace) -> int:
