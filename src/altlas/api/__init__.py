@@ -1,5 +1,17 @@
-"""The HTTP doors of altlas: one FastAPI server, each service a router that can also run alone."""
+"""The HTTP doors of altlas: one FastAPI server, each service a router that can also run alone.
 
-from altlas.api.app import create_app
+`create_app` is imported on first use: the HTTP front processes (altlas.api.front) live in this
+package too, and must start without the app's imports (torch, the models' code).
+"""
+
+from typing import Any
 
 __all__ = ["create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "create_app":
+        from altlas.api.app import create_app
+
+        return create_app
+    raise AttributeError(f"module 'altlas.api' has no attribute {name!r}")

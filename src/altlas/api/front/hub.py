@@ -39,6 +39,7 @@ from altlas.api.front.wire import (
     FrameReader,
     Handover,
     HandoverReader,
+    Outbox,
     encode,
 )  # fmt: skip
 from altlas.api.lane_requests import DirectLanes, LaneRequest
@@ -242,7 +243,7 @@ class _LaneChannel(asyncio.Protocol):
         self.pending: dict[int, LaneRequest] = {}
         self.transport: Any = None
         self.server = (hub.host, hub.port)
-        self.outbox: list[bytes] = []
+        self.outbox = Outbox(hub.loop, self._write)
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -269,7 +270,7 @@ class _LaneChannel(asyncio.Protocol):
         path = frame.path.decode("latin-1")
         lane = lanes.take("POST", path, headers)
         if lane is None:
-            self._send(encode(DECLINED, frame.number))
+            self.outbox.send(encode(DECLINED, frame.number))
             return
         scope = {
             "type": "http", "http_version": "1.1", "method": "POST", "scheme": "http", "path": path,
@@ -278,23 +279,15 @@ class _LaneChannel(asyncio.Protocol):
         }  # fmt: skip
         request = lanes.begin(lane, scope, frame.body, partial(self._reply, frame.number), self.hub.loop)
         if request.declined:
-            self._send(encode(DECLINED, frame.number))
+            self.outbox.send(encode(DECLINED, frame.number))
         elif not request.done:
             self.pending[frame.number] = request
 
     def _reply(self, number: int, answer: Answer, request_id: str) -> None:
         self.pending.pop(number, None)
         pairs = answer.header_pairs(request_id)
-        self._send(encode(ANSWER, number, answer.status, b"", pairs, answer.body))
+        self.outbox.send(encode(ANSWER, number, answer.status, b"", pairs, answer.body))
 
-    def _send(self, frame: bytes) -> None:
-        """Frames written once per turn of the loop: a batch's answers finish together, and one
-        write of them all costs one system call instead of one each."""
-        if not self.outbox:
-            self.hub.loop.call_soon(self._flush)
-        self.outbox.append(frame)
-
-    def _flush(self) -> None:
-        frames, self.outbox = self.outbox, []
+    def _write(self, data: bytes) -> None:
         if not self.transport.is_closing():
-            self.transport.write(b"".join(frames))
+            self.transport.write(data)

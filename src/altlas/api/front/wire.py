@@ -15,14 +15,16 @@ from it follow (in that and further messages), for the server's HTTP stack to re
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = [
     "ANSWER", "CLIENT_LEFT", "DECLINED", "REQUEST", "SERVING", "Frame", "FrameReader", "Handover",
-    "HandoverReader", "encode", "send_connection",
+    "HandoverReader", "Outbox", "encode", "send_connection",
 ]  # fmt: skip
 
 REQUEST, ANSWER, DECLINED, CLIENT_LEFT, SERVING = b"R", b"A", b"D", b"C", b"S"
@@ -56,6 +58,26 @@ def encode(
     return b"".join(
         (_HEAD.pack(size, kind, number, status, len(path), len(pairs), len(body)), path, pairs, body)
     )
+
+
+class Outbox:
+    """Frames for a channel, written once per turn of the event loop: requests and answers come
+    in bursts (a batch's answers finish together), and one write of a burst costs one system
+    call instead of one a frame."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, write: Callable[[bytes], None]) -> None:
+        self._loop = loop
+        self._write = write
+        self._frames: list[bytes] = []
+
+    def send(self, frame: bytes) -> None:
+        if not self._frames:
+            self._loop.call_soon(self._flush)
+        self._frames.append(frame)
+
+    def _flush(self) -> None:
+        frames, self._frames = self._frames, []
+        self._write(b"".join(frames))
 
 
 class FrameReader:

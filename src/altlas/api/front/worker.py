@@ -37,6 +37,7 @@ from altlas.api.front.wire import (
     SERVING,
     Frame,
     FrameReader,
+    Outbox,
     encode,
     send_connection,
 )  # fmt: skip
@@ -79,7 +80,7 @@ class Front:
         self._numbers = 0
         self.loop = asyncio.get_running_loop()
         self.gone = self.loop.create_future()  # set when the server process goes
-        self.outbox: list[bytes] = []
+        self.outbox = Outbox(self.loop, self._write)
 
     def send(
         self, connection: Connection, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes
@@ -87,23 +88,16 @@ class Front:
         self._numbers += 1
         number = self._numbers
         self.waiting[number] = connection
-        self._send(encode(REQUEST, number, 0, path, headers, body))
+        self.outbox.send(encode(REQUEST, number, 0, path, headers, body))
         return number
 
     def client_left(self, number: int) -> None:
         if self.waiting.pop(number, None) is not None:
-            self._send(encode(CLIENT_LEFT, number))
+            self.outbox.send(encode(CLIENT_LEFT, number))
 
-    def _send(self, frame: bytes) -> None:
-        """Frames written once per turn of the loop (one system call for a burst of requests)."""
-        if not self.outbox:
-            self.loop.call_soon(self._flush)
-        self.outbox.append(frame)
-
-    def _flush(self) -> None:
-        frames, self.outbox = self.outbox, []
+    def _write(self, data: bytes) -> None:
         if self.lane_channel is not None:
-            self.lane_channel.write(b"".join(frames))
+            self.lane_channel.write(data)
 
     def received(self, frame: Frame) -> None:
         connection = self.waiting.pop(frame.number, None)
