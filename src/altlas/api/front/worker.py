@@ -233,17 +233,15 @@ class Connection(asyncio.Protocol):
         self.buffer.clear()
         if self.closed:
             return
-        if self.transport.get_write_buffer_size():  # an answer still going out: hand over after it
-            asyncio.get_running_loop().call_later(0.001, self._retry_hand_over, already_read)
-            return
+        self.transport.pause_reading()  # what comes next stays in the socket, for the server to read
         self._send_over(already_read)
 
-    def _retry_hand_over(self, already_read: bytes) -> None:
-        self.request = already_read
-        self.hand_over()
-
     def _send_over(self, already_read: bytes) -> None:
-        self.transport.pause_reading()
+        if self.closed:
+            return
+        if self.transport.get_write_buffer_size():  # an answer still going out: hand over after it
+            self.front.loop.call_later(0.001, self._send_over, already_read)
+            return
         duplicate = os.dup(self.transport.get_extra_info("socket").fileno())
         try:
             send_connection(self.front.handover, duplicate, already_read)
