@@ -80,6 +80,9 @@ class FrontedServer(uvicorn.Server):
                 config=config, server_state=self.server_state, app_state=self.lifespan.state
             )
 
+        # uvicorn sets its default headers (date, server) on its loop's first tick, after startup;
+        # connections handed over while the fronts start are served before that
+        await self.on_tick(0)
         self.hub = _Hub(self.app, protocol, config.host, config.port, self.workers)
         try:
             await self.hub.start()

@@ -159,9 +159,10 @@ class Connection(asyncio.Protocol):
         """Take the next complete request in the buffer, if there is one."""
         buffer = self.buffer
         end = buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buffer) > _MAX_HEAD:
-                self.hand_over()
+        if end < 0 and len(buffer) <= _MAX_HEAD:
+            return  # the head is still coming
+        if end < 0 or end > _MAX_HEAD:
+            self.hand_over()
             return
         parsed = self._lane_request(bytes(buffer[:end]))
         if parsed is None:
