@@ -219,7 +219,7 @@ class _Hub:
         """Serve a handed-over connection as if accepted here: the bytes already read first."""
 
         def protocol() -> asyncio.Protocol:
-            made = self.protocol()
+            made: asyncio.Protocol = self.protocol()
             connection_made = made.connection_made
 
             def first_the_bytes_read(transport: asyncio.BaseTransport) -> None:

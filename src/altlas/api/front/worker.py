@@ -267,9 +267,14 @@ async def _serve(args: argparse.Namespace) -> None:
     await server.start_serving()
     assert front.lane_channel is not None
     front.lane_channel.write(encode(SERVING, 0))
-    stop = loop.create_future()
+    stop: asyncio.Future[None] = loop.create_future()
+
+    def stopping() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, lambda: stop.done() or stop.set_result(None))
+        loop.add_signal_handler(signum, stopping)
     await asyncio.wait([stop, front.gone], return_when=asyncio.FIRST_COMPLETED)
     server.close()
     deadline = loop.time() + 5.0
