@@ -629,6 +629,20 @@ def test_many_concurrent_clients(fronted: Fronted, references: dict[str, np.ndar
             assert_embedding(answer, references[text], by_front=True, atol=1e-4)
 
 
+def test_a_front_closes_a_connection_idle_past_the_keep_alive_time(
+    fronted: Fronted, references: dict[str, np.ndarray]
+) -> None:
+    """After its answer, a keep-alive connection left idle is closed by the front after uvicorn's
+    keep-alive time (5 s), as uvicorn closes its own; not before."""
+    with fronted.connect() as connection:
+        text = SENTENCES[0]
+        assert_embedding(connection.ask(embed(text)), references[text], by_front=True)
+        started = time.monotonic()
+        connection.sock.settimeout(15)
+        assert connection.sock.recv(1) == b""  # the front closed it
+        assert 4.0 <= time.monotonic() - started <= 8.0
+
+
 def test_a_killed_front_process_is_replaced(fronted: Fronted, references: dict[str, np.ndarray]) -> None:
     """SIGKILL one front process: once its listening socket is gone (connections queued on it die
     with it), every request succeeds on the other, and the server starts another front process

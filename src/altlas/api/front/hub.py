@@ -83,7 +83,7 @@ class FrontedServer(uvicorn.Server):
         # uvicorn sets its default headers (date, server) on its loop's first tick, after startup;
         # connections handed over while the fronts start are served before that
         await self.on_tick(0)
-        self.hub = _Hub(self.app, protocol, config.host, config.port, self.workers)
+        self.hub = _Hub(self.app, protocol, config.host, config.port, self.workers, config.timeout_keep_alive)
         try:
             await self.hub.start()
         except RuntimeError as exc:
@@ -101,7 +101,10 @@ class FrontedServer(uvicorn.Server):
 
 
 class _Hub:
-    def __init__(self, app: Any, protocol: Any, host: str, port: int, workers: int) -> None:
+    def __init__(
+        self, app: Any, protocol: Any, host: str, port: int, workers: int, keep_alive_s: float = 5.0
+    ) -> None:
+        self.keep_alive_s = keep_alive_s
         self.app = app
         self.protocol = protocol
         self.host, self.port = host, port
@@ -170,6 +173,7 @@ class _Hub:
         command = [
             sys.executable, "-m", "altlas.api.front.worker", "--host", self.host, "--port", str(self.port),
             "--lanes", ",".join(settings.lanes), "--max-body", str(settings.max_body),
+            "--keep-alive-s", str(self.keep_alive_s),
             "--lane-socket", self.lane_path, "--handover-socket", self.handover_path,
         ]  # fmt: skip
         return subprocess.Popen(command, env=os.environ.copy())

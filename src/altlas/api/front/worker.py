@@ -1,7 +1,7 @@
 """A front process: reads HTTP on the public port, answers the lanes' requests, hands the rest over.
 
     python -m altlas.api.front.worker --host H --port P --lanes /v1/embeddings --max-body N
-                                      --lane-socket PATH --handover-socket PATH
+                                      --keep-alive-s S --lane-socket PATH --handover-socket PATH
 
 Started by the server process (altlas.api.front.hub), never by hand. It listens with
 SO_REUSEPORT beside its siblings, so the kernel spreads connections over them. On each
@@ -12,8 +12,10 @@ server process as a frame, and the answer frame is written back. Anything else, 
 request the server declines, is handed over: the connection and the bytes read since that
 request began go to the server process, whose HTTP stack serves the connection from there on.
 
-The process exits when the server process goes (its lane channel closes) or on SIGTERM/SIGINT,
-after answering the requests it has in flight (up to a few seconds).
+A connection idle past the keep-alive time (uvicorn's setting, 5 s by default) is closed, as
+uvicorn closes its own. The process exits when the server process goes (its lane channel
+closes) or on SIGTERM/SIGINT, after answering the requests it has in flight (up to a few
+seconds).
 """
 
 from __future__ import annotations
@@ -69,9 +71,12 @@ class _Date:
 class Front:
     """This process's end of the channels, and its connections' requests in flight."""
 
-    def __init__(self, lanes: frozenset[bytes], max_body: int, handover: socket.socket) -> None:
+    def __init__(
+        self, lanes: frozenset[bytes], max_body: int, handover: socket.socket, keep_alive_s: float = 5.0
+    ) -> None:
         self.lanes = lanes
         self.max_body = max_body
+        self.keep_alive_s = keep_alive_s
         self.handover = handover
         self.lane_channel: asyncio.Transport | None = None
         self.waiting: dict[int, Connection] = {}  # request number -> its connection
@@ -98,6 +103,16 @@ class Front:
     def _write(self, data: bytes) -> None:
         if self.lane_channel is not None:
             self.lane_channel.write(data)
+
+    async def close_idle(self) -> None:
+        """Close keep-alive connections idle past `keep_alive_s`, as uvicorn does its own."""
+        while True:
+            await asyncio.sleep(min(1.0, self.keep_alive_s / 2))
+            limit = self.loop.time() - self.keep_alive_s
+            for connection in [c for c in self.connections if 0 < c.idle_since < limit]:
+                if not connection.in_flight and not connection.buffer:
+                    connection.closed = True
+                    connection.transport.close()
 
     def received(self, frame: Frame) -> None:
         connection = self.waiting.pop(frame.number, None)
@@ -138,10 +153,12 @@ class Connection(asyncio.Protocol):
         self.request = b""  # the bytes of that request, for a handover if it is declined
         self.keep_alive = True
         self.closed = False
+        self.idle_since = 0.0  # when its last answer went out (0: a request is being read or run)
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         self.front.connections.add(self)
+        self.idle_since = self.front.loop.time()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -152,6 +169,7 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        self.idle_since = 0.0
         if not self.in_flight:
             self._next()
 
@@ -226,6 +244,8 @@ class Connection(asyncio.Protocol):
             self.transport.close()
         elif self.buffer:  # a pipelined request came meanwhile
             self._next()
+        else:
+            self.idle_since = self.front.loop.time()
 
     def hand_over(self) -> None:
         """The connection, with the current request and what followed it, to the server process."""
@@ -259,12 +279,14 @@ async def _serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     handover = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     handover.connect(args.handover_socket)
-    front = Front(frozenset(p.encode() for p in args.lanes.split(",") if p), args.max_body, handover)
+    lanes = frozenset(p.encode() for p in args.lanes.split(",") if p)
+    front = Front(lanes, args.max_body, handover, args.keep_alive_s)
     server = await loop.create_server(
         lambda: Connection(front), args.host, args.port, reuse_port=True, backlog=2048, start_serving=False
     )
     await loop.create_unix_connection(lambda: LaneChannel(front), args.lane_socket)
     await server.start_serving()
+    sweeper = loop.create_task(front.close_idle())
     assert front.lane_channel is not None
     front.lane_channel.write(encode(SERVING, 0))
     stop: asyncio.Future[None] = loop.create_future()
@@ -277,6 +299,7 @@ async def _serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(signum, stopping)
     await asyncio.wait([stop, front.gone], return_when=asyncio.FIRST_COMPLETED)
     server.close()
+    sweeper.cancel()
     deadline = loop.time() + 5.0
     while front.waiting and not front.gone.done() and loop.time() < deadline:
         await asyncio.sleep(0.01)
@@ -291,6 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--lanes", required=True, help="comma-separated paths of the direct lanes")
     parser.add_argument("--max-body", type=int, required=True)
+    parser.add_argument(
+        "--keep-alive-s", type=float, default=5.0, help="idle keep-alive connections close after"
+    )
     parser.add_argument("--lane-socket", required=True)
     parser.add_argument("--handover-socket", required=True)
     args = parser.parse_args(argv)
