@@ -41,7 +41,7 @@ from altlas.api.front.wire import (
     HandoverReader,
     Outbox,
     encode,
-)  # fmt: skip
+)
 from altlas.api.lane_requests import DirectLanes, LaneRequest
 
 __all__ = ["FrontedServer", "free_port"]
@@ -105,7 +105,6 @@ class _Hub:
         self, app: Any, protocol: Any, host: str, port: int, workers: int, keep_alive_s: float = 5.0
     ) -> None:
         self.keep_alive_s = keep_alive_s
-        self.app = app
         self.protocol = protocol
         self.host, self.port = host, port
         self.count = workers
@@ -169,10 +168,9 @@ class _Hub:
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        settings = self.lanes
         command = [
             sys.executable, "-m", "altlas.api.front.worker", "--host", self.host, "--port", str(self.port),
-            "--lanes", ",".join(settings.lanes), "--max-body", str(settings.max_body),
+            "--lanes", ",".join(self.lanes.lanes), "--max-body", str(self.lanes.max_body),
             "--keep-alive-s", str(self.keep_alive_s),
             "--lane-socket", self.lane_path, "--handover-socket", self.handover_path,
         ]  # fmt: skip

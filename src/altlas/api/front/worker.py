@@ -29,6 +29,7 @@ import sys
 import time
 from collections.abc import Sequence
 from email.utils import formatdate
+from http import HTTPStatus
 from typing import Any
 
 from altlas.api.front.wire import (
@@ -42,14 +43,23 @@ from altlas.api.front.wire import (
     Outbox,
     encode,
     send_connection,
-)  # fmt: skip
+)
 
 __all__ = ["main"]
 
 _MAX_HEAD = 16_384  # a request head longer than this is handed over (the stack answers it)
-_STATUS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 404: b"Not Found", 408: b"Request Timeout",
-           413: b"Content Too Large", 422: b"Unprocessable Content", 429: b"Too Many Requests",
-           500: b"Internal Server Error", 503: b"Service Unavailable", 504: b"Gateway Timeout"}  # fmt: skip
+
+
+def _status_line(status: int) -> bytes:
+    """As uvicorn writes it (its phrases are http.HTTPStatus's), for every status a lane answers."""
+    try:
+        phrase = HTTPStatus(status).phrase.encode()
+    except ValueError:
+        phrase = b""
+    return b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+
+
+_STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
 _REFUSE = (b"transfer-encoding", b"expect", b"upgrade")
 
 
@@ -233,7 +243,7 @@ class Connection(asyncio.Protocol):
         self.request = b""
         if self.closed:
             return
-        head = [b"HTTP/1.1 %d %s\r\n" % (status, _STATUS.get(status, b"")), self.front.date.line()]
+        head = [_STATUS_LINES.get(status) or _status_line(status), self.front.date.line()]
         for name, value in headers:
             head += [name, b": ", value, b"\r\n"]
         if not self.keep_alive:
