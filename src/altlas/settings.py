@@ -37,6 +37,17 @@ class Settings:
     request_timeout_s: float = 60.0  # a request not answered by then gets 504 (0 = no limit)
     max_concurrent_requests: int = 1024  # /v1 requests in the server at once; more get 429 (0 = no cap)
     api_keys: tuple[str, ...] = ()  # when set, /v1 routes need "Authorization: Bearer <one of them>"
+    # Keys for model administration (register, load, unload, activate, delete). With keys of
+    # either kind set, those routes need one of these (none set: nobody may administer models).
+    # With no keys at all, the server is open, as for a single user on loopback.
+    admin_keys: tuple[str, ...] = ()
+    # Folders a model registered over the API may be read from, besides <data_dir>/models.
+    model_roots: tuple[str, ...] = ()
+    # Slow clients: a request body not wholly received this long after its head gets 408; a
+    # connection that sends no complete request head this long after opening (or after its
+    # last answer) is closed. Neither holds a concurrency slot meanwhile.
+    body_timeout_s: float = 30.0
+    header_timeout_s: float = 10.0
     metrics_require_key: bool = False  # whether /metrics needs a key too (when keys are set)
     job_workers: int = 2  # threads running async jobs
     job_result_ttl_s: float = 7 * 24 * 3600.0  # finished jobs and their results are kept this long
@@ -82,6 +93,9 @@ class Settings:
             raise InvalidInputError(
                 f"must be > 0, got {self.gil_switch_interval_ms}", field="gil_switch_interval_ms"
             )
+        for name in ("body_timeout_s", "header_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise InvalidInputError(f"must be > 0, got {getattr(self, name)}", field=name)
         for name in ("batch_max_wait_ms", "request_timeout_s", "job_result_ttl_s"):
             if not getattr(self, name) >= 0:
                 raise InvalidInputError(f"must be >= 0, got {getattr(self, name)}", field=name)

@@ -7,9 +7,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -76,6 +77,26 @@ def start_server(data_dir: Path, log_path: Path) -> Server:
             time.sleep(0.1)
     process.kill()
     raise RuntimeError(f"server did not start:\n{log_path.read_text()}")
+
+
+T = TypeVar("T")
+
+
+def _status_kib(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def peak_rss_growth(pid: int, action: Callable[[], T]) -> tuple[int, T]:
+    """(bytes the process's peak resident memory rose above its resident memory at the start
+    while `action` ran, what `action` returned). Linux: the peak is reset first (clear_refs 5),
+    so what other tests did to the process earlier does not count."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    before = _status_kib(pid, "VmRSS")
+    result = action()
+    return (_status_kib(pid, "VmHWM") - before) * 1024, result
 
 
 @pytest.fixture(scope="session")
