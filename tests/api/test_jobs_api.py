@@ -12,6 +12,7 @@ import httpx
 import numpy as np
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from altlas.orchestrator.registry import default_registry_text
 
@@ -30,7 +31,9 @@ def data_dir_with_embedder_only(root: Path) -> Path:
     return data
 
 
-def wait_until(check: Any, timeout: float = 300, every: float = 0.1) -> Any:
+def wait_until(check: Any, timeout: float = 900, every: float = 0.1) -> Any:
+    """`check()`'s first true value, asked every `every` s. The deadline is there only so that a
+    broken server fails the test instead of hanging it: generous, never a measure of speed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
@@ -44,6 +47,25 @@ def texts(n: int, salt: str) -> list[str]:
     return [f"{salt} command number {i}: open the browser and search for item {i * 7}" for i in range(n)]
 
 
+def loaded(client: httpx.Client, name: str) -> bool:
+    """Whether the model is loaded (it loads at start, in the background); a failed load fails."""
+    status = client.get(f"/v1/models/{name}").json()["altlas"]
+    assert status["status"] != "failed", status["error"]
+    return bool(status["status"] == "loaded")
+
+
+def queue_depth(client: httpx.Client, name: str) -> float:
+    """Requests queued or running on the model, as /metrics tells."""
+    samples = [
+        s
+        for family in text_string_to_metric_families(client.get("/metrics").text)
+        for s in family.samples
+        if s.name == "altlas_model_queue_depth" and s.labels.get("model") == name
+    ]
+    assert len(samples) == 1, samples
+    return samples[0].value
+
+
 def finished(client: httpx.Client, job_id: str) -> dict[str, Any] | None:
     job = client.get(f"/v1/jobs/{job_id}").json()
     return job if job["status"] in ("succeeded", "failed", "cancelled", "expired") else None
@@ -53,6 +75,7 @@ def test_jobs_survive_kill_9_and_every_one_completes_correctly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ALTLAS_SERVICES", "segmentation,orchestrator")
+    monkeypatch.setenv("ALTLAS_DEVICE", "cpu")  # the big job still runs when it is killed, on any host
     monkeypatch.setenv("ALTLAS_JOB_WORKERS", "1")  # one at a time: the others wait queued
     data = data_dir_with_embedder_only(tmp_path)
     server = start_server(data, tmp_path / "server.log")
@@ -136,6 +159,7 @@ def test_jobs_survive_kill_9_and_every_one_completes_correctly(
 
 def test_job_api_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALTLAS_SERVICES", "segmentation,orchestrator")
+    monkeypatch.setenv("ALTLAS_DEVICE", "cpu")  # the blocker still runs when it is cancelled, on any host
     monkeypatch.setenv("ALTLAS_JOB_WORKERS", "1")
     server = start_server(data_dir_with_embedder_only(tmp_path), tmp_path / "server.log")
     try:
@@ -202,47 +226,59 @@ def test_job_api_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_flooded_model_answers_429_with_retry_after_and_slow_work_504(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Waits on what the server says (the model loaded, a 429 seen, the queue empty), never on a
+    window of time: a busy machine makes the test slower, not wrong. On the CPU on every host: a
+    GPU finishes even the largest request before the 3 s limit."""
     monkeypatch.setenv("ALTLAS_SERVICES", "orchestrator")
+    monkeypatch.setenv("ALTLAS_DEVICE", "cpu")
     monkeypatch.setenv("ALTLAS_QUEUE_MAX", "2")
     monkeypatch.setenv("ALTLAS_BATCHING", "0")  # one request per batch: the queue fills
     monkeypatch.setenv("ALTLAS_REQUEST_TIMEOUT_S", "3")
     server = start_server(data_dir_with_embedder_only(tmp_path), tmp_path / "server.log")
     try:
-        with httpx.Client(base_url=server.url, timeout=60) as client:
-            wait_until(lambda: client.get(f"/v1/models/{EMBEDDER}").json()["altlas"]["status"] == "loaded")
+        with httpx.Client(base_url=server.url, timeout=120) as client:  # a hang fails (ReadTimeout)
+            wait_until(lambda: loaded(client, EMBEDDER))
 
             def one(i: int) -> httpx.Response:
-                # Light requests: with 2 queued and 1 running, none waits near the 3 s limit even on
-                # a loaded CI machine (64 texts each made a slow machine answer some of them 504).
+                # Light requests: with 2 queued and 1 running, few wait near the 3 s limit; one
+                # that does (a busy machine) is answered 504, as it should be.
                 return client.post(
-                    "/v1/embeddings", json={"model": EMBEDDER, "input": texts(16, f"flood {i}")}
+                    "/v1/embeddings", json={"model": EMBEDDER, "input": texts(8, f"flood {i}")}
                 )
 
-            started = time.monotonic()
-            with ThreadPoolExecutor(48) as pool:
-                responses = list(pool.map(one, range(48)))
-            assert time.monotonic() - started < 60  # no hang
-            codes = [r.status_code for r in responses]
-            assert set(codes) <= {200, 429}, codes
-            assert codes.count(429) > 0 and codes.count(200) >= 3
-            for refused in (r for r in responses if r.status_code == 429):
-                assert int(refused.headers["retry-after"]) >= 1
-                assert refused.json()["error"]["code"] == "overloaded"
-            for served in (r for r in responses if r.status_code == 200):
-                assert len(served.json()["data"]) == 16
+            codes: list[int] = []
 
-            slow = client.post("/v1/embeddings", json={"model": EMBEDDER, "input": texts(4096, "slow " * 40)})
+            def flood() -> bool:
+                """48 requests at once; True once the floods so far got both 200s and 429s."""
+                with ThreadPoolExecutor(48) as pool:
+                    responses = list(pool.map(one, range(48)))
+                for response in responses:
+                    assert response.status_code in (200, 429, 504), response.text
+                    if response.status_code == 429:
+                        assert int(response.headers["retry-after"]) >= 1
+                        assert response.json()["error"]["code"] == "overloaded"
+                    elif response.status_code == 504:
+                        assert response.json()["error"]["code"] == "timeout"
+                    else:
+                        assert len(response.json()["data"]) == 8
+                    codes.append(response.status_code)
+                return codes.count(429) > 0 and codes.count(200) >= 3
+
+            wait_until(flood, every=0)
+
+            # Work that outlasts the limit: the smallest of these sizes that does, so that what
+            # runs on after the 504 is short.
+            for size in (256, 1024, 4096):
+                slow = client.post(
+                    "/v1/embeddings", json={"model": EMBEDDER, "input": texts(size, "slow " * 40)}
+                )
+                if slow.status_code != 200:
+                    break
             assert slow.status_code == 504, slow.text
             assert slow.json()["error"]["code"] == "timeout" and "3 s" in slow.json()["error"]["message"]
-            # the abandoned batch was already running: it ends, and the model serves again
-            wait_until(
-                lambda: (
-                    client.post(
-                        "/v1/embeddings", json={"model": EMBEDDER, "input": ["still serving"]}
-                    ).status_code
-                    == 200
-                ),
-                timeout=120,
-            )
+            # what of it had started runs to its end (or is dropped), then the model serves again
+            wait_until(lambda: queue_depth(client, EMBEDDER) == 0)
+            again = client.post("/v1/embeddings", json={"model": EMBEDDER, "input": ["still serving"]})
+            assert again.status_code == 200, again.text
     finally:
         server.stop()
