@@ -105,6 +105,7 @@ class _Hub:
         self, app: Any, protocol: Any, host: str, port: int, workers: int, keep_alive_s: float = 5.0
     ) -> None:
         self.keep_alive_s = keep_alive_s
+        self.header_timeout_s: float = app.state.settings.header_timeout_s
         self.protocol = protocol
         self.host, self.port = host, port
         self.count = workers
@@ -171,7 +172,7 @@ class _Hub:
         command = [
             sys.executable, "-m", "altlas.api.front.worker", "--host", self.host, "--port", str(self.port),
             "--lanes", ",".join(self.lanes.lanes), "--max-body", str(self.lanes.max_body),
-            "--keep-alive-s", str(self.keep_alive_s),
+            "--keep-alive-s", str(self.keep_alive_s), "--header-timeout-s", str(self.header_timeout_s),
             "--lane-socket", self.lane_path, "--handover-socket", self.handover_path,
         ]  # fmt: skip
         return subprocess.Popen(command, env=os.environ.copy())

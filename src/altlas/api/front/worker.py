@@ -1,7 +1,8 @@
 """A front process: reads HTTP on the public port, answers the lanes' requests, hands the rest over.
 
     python -m altlas.api.front.worker --host H --port P --lanes /v1/embeddings --max-body N
-                                      --keep-alive-s S --lane-socket PATH --handover-socket PATH
+                                      --keep-alive-s S --header-timeout-s S
+                                      --lane-socket PATH --handover-socket PATH
 
 Started by the server process (altlas.api.front.hub), never by hand. It listens with
 SO_REUSEPORT beside its siblings, so the kernel spreads connections over them. On each
@@ -11,11 +12,17 @@ HTTP/1.1 POST to a lane's path, with a Content-Length within the limit and nothi
 server process as a frame, and the answer frame is written back. Anything else, and a lane
 request the server declines, is handed over: the connection and the bytes read since that
 request began go to the server process, whose HTTP stack serves the connection from there on.
+A head with a CR or LF not part of a CRLF is handed over at once (uvicorn answers it 400 and
+closes the connection, as without fronts).
 
 A connection idle past the keep-alive time (uvicorn's setting, 5 s by default) is closed, as
-uvicorn closes its own. The process exits when the server process goes (its lane channel
-closes) or on SIGTERM/SIGINT, after answering the requests it has in flight (up to a few
-seconds).
+uvicorn closes its own; so is one that sends no complete request head within the header timeout
+(ALTLAS_HEADER_TIMEOUT_S) after it opened or got its last answer. A connection is not read while
+its lane request runs and it has sent more than 64 KiB beyond it (uvicorn's high-water mark): what
+a client pipelines meanwhile stays in its socket.
+
+The process exits when the server process goes (its lane channel closes) or on SIGTERM/SIGINT,
+after answering the requests it has in flight (up to a few seconds).
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from altlas.api.front.wire import (
 __all__ = ["main"]
 
 _MAX_HEAD = 16_384  # a request head longer than this is handed over (the stack answers it)
+_HIGH_WATER = 65_536  # bytes read ahead of a lane request in flight before reading pauses (uvicorn's)
 
 
 def _status_line(status: int) -> bytes:
@@ -61,6 +69,12 @@ def _status_line(status: int) -> bytes:
 
 _STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
 _REFUSE = (b"transfer-encoding", b"expect", b"upgrade")
+
+
+def _bare_line_end(data: bytearray, end: int) -> bool:
+    """Whether data[:end] holds a CR or LF that is not part of a CRLF (uvicorn answers 400)."""
+    crlf = data.count(b"\r\n", 0, end)
+    return data.count(b"\r", 0, end) != crlf or data.count(b"\n", 0, end) != crlf
 
 
 class _Date:
@@ -82,11 +96,17 @@ class Front:
     """This process's end of the channels, and its connections' requests in flight."""
 
     def __init__(
-        self, lanes: frozenset[bytes], max_body: int, handover: socket.socket, keep_alive_s: float = 5.0
+        self,
+        lanes: frozenset[bytes],
+        max_body: int,
+        handover: socket.socket,
+        keep_alive_s: float = 5.0,
+        header_timeout_s: float = 10.0,
     ) -> None:
         self.lanes = lanes
         self.max_body = max_body
         self.keep_alive_s = keep_alive_s
+        self.header_timeout_s = header_timeout_s
         self.handover = handover
         self.lane_channel: asyncio.Transport | None = None
         self.waiting: dict[int, Connection] = {}  # request number -> its connection
@@ -115,12 +135,16 @@ class Front:
             self.lane_channel.write(data)
 
     async def close_idle(self) -> None:
-        """Close keep-alive connections idle past `keep_alive_s`, as uvicorn does its own."""
+        """Close keep-alive connections idle past `keep_alive_s`, as uvicorn does its own, and
+        those with no complete request head `header_timeout_s` after they opened or were answered."""
         while True:
-            await asyncio.sleep(min(1.0, self.keep_alive_s / 2))
-            limit = self.loop.time() - self.keep_alive_s
-            for connection in [c for c in self.connections if 0 < c.idle_since < limit]:
-                if not connection.in_flight and not connection.buffer:
+            await asyncio.sleep(min(1.0, self.keep_alive_s / 2, self.header_timeout_s / 2))
+            now = self.loop.time()
+            idle, head = now - self.keep_alive_s, now - self.header_timeout_s
+            for connection in list(self.connections):
+                if (
+                    0 < connection.idle_since < idle and not connection.in_flight and not connection.buffer
+                ) or 0 < connection.head_since < head:
                     connection.closed = True
                     connection.transport.close()
 
@@ -163,12 +187,15 @@ class Connection(asyncio.Protocol):
         self.request = b""  # the bytes of that request, for a handover if it is declined
         self.keep_alive = True
         self.closed = False
+        self.handed_over = False
         self.idle_since = 0.0  # when its last answer went out (0: a request is being read or run)
+        self.head_since = 0.0  # since when its next request's head is awaited (0: it has come)
+        self.reading_paused = False
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         self.front.connections.add(self)
-        self.idle_since = self.front.loop.time()
+        self.idle_since = self.head_since = self.front.loop.time()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -182,11 +209,29 @@ class Connection(asyncio.Protocol):
         self.idle_since = 0.0
         if not self.in_flight:
             self._next()
+        self._flow()
+
+    def _flow(self) -> None:
+        """Read only while, with a lane request in flight, the client has sent at most
+        `_HIGH_WATER` bytes beyond it (the rest waits in its socket)."""
+        if self.closed or self.handed_over:
+            return
+        pause = self.in_flight != 0 and len(self.buffer) > _HIGH_WATER
+        if pause != self.reading_paused:
+            self.reading_paused = pause
+            if pause:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
 
     def _next(self) -> None:
         """Take the next complete request in the buffer, if there is one."""
         buffer = self.buffer
         end = buffer.find(b"\r\n\r\n")
+        # a CR or LF alone, even in a head still coming (a CR at its end may be a CRLF's)
+        if _bare_line_end(buffer, end if end >= 0 else len(buffer) - buffer.endswith(b"\r")):
+            self.hand_over()  # uvicorn answers it 400 and closes the connection
+            return
         if end < 0 and len(buffer) <= _MAX_HEAD:
             return  # the head is still coming
         if end < 0 or end > _MAX_HEAD:
@@ -197,6 +242,7 @@ class Connection(asyncio.Protocol):
             self.hand_over()
             return
         path, headers, length, keep_alive = parsed
+        self.head_since = 0.0
         total = end + 4 + length
         if len(buffer) < total:
             return  # the body is still coming
@@ -252,10 +298,13 @@ class Connection(asyncio.Protocol):
         self.transport.write(b"".join(head))
         if not self.keep_alive:
             self.transport.close()
-        elif self.buffer:  # a pipelined request came meanwhile
+            return
+        self.head_since = self.front.loop.time()
+        if self.buffer:  # a pipelined request came meanwhile
             self._next()
         else:
-            self.idle_since = self.front.loop.time()
+            self.idle_since = self.head_since
+        self._flow()
 
     def hand_over(self) -> None:
         """The connection, with the current request and what followed it, to the server process."""
@@ -264,7 +313,9 @@ class Connection(asyncio.Protocol):
         self.buffer.clear()
         if self.closed:
             return
-        self.transport.pause_reading()  # what comes next stays in the socket, for the server to read
+        self.handed_over, self.head_since = True, 0.0  # the server's own timeouts apply from now
+        if not self.reading_paused:
+            self.transport.pause_reading()  # what comes next stays in the socket, for the server to read
         self._send_over(already_read)
 
     def _send_over(self, already_read: bytes) -> None:
@@ -290,7 +341,7 @@ async def _serve(args: argparse.Namespace) -> None:
     handover = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     handover.connect(args.handover_socket)
     lanes = frozenset(p.encode() for p in args.lanes.split(",") if p)
-    front = Front(lanes, args.max_body, handover, args.keep_alive_s)
+    front = Front(lanes, args.max_body, handover, args.keep_alive_s, args.header_timeout_s)
     server = await loop.create_server(
         lambda: Connection(front), args.host, args.port, reuse_port=True, backlog=2048, start_serving=False
     )
@@ -326,6 +377,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-body", type=int, required=True)
     parser.add_argument(
         "--keep-alive-s", type=float, default=5.0, help="idle keep-alive connections close after"
+    )
+    parser.add_argument(
+        "--header-timeout-s", type=float, default=10.0, help="a request head not complete by then closes"
     )
     parser.add_argument("--lane-socket", required=True)
     parser.add_argument("--handover-socket", required=True)
