@@ -83,8 +83,10 @@ def test_unloading_returns_the_gpu_memory(smollm2_shaped: Path, tmp_path: Path) 
     assert loaded["gpu_bytes"] > 100e6  # 135M parameters in fp32 on the GPU... (bf16 by default: 270 MB)
     lease = manager.lease("lm", "generation")
     engine = lease.backend.generator  # type: ignore[attr-defined]
+    assert engine.continuous is not None  # continuous batching: the default on a GPU
+    engine.eos_ids = engine.continuous.eos_ids = frozenset()  # random weights: no early end
     answer = engine.complete(engine.text_ids("hello"), SamplingParams(max_tokens=8, temperature=0))
-    assert answer.completion_tokens >= 0
+    assert answer.completion_tokens == len(answer.token_ids) == 8 and answer.finish_reason == "length"
     del lease, engine  # a request's lease ends with the request
     report = manager.unload("lm")
     after = torch.cuda.memory_allocated()

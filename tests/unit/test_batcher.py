@@ -51,7 +51,9 @@ def test_concurrent_callers_share_batches_and_get_their_own_results() -> None:
     assert sorted(i for batch in recorder.batches for i in batch) == list(range(200))
     assert max(len(b) for b in recorder.batches) > 1
     assert all(len(b) <= 64 for b in recorder.batches)
-    assert all(s.batch_requests == s.batch_size >= 1 and s.queue_ms >= 0 for s in served)
+    assert all(s.batch_requests == s.batch_size >= 1 for s in served)
+    # 32 callers never fill a 64-token batch: each batch's oldest item waited out the 5 ms window
+    assert sum(s.queue_ms >= 5 for s in served) >= len(recorder.batches)
     assert batcher.stats.items == 200 and batcher.stats.batches == len(recorder.batches)
     batcher.close()
 

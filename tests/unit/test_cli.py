@@ -127,8 +127,10 @@ def test_doctor_reports_and_never_fails() -> None:
     assert "torch" in text.stdout and "GPU path:" in text.stdout
     report = json.loads(altlas("doctor", "--json").stdout)
     assert {"torch_version", "cuda_available", "driver_version", "gpus", "suitable", "verdict"} <= set(report)
-    if not report["cuda_available"]:
-        assert report["suitable"] is False and report["verdict"]
+    # suitable: CUDA, a GPU of compute capability 7.0 or more, and the test kernel ran on it
+    capable = any(tuple(map(int, g["compute_capability"].split("."))) >= (7, 0) for g in report["gpus"])
+    ran = report["kernel_check"] == "ok"
+    assert report["suitable"] is (report["cuda_available"] and capable and ran) and report["verdict"]
 
 
 def test_embed_cli(tmp_path: Path) -> None:
