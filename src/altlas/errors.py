@@ -6,7 +6,8 @@ AltlasError
 │   └── InputTooLargeError   a command or a batch over its size limit
 ├── NotFoundError            no such stored plan
 ├── OverloadedError          a queue is full: try again after `retry_after_s` (HTTP 429)
-└── TimedOutError            the request's time ran out before its answer (HTTP 504)
+├── TimedOutError            the request's time ran out before its answer (HTTP 504)
+└── SlowRequestError         the client did not send its request in time (HTTP 408)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ __all__ = [
     "InvalidPlanError",
     "NotFoundError",
     "OverloadedError",
+    "SlowRequestError",
     "TimedOutError",
 ]
 
@@ -60,3 +62,7 @@ class OverloadedError(AltlasError):
 
 class TimedOutError(AltlasError):
     """The request's time limit passed before its answer was ready."""
+
+
+class SlowRequestError(AltlasError):
+    """The client took longer than the server waits to send its request's body."""

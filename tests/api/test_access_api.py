@@ -375,43 +375,58 @@ def test_server_never_logs_a_key(keyed_server: Server) -> None:
 
 
 class HeldRequest:
-    """A /v1 request whose body is held back: it stays in flight until `finish` sends the rest."""
+    """A /v1 request held in flight by its client: it downloads a job's result file (~8 MB of
+    plans) but reads nothing until `finish`, so the server's streamed writes wait (flow
+    control) and the request keeps its slot. (A request whose body is still coming holds no
+    slot: see test_slow_clients_api.py.)"""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, path: str) -> None:
         host, port = server.url.removeprefix("http://").split(":")
-        body = json.dumps({"command": "open notepad"}).encode()
-        self.sock = socket.create_connection((host, int(port)), timeout=30)
-        head = (
-            f"POST /v1/segment HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        ).encode()
-        self.sock.sendall(head + body[:1])
-        self.rest = body[1:]
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+        self.sock.settimeout(60)
+        self.sock.connect((host, int(port)))
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        self.reply = b""
+        while b"\r\n" not in self.reply:  # its status line: the answer has begun, the slot is held
+            self.reply += self.sock.recv(64)
+        assert self.reply.startswith(b"HTTP/1.1 200"), self.reply
 
     def finish(self) -> int:
-        """Send the rest of the body; the response's status."""
+        """Read the whole answer; its status."""
         with self.sock:
-            self.sock.sendall(self.rest)
-            reply = b""
-            while chunk := self.sock.recv(65536):
-                reply += chunk
-        return int(reply.split(b" ", 2)[1])
+            while chunk := self.sock.recv(1 << 20):
+                self.reply += chunk
+        return int(self.reply.split(b" ", 2)[1])
+
+
+def _plans_file(client: httpx.Client) -> str:
+    """The path of a finished segment-bulk job's result: 8,000 plans, a JSONL file of ~8 MB."""
+    commands = [f"open notepad {i}" for i in range(8000)]
+    job = client.post("/v1/jobs", json={"kind": "segment-bulk", "input": {"commands": commands}})
+    assert job.status_code == 202, job.text
+    path = f"/v1/jobs/{job.json()['id']}"
+    deadline = time.monotonic() + 600
+    while (status := client.get(path).json()["status"]) not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, "the embed job did not end"
+        time.sleep(0.2)
+    assert status == "succeeded"
+    return path + "/result"
 
 
 def test_server_caps_concurrent_requests(tmp_path: Path) -> None:
     srv = _serve(tmp_path, {"ALTLAS_MAX_CONCURRENT_REQUESTS": "2"})
     held: list[HeldRequest] = []
     try:
-        held += [HeldRequest(srv), HeldRequest(srv)]
         with srv.client() as client:
+            result = _plans_file(client)
+            held.append(HeldRequest(srv, result))
+            held.append(HeldRequest(srv, result))
 
             def one() -> httpx.Response:
                 return client.post("/v1/segment", json={"command": "open notepad"})
 
-            # the two held requests reach the app a moment after their headers; then every other is 429
-            deadline = time.monotonic() + 10
-            while (first := one()).status_code != 429 and time.monotonic() < deadline:
-                time.sleep(0.02)
+            first = one()  # the two held requests are writing their answers: every other is 429
             assert first.status_code == 429, first.text
             assert first.headers["retry-after"] == "1" and first.headers["x-request-id"]
             assert error_of(first)["code"] == "too_many_requests"
@@ -421,7 +436,7 @@ def test_server_caps_concurrent_requests(tmp_path: Path) -> None:
             assert {r.status_code for r in burst} == {429}
             assert client.get("/healthz").status_code == 200  # health is not counted
 
-            assert [request.finish() for request in held] == [201, 201]
+            assert [request.finish() for request in held] == [200, 200]
             assert one().status_code == 201
 
             # a burst against the cap: some may be turned away, none fails, and the rest succeed

@@ -20,9 +20,9 @@ from altlas.api.fast_lane import Answer, FastLaneMiddleware
 from altlas.api.middleware import (
     ApiKeyMiddleware,
     ApiKeys,
-    BodyLimitMiddleware,
     ConcurrencyGate,
     ConcurrencyLimitMiddleware,
+    RequestBodyMiddleware,
     RequestContextMiddleware,
 )
 from altlas.errors import InvalidInputError, OverloadedError
@@ -78,12 +78,14 @@ def make_app(
             return None
         return Answer(orjson.dumps(await answer(body)), {"X-Lane": "1"})
 
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body)
     if gate is not None:
         app.add_middleware(ConcurrencyLimitMiddleware, gate=gate)
+    app.add_middleware(
+        RequestBodyMiddleware, max_bytes=max_body, timeout_s=30.0, handlers=app.exception_handlers
+    )
     if keys:
         app.add_middleware(ApiKeyMiddleware, keys=keys)
-    app.add_middleware(RequestContextMiddleware, metrics=recorder.metrics)
+    app.add_middleware(RequestContextMiddleware, metrics=recorder.metrics, handlers=app.exception_handlers)
     return FastLaneMiddleware(
         app, {"/v1/echo": lane}, app.exception_handlers, max_body, ApiKeys(keys), gate, recorder.metrics
     )

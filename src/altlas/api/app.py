@@ -16,9 +16,9 @@ from altlas.api.fast_lane import FastLaneMiddleware
 from altlas.api.middleware import (
     ApiKeyMiddleware,
     ApiKeys,
-    BodyLimitMiddleware,
     ConcurrencyGate,
     ConcurrencyLimitMiddleware,
+    RequestBodyMiddleware,
     RequestContextMiddleware,
 )
 from altlas.api.routes.alt_files import alt_files_router
@@ -145,8 +145,9 @@ class _App(FastAPI):
             settings: Settings = self.state.settings
             self._lanes = FastLaneMiddleware(
                 super().__call__, self.state.fast_lanes, self.exception_handlers,
-                settings.max_body_bytes, ApiKeys(settings.api_keys), self.state.concurrency,
-                self.state.metrics,
+                settings.max_body_bytes, ApiKeys(settings.api_keys, admin_keys=settings.admin_keys),
+                self.state.concurrency,
+                self.state.metrics, settings.body_timeout_s,
             )  # fmt: skip
         await self._lanes(scope, receive, send)
 
@@ -184,16 +185,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router(settings.data_dir, lambda: list(settings.services)))
     app.include_router(metrics_router(app.state.metrics))
     # The last added runs first: request id and log line around everything (so 401s and 429s get
-    # them too), then the key check, so that requests without a key never take a concurrency slot.
-    # The fast lanes sit in front of all of it and apply these rules themselves (see _App).
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # them too), then the key check, so that requests without a key never take a concurrency
+    # slot, then the body, read whole (limits of size and time), so that a slow client never
+    # holds a slot either. The fast lanes sit in front of all of it and apply these rules
+    # themselves (see _App).
     app.state.concurrency = ConcurrencyGate(settings.max_concurrent_requests)
     if settings.max_concurrent_requests:
         app.add_middleware(ConcurrencyLimitMiddleware, gate=app.state.concurrency)
-    if settings.api_keys:
+    app.add_middleware(
+        RequestBodyMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s,
+        handlers=app.exception_handlers,
+    )  # fmt: skip
+    if settings.api_keys or settings.admin_keys:
         app.add_middleware(
-            ApiKeyMiddleware, keys=settings.api_keys, protect_metrics=settings.metrics_require_key
-        )
-    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+            ApiKeyMiddleware, keys=settings.api_keys, protect_metrics=settings.metrics_require_key,
+            admin_keys=settings.admin_keys,
+        )  # fmt: skip
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics, handlers=app.exception_handlers)
     app.state.settings = settings
     return app

@@ -17,7 +17,14 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from altlas.api.middleware import error_body
-from altlas.errors import AltlasError, InputTooLargeError, NotFoundError, OverloadedError, TimedOutError
+from altlas.errors import (
+    AltlasError,
+    InputTooLargeError,
+    NotFoundError,
+    OverloadedError,
+    SlowRequestError,
+    TimedOutError,
+)
 from altlas.logs import request_id_var
 from altlas.scheduling.waiting import ClientGone
 
@@ -48,6 +55,7 @@ def _status_of(exc: AltlasError) -> tuple[int, str]:
         (OverloadedError, 429, "overloaded"),
         (JobStateError, 409, "conflict"),
         (TimedOutError, 504, "timeout"),
+        (SlowRequestError, 408, "request_timeout"),
     )
     return next(
         ((status, code) for kinds, status, code in table if isinstance(exc, kinds)), (422, "invalid_value")

@@ -34,9 +34,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from altlas.api.middleware import ApiKeys, ConcurrencyGate, log_request, request_id_of
+from altlas.api.middleware import (
+    ApiKeys,
+    ConcurrencyGate,
+    log_request,
+    read_body,
+    refuse_body,
+    replay,
+    request_id_of,
+)
+from altlas.errors import AltlasError
 from altlas.logs import request_id_var
 from altlas.observability.metrics import Metrics
 
@@ -51,13 +60,15 @@ class Answer:
     headers: Mapping[str, str] = field(default_factory=dict)
     status: int = 200
 
-    def header_pairs(self, request_id: str) -> list[tuple[bytes, bytes]]:
-        """Every header the answer goes out with: its type and length, the request id, its own."""
+    def header_pairs(self, request_id: str | None) -> list[tuple[bytes, bytes]]:
+        """Every header the answer goes out with: its type and length, the request id (unless
+        None: a layer outside adds it), its own."""
         pairs = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(self.body)).encode()),
-            (b"x-request-id", request_id.encode()),
         ]
+        if request_id is not None:
+            pairs.append((b"x-request-id", request_id.encode()))
         pairs += [(name.lower().encode("latin-1"), value.encode("latin-1"))
                   for name, value in self.headers.items()]  # fmt: skip
         return pairs
@@ -84,8 +95,10 @@ class FastLaneMiddleware:
         keys: ApiKeys | None = None,
         gate: ConcurrencyGate | None = None,
         metrics: Metrics | None = None,
+        body_timeout_s: float = 30.0,
     ) -> None:
         self.app = app
+        self.body_timeout_s = body_timeout_s
         self.metrics = metrics
         self.lanes = lanes
         self.handlers = handlers
@@ -98,19 +111,21 @@ class FastLaneMiddleware:
         if lane is None or scope["method"] != "POST" or not self._takes(scope):
             await self.app(scope, receive, send)
             return
-        messages: list[Message] = []
-        while True:
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request":  # the client left mid-body: the app sees it so
-                await self.app(scope, _replay(messages, receive), send)
-                return
-            if not message.get("more_body", False):
-                break
-        body = b"".join(m.get("body", b"") for m in messages)
         request_id = request_id_of(scope["headers"])
         token = request_id_var.set(request_id)
         started = time.perf_counter()
+        try:
+            messages = await read_body(receive, self.max_body_bytes, self.body_timeout_s)
+        except AltlasError as exc:  # too slow (its length was checked: never too large)
+            status = await refuse_body(send, self.handlers, scope, exc, request_id)
+            log_request("POST", scope["path"], status, started, self.metrics)
+            request_id_var.reset(token)
+            return
+        if messages[-1]["type"] != "http.request":  # the client left mid-body: the app sees it so
+            request_id_var.reset(token)
+            await self.app(scope, replay(messages, receive), send)
+            return
+        body = b"".join(m.get("body", b"") for m in messages)
         status = 0  # 0: declined, the stack answers (and logs) it
         gate = self.gate
         if gate is not None:
@@ -126,7 +141,7 @@ class FastLaneMiddleware:
         if not status:  # the stack takes the same request id, so the lane's log lines match
             headers = [(n, v) for n, v in scope["headers"] if n != b"x-request-id"]
             scope = {**scope, "headers": [*headers, (b"x-request-id", request_id.encode())]}
-            await self.app(scope, _replay(messages, receive), send)
+            await self.app(scope, replay(messages, receive), send)
 
     def _takes(self, scope: Scope) -> bool:
         return admits(scope["headers"], self.max_body_bytes, self.keys, self.gate)
@@ -210,15 +225,3 @@ def error_answer(handlers: Mapping[Any, ExceptionHandler], scope: Scope, exc: Ex
     headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in response.raw_headers
                if name not in (b"content-length", b"content-type")}  # fmt: skip
     return Answer(bytes(response.body), headers, int(response.status_code))
-
-
-def _replay(messages: list[Message], receive: Receive) -> Receive:
-    """A receive that gives `messages` again, in order, and then whatever `receive` gives."""
-    pending = list(messages)
-
-    async def replayed() -> Message:
-        if pending:
-            return pending.pop(0)
-        return await receive()
-
-    return replayed

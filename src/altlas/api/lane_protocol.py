@@ -69,11 +69,16 @@ def lane_protocol(app: Any) -> type[asyncio.Protocol] | None:
         return None
     base = getattr(httptools_impl, "HttpToolsProtocol", None)
     status_lines: dict[int, bytes] | None = getattr(httptools_impl, "STATUS_LINE", None)
-    hooks = ("_start_asgi_task", "on_message_complete", "on_response_complete", "connection_lost")
+    hooks = (
+        "_start_asgi_task", "on_message_begin", "on_headers_complete", "on_message_complete",
+        "on_response_complete", "connection_made", "connection_lost",
+    )  # fmt: skip
     if base is None or not isinstance(status_lines, dict) or not all(hasattr(base, h) for h in hooks):
         return None
     lines: dict[int, bytes] = status_lines
     lanes = DirectLanes(app)
+    head_timeout_s: float = app.state.settings.header_timeout_s
+    body_timeout_s: float = app.state.settings.body_timeout_s
 
     class LaneProtocol(base):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -81,8 +86,25 @@ def lane_protocol(app: Any) -> type[asyncio.Protocol] | None:
             self._waiting_body: tuple[Any, Any] | None = None  # (cycle, lane): its body still coming
             self._in_flight: LaneRequest | None = None  # taken, its answer not yet written
             self._cycle: Any = None  # the in-flight request's uvicorn cycle
+            self._head_timer: asyncio.TimerHandle | None = None  # a request head still coming
+            self._body_timer: asyncio.TimerHandle | None = None  # a lane request's body still coming
 
-        # uvicorn's hooks
+        # asyncio's and uvicorn's hooks
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._head_timer = self.loop.call_later(head_timeout_s, self._head_late)
+
+        def on_message_begin(self) -> None:  # a request's first byte: its head has a time limit
+            super().on_message_begin()
+            if self._head_timer is None:
+                self._head_timer = self.loop.call_later(head_timeout_s, self._head_late)
+
+        def on_headers_complete(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+            super().on_headers_complete()
 
         def _start_asgi_task(self, cycle: Any, app: Any) -> None:
             scope = cycle.scope
@@ -97,6 +119,7 @@ def lane_protocol(app: Any) -> type[asyncio.Protocol] | None:
                 return
             if cycle.more_body:
                 self._waiting_body = (cycle, lane)
+                self._body_timer = self.loop.call_later(body_timeout_s, self._body_late)
             else:  # a pipelined request, its body read while the one before it was answered
                 self._begin(cycle, lane)
 
@@ -105,6 +128,7 @@ def lane_protocol(app: Any) -> type[asyncio.Protocol] | None:
             waiting = self._waiting_body
             if waiting is not None and not waiting[0].more_body:
                 self._waiting_body = None
+                self._cancel_body_timer()
                 self._begin(*waiting)
 
         def connection_lost(self, exc: Exception | None) -> None:
@@ -112,7 +136,32 @@ def lane_protocol(app: Any) -> type[asyncio.Protocol] | None:
                 self._in_flight.client_left()
                 self._in_flight = None
             self._waiting_body = None
+            self._cancel_body_timer()
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
             super().connection_lost(exc)
+
+        # slow clients
+
+        def _head_late(self) -> None:
+            """No complete request head in time (nothing sent, or a head trickling in): close."""
+            self._head_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def _body_late(self) -> None:
+            """A lane request's body not in within the limit: it goes the ASGI way, whose body
+            reading answers 408 if the rest does not come either."""
+            self._body_timer = None
+            waiting, self._waiting_body = self._waiting_body, None
+            if waiting is not None:
+                super()._start_asgi_task(waiting[0], self.app)
+
+        def _cancel_body_timer(self) -> None:
+            if self._body_timer is not None:
+                self._body_timer.cancel()
+                self._body_timer = None
 
         # a lane's request
 

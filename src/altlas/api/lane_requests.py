@@ -46,7 +46,7 @@ class DirectLanes:
     def __init__(self, app: Any) -> None:
         self.lanes: Mapping[str, Any] = app.state.direct_lanes
         self.handlers: Mapping[Any, ExceptionHandler] = app.exception_handlers
-        self.keys = ApiKeys(app.state.settings.api_keys)
+        self.keys = ApiKeys(app.state.settings.api_keys, admin_keys=app.state.settings.admin_keys)
         concurrency: ConcurrencyGate = app.state.concurrency
         self.gate: ConcurrencyGate | None = concurrency if concurrency.limit > 0 else None
         self.max_body = min(app.state.settings.max_body_bytes, MAX_LANE_BODY)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import itertools
 import json
@@ -9,21 +10,26 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from altlas.errors import AltlasError, InputTooLargeError, SlowRequestError
 from altlas.logs import request_id_var
 from altlas.observability.metrics import UNMATCHED, Metrics
 
 __all__ = [
     "ApiKeyMiddleware",
     "ApiKeys",
-    "BodyLimitMiddleware",
     "ConcurrencyGate",
     "ConcurrencyLimitMiddleware",
+    "RequestBodyMiddleware",
     "RequestContextMiddleware",
     "log_request",
+    "read_body",
+    "refuse_body",
+    "replay",
     "request_id_of",
 ]
 
@@ -71,11 +77,18 @@ def log_request(
 
 
 class RequestContextMiddleware:
-    """Take X-Request-ID from the client (if sane) or make one; echo it; log and count the request."""
+    """Take X-Request-ID from the client (if sane) or make one; echo it; log and count the request.
 
-    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
+    An error no route handled is answered here, inside the request's context, by the app's
+    handler for it (`handlers`; the catch-all logs the trace once and names the request id), so
+    that a 500 carries the id like every other answer."""
+
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics | None = None, handlers: Mapping[Any, Any] | None = None
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.handlers = handlers or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -84,7 +97,7 @@ class RequestContextMiddleware:
         request_id = request_id_of(scope["headers"])
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        status = 500
+        status = 0  # none sent yet
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -96,102 +109,212 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if status:  # too late for an answer: the trace, once; the server ends the connection
+                log.exception("error after the answer began", extra={"path": scope["path"]})
+            else:
+                status = await _answer_error(send_with_id, self.handlers, scope, exc, None)
         finally:
+            status = status or 500
             route = scope.get("route")  # set by the router on a match: its template bounds the label
             template = getattr(route, "path", None) or UNMATCHED
             log_request(scope["method"], scope["path"], status, started, self.metrics, template)
             request_id_var.reset(token)
 
 
-class BodyLimitMiddleware:
-    """Answer 413 to bodies over `max_bytes`, by Content-Length or while streaming."""
+async def read_body(receive: Receive, max_bytes: int, timeout_s: float) -> list[Message]:
+    """A request's body messages, read whole before any work is done for it: the messages up
+    to the last body chunk, or up to the client leaving (an `http.disconnect`, kept for the
+    app to see). Raises InputTooLargeError past `max_bytes` (Content-Length or not: chunked
+    bodies are counted) and SlowRequestError when the body is not all in `timeout_s` seconds
+    after the call, so a slow client holds neither a concurrency slot nor the model."""
+    messages: list[Message] = []
+    received = 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                message = await receive()
+                messages.append(message)
+                if message["type"] != "http.request":
+                    return messages
+                received += len(message.get("body", b""))
+                if received > max_bytes:
+                    raise InputTooLargeError(
+                        f"request body is over the limit of {max_bytes:,} bytes", field="body"
+                    )
+                if not message.get("more_body", False):
+                    return messages
+    except TimeoutError:
+        raise SlowRequestError(
+            f"the request body did not arrive within {timeout_s:g} s", field="body"
+        ) from None
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+def replay(messages: list[Message], receive: Receive) -> Receive:
+    """A receive that gives `messages` again, in order, and then whatever `receive` gives."""
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replayed
+
+
+class RequestBodyMiddleware:
+    """Read every request's body before the app sees the request (`read_body`: a size limit,
+    413; a time limit, 408 and the connection closed), and check JSON bodies' shape (nesting
+    depth, strings that are valid Unicode: 422 naming the field). The app gets the body replayed.
+
+    `handlers` is the app's exception handlers: these errors are answered as a route's are."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float, handlers: Mapping[Any, Any]) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+        self.handlers = handlers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit():
-            if int(length) > self.max_bytes:
-                await self._reject(send)
-                return
-            # The server reads exactly Content-Length bytes of body (HTTP/1.1 framing), so a body
-            # declared under the limit stays under it: no chunk counting, no wrapped receive/send.
-            await self.app(scope, receive, send)
-            return
-        received = 0
-        response_started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
         try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not response_started:
-                await self._reject(send)
+            messages = await read_body(receive, self.max_bytes, self.timeout_s)
+        except AltlasError as exc:
+            await refuse_body(send, self.handlers, scope, exc)
+            return
+        await self.app(scope, replay(messages, receive), send)
 
-    async def _reject(self, send: Send) -> None:
-        message = f"request body is over the limit of {self.max_bytes:,} bytes"
-        await _send_error(send, 413, error_body(message, "body", "too_large"))
+
+async def refuse_body(
+    send: Send, handlers: Mapping[Any, Any], scope: Scope, exc: AltlasError, request_id: str | None = None
+) -> int:
+    """Answer a request whose body was refused as a route's error is answered, and close the
+    connection: the rest of its body is never read, so it cannot carry another request.
+    `request_id`: None where RequestContextMiddleware adds it. Returns the status."""
+    return await _answer_error(send, handlers, scope, exc, request_id, [(b"connection", b"close")])
+
+
+async def _answer_error(
+    send: Send,
+    handlers: Mapping[Any, Any],
+    scope: Scope,
+    exc: Exception,
+    request_id: str | None,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> int:
+    """Send the app's answer to `exc` (its exception handler's); the status."""
+    from altlas.api.fast_lane import error_answer
+
+    answer = error_answer(handlers, scope, exc)
+    headers = [*answer.header_pairs(request_id), *(extra or [])]
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
+    return answer.status
+
+
+def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether FastAPI would read the body as JSON: no content type, application/json, or +json."""
+    for name, value in headers:
+        if name == b"content-type":
+            kind = value.split(b";", 1)[0].strip().lower()
+            return kind == b"application/json" or kind.endswith(b"+json")
+    return True
 
 
 class ApiKeys:
-    """The server's API keys: which paths need one, and whether a request's header holds one."""
+    """The server's API keys: which requests need a key, which an admin key, and whether a
+    request's Authorization header holds one.
 
-    def __init__(self, keys: tuple[str, ...], protect_metrics: bool = False) -> None:
-        self.keys = tuple(key.encode() for key in keys)
+    `keys` set: /v1 (and /metrics if asked) needs one of them, or an admin key. Model
+    administration (any request under /v1/models but a read: register, load, unload,
+    activate, delete) needs one of `admin_keys` once keys of either kind are set; with none of
+    those, nobody may administer. No keys at all: everything is open (one user on loopback)."""
+
+    def __init__(
+        self, keys: tuple[str, ...], protect_metrics: bool = False, admin_keys: tuple[str, ...] = ()
+    ) -> None:
+        self.admin_keys = tuple(key.encode() for key in admin_keys)
+        # what an ordinary route takes; empty while ordinary routes are open
+        self.keys = (*(key.encode() for key in keys), *self.admin_keys) if keys else ()
+        self.administered = bool(keys or admin_keys)
         self.prefixes = ("/v1", "/metrics") if protect_metrics else ("/v1",)
 
     def guards(self, scope: Scope) -> bool:
         """Whether this request needs a key (never, with no keys)."""
         return bool(self.keys) and scope["type"] in ("http", "websocket") and _under(scope, self.prefixes)
 
-    def authorized(self, header: bytes) -> bool:
-        """Whether an Authorization header's value is "Bearer <one of the keys>"."""
-        scheme, _, token = header.strip().partition(b" ")
-        if scheme.lower() != b"bearer":
+    def administers(self, scope: Scope) -> bool:
+        """Whether this request administers models, so needs an admin key (never, with no keys).
+        Any method but a read under /v1/models: a route added there later is covered too."""
+        if not self.administered or scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return False
-        token = token.strip()
-        matched = False
-        for key in self.keys:  # every key, no early exit: the time taken says nothing of which matched
-            matched |= hmac.compare_digest(token, key)
-        return matched
+        path: str = scope["path"]
+        return path == _MODELS or path.startswith(_MODELS + "/")
+
+    def authorized(self, header: bytes) -> bool:
+        """Whether an Authorization header's value is "Bearer <one of the keys>" (an admin key included)."""
+        return _bearer_of(header, self.keys)
+
+    def admin(self, header: bytes) -> bool:
+        """Whether an Authorization header's value is "Bearer <one of the admin keys>"."""
+        return _bearer_of(header, self.admin_keys)
+
+
+_MODELS = "/v1/models"
+
+
+def _bearer_of(header: bytes, keys: tuple[bytes, ...]) -> bool:
+    scheme, _, token = header.strip().partition(b" ")
+    if scheme.lower() != b"bearer":
+        return False
+    token = token.strip()
+    matched = False
+    for key in keys:  # every key, no early exit: the time taken says nothing of which matched
+        matched |= hmac.compare_digest(token, key)
+    return matched
 
 
 class ApiKeyMiddleware:
-    """Require "Authorization: Bearer <key>" on /v1 (and /metrics if asked); health and docs stay open.
+    """Require "Authorization: Bearer <key>" on /v1 (and /metrics if asked), an admin key for
+    model administration (ApiKeys); health and docs stay open. 401 without a valid key, 403 for
+    a valid key that is not an admin key on an admin route.
 
     With no keys it passes everything through, so create_app may add it unconditionally."""
 
-    def __init__(self, app: ASGIApp, keys: tuple[str, ...], protect_metrics: bool = False) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: tuple[str, ...],
+        protect_metrics: bool = False,
+        admin_keys: tuple[str, ...] = (),
+    ) -> None:
         self.app = app
-        self.keys = ApiKeys(keys, protect_metrics)
+        self.keys = ApiKeys(keys, protect_metrics, admin_keys)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.keys.guards(scope) or self.keys.authorized(
-            dict(scope["headers"]).get(b"authorization", b"")
-        ):
+        keys = self.keys
+        administers = keys.administers(scope)
+        if not administers and not keys.guards(scope):
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope["headers"]).get(b"authorization", b"")
+        if keys.admin(header) if administers else keys.authorized(header):
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":  # refuse the handshake; browsers see 403, never the socket
             await send({"type": "websocket.close", "code": 1008})
+            return
+        if administers and keys.authorized(header):
+            body = error_body(
+                "administering models (register, load, unload, activate) needs an admin key "
+                "(ALTLAS_ADMIN_KEYS); this key is not one",
+                "authorization",
+                "admin_key_required",
+                "permission_error",
+            )
+            await _send_error(send, 403, body)
             return
         body = error_body(
             "a valid API key is required: send Authorization: Bearer <key>",
@@ -271,10 +394,6 @@ async def _send_error(
         }
     )
     await send({"type": "http.response.body", "body": encoded})
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 def error_body(

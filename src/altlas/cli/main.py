@@ -310,8 +310,9 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.http_workers and settings.port == 0:  # every front process must listen on one port
         settings = replace(settings, port=free_port(settings.host))
     app = create_app(settings)
-    # Hot routes answered by the HTTP protocol itself where uvicorn's httptools protocol is there
-    protocol = lane_protocol(app) if app.state.direct_lanes else None
+    # uvicorn's httptools protocol with time limits for slow clients, and the hot routes (direct
+    # lanes) answered by the protocol itself
+    protocol = lane_protocol(app)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, access_log=False,
         http=protocol or "auto",
