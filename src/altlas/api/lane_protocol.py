@@ -91,7 +91,7 @@ def lane_protocol(app: Any) -> type[asyncio.Protocol] | None:
 
         # asyncio's and uvicorn's hooks
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
             self._head_timer = self.loop.call_later(head_timeout_s, self._head_late)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from altlas.api.json_checks import check_json_body
 from altlas.errors import AltlasError, InputTooLargeError, SlowRequestError
 from altlas.logs import request_id_var
 from altlas.observability.metrics import UNMATCHED, Metrics
@@ -181,6 +182,8 @@ class RequestBodyMiddleware:
             return
         try:
             messages = await read_body(receive, self.max_bytes, self.timeout_s)
+            if messages[-1]["type"] == "http.request" and _is_json(scope["headers"]):
+                check_json_body(b"".join(m.get("body", b"") for m in messages))
         except AltlasError as exc:
             await refuse_body(send, self.handlers, scope, exc)
             return
