@@ -21,7 +21,9 @@ import pytest
 import yaml
 from tokenizers import Tokenizer
 
-from .conftest import Server
+from altlas.orchestrator.registry import default_registry_text
+
+from .conftest import Server, start_server
 
 LLM = "smollm2-135m-instruct"
 EMBEDDER = "all-minilm-l6-v2"
@@ -191,9 +193,27 @@ def test_a_text_that_is_not_valid_unicode_is_refused_alone(server: Server) -> No
     assert fine.status_code == 200
 
 
-def test_register_activate_unload_and_a_model_that_cannot_load(server: Server) -> None:
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[Server]:
+    """A server of its own, for a test that changes one (versions, loads, registrations): the
+    session's server keeps its state for the others. Its registry: the embedder and the LLM."""
+    registry = yaml.safe_load(default_registry_text())
+    registry["models"] = [m for m in registry["models"] if m["name"] in (EMBEDDER, LLM)]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "models.yaml").write_text(yaml.safe_dump(registry))
+    server = start_server(tmp_path / "data", tmp_path / "server.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_register_activate_unload_and_a_model_that_cannot_load(own_server: Server) -> None:
+    server = own_server
     with server.client() as client:
         client.timeout = httpx.Timeout(300)
+        # the LLM loads at start, in the background: this waits for that load (a swap needs it loaded)
+        assert client.post(f"/v1/models/{LLM}/load").json()["altlas"]["status"] == "loaded"
         registered = client.post(
             "/v1/models",
             json={"name": LLM, "task": "generation", "backend": "transformers",
