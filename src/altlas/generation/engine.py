@@ -23,7 +23,7 @@ from altlas.errors import InputTooLargeError, InvalidInputError, OverloadedError
 from altlas.generation.continuous import ContinuousBatcher
 from altlas.generation.llama_decoder import LlamaDecoder, supports
 from altlas.generation.paged_decoder import PagedLlamaDecoder
-from altlas.generation.sampling import SamplingParams, next_token
+from altlas.generation.sampling import NO_TOKEN, SamplingParams, UnusableLogitsError, next_token
 
 __all__ = [
     "Completion",
@@ -244,6 +244,8 @@ class TextGenerator:
             with torch.inference_mode():
                 token = next_token(logits, params, seen[: len(ids) + step], generator)
                 token_id = int(token)
+                if token_id == NO_TOKEN:
+                    raise UnusableLogitsError()
                 if token_id not in self.eos_ids:
                     seen[len(ids) + step] = token
                     if step + 1 < budget and self.decoder is not None:

@@ -1,5 +1,13 @@
 """Choosing the next token: greedy, or sampling with temperature, top-k, top-p and a
-repetition penalty, reproducible from a seed."""
+repetition penalty, reproducible from a seed.
+
+Every value SamplingParams accepts gives a valid token id: the arithmetic is float32 on scores
+made safe first (NaN as -inf, never drawn; +inf as the largest float32), nothing is divided
+by less than MIN_DIVISOR (1e-300 is 0 in float32: the scores became inf and NaN, and one such
+request once failed every generation decoded beside it), and each row's best score is shifted
+to 0 before the temperature divides it, so no division overflows upwards. A row with no usable
+score at all (the model gave NaN or -inf throughout) gets NO_TOKEN: its caller fails that
+generation alone."""
 
 from __future__ import annotations
 
@@ -9,7 +17,36 @@ import torch
 
 from altlas.errors import InvalidInputError
 
-__all__ = ["SamplingParams", "next_token"]
+__all__ = [
+    "MAX_REPETITION_PENALTY",
+    "MAX_TEMPERATURE",
+    "MAX_TOKENS",
+    "MAX_TOP_K",
+    "MIN_DIVISOR",
+    "NO_TOKEN",
+    "SamplingParams",
+    "UnusableLogitsError",
+    "next_token",
+    "next_tokens",
+]
+
+MAX_TEMPERATURE = 2.0
+MAX_REPETITION_PENALTY = 10.0
+MAX_TOKENS = 1_000_000
+MAX_TOP_K = 1_000_000  # more than any vocabulary; a top_k of the vocabulary or more is no cut
+MIN_DIVISOR = 1e-6
+"""A temperature or repetition penalty below this acts as this. At temperature 1e-6 a token
+1e-4 behind the best logit is e^-100 times as likely as the best: greedy, in effect."""
+NO_TOKEN = -1  # the "token" of a row of logits with no usable score
+
+_FLOAT32_MAX = torch.finfo(torch.float32).max
+
+
+class UnusableLogitsError(RuntimeError):
+    """The model gave no usable score (all NaN or -inf) for a generation's next token."""
+
+    def __init__(self) -> None:
+        super().__init__("the model gave no usable score (NaN or -inf throughout) for the next token")
 
 
 @dataclass(frozen=True)
@@ -25,19 +62,22 @@ class SamplingParams:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if not 1 <= self.max_tokens <= 1_000_000:
+        if not 1 <= self.max_tokens <= MAX_TOKENS:
             raise InvalidInputError(
-                f"must be a positive number of tokens, got {self.max_tokens}", field="max_tokens"
+                f"must be 1 to {MAX_TOKENS:,} tokens, got {self.max_tokens}", field="max_tokens"
             )
-        if not 0.0 <= self.temperature <= 2.0:
-            raise InvalidInputError(f"must be between 0 and 2, got {self.temperature}", field="temperature")
+        if not 0.0 <= self.temperature <= MAX_TEMPERATURE:  # NaN fails every comparison
+            raise InvalidInputError(
+                f"must be between 0 and {MAX_TEMPERATURE:g}, got {self.temperature}", field="temperature"
+            )
         if not 0.0 < self.top_p <= 1.0:
             raise InvalidInputError(f"must be in (0, 1], got {self.top_p}", field="top_p")
-        if self.top_k < 0:
-            raise InvalidInputError(f"must be >= 0 (0 = off), got {self.top_k}", field="top_k")
-        if not 0.0 < self.repetition_penalty <= 10.0:
+        if not 0 <= self.top_k <= MAX_TOP_K:
+            raise InvalidInputError(f"must be 0 (off) to {MAX_TOP_K:,}, got {self.top_k}", field="top_k")
+        if not 0.0 < self.repetition_penalty <= MAX_REPETITION_PENALTY:
             raise InvalidInputError(
-                f"must be in (0, 10], got {self.repetition_penalty}", field="repetition_penalty"
+                f"must be in (0, {MAX_REPETITION_PENALTY:g}], got {self.repetition_penalty}",
+                field="repetition_penalty",
             )
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise InvalidInputError(f"must be between 0 and 2**63 - 1, got {self.seed}", field="seed")
@@ -52,73 +92,99 @@ class SamplingParams:
 def next_token(
     logits: torch.Tensor, params: SamplingParams, seen: torch.Tensor | None, generator: torch.Generator | None
 ) -> torch.Tensor:
-    """The next token id (a 0-d tensor on the logits' device) from last-position logits [vocab].
+    """The next token id (a 0-d tensor on the logits' device) from last-position logits [vocab];
+    NO_TOKEN if none of them is usable.
 
     `seen` holds the ids of the prompt and the answer so far, for the repetition penalty
     (the CTRL rule that transformers also uses: divide positive logits, multiply negative).
     """
-    logits = logits.float()
-    if params.repetition_penalty != 1.0 and seen is not None and seen.numel():
-        picked = logits[seen]
-        logits = logits.clone()
-        logits[seen] = torch.where(
-            picked > 0, picked / params.repetition_penalty, picked * params.repetition_penalty
-        )
-    if params.greedy:
-        return torch.argmax(logits)
-    logits = logits / params.temperature
-    if 0 < params.top_k < logits.numel():
-        kth = torch.topk(logits, params.top_k).values[-1]
-        logits = torch.where(logits < kth, float("-inf"), logits)
-    if params.top_p < 1.0:
-        ordered, order = torch.sort(logits, descending=True)
-        cumulative = torch.softmax(ordered, dim=-1).cumsum(dim=-1)
-        # keep the smallest prefix whose mass reaches top_p (the first token always stays)
-        drop = cumulative - torch.softmax(ordered, dim=-1) >= params.top_p
-        logits = logits.scatter(0, order[drop], float("-inf"))
-    probabilities = torch.softmax(logits, dim=-1)
-    return torch.multinomial(probabilities, 1, generator=generator)[0]
+    scores, usable = _scores(logits[None])
+    return torch.where(usable[0], _one_row(scores[0], params, seen, generator), NO_TOKEN)
 
 
 def next_tokens(
     logits: torch.Tensor, params: list[SamplingParams], seen: list[torch.Tensor | None],
     generators: list[torch.Generator | None],
 ) -> list[int]:  # fmt: skip
-    """The next token of every row of `logits` [rows, vocab] (one decode step of a batch).
+    """The next token of every row of `logits` [rows, vocab] (one decode step of a batch);
+    NO_TOKEN for a row with no usable logit.
 
     Greedy rows are one argmax; rows sampled without a seed or a repetition penalty share
     one sort (temperature, top-k, top-p per row, the same rule as `next_token`); the rest
-    (seeded, for reproducible draws, or penalised) go one at a time through `next_token`."""
-    rows = logits.shape[0]
-    chosen = torch.empty(rows, dtype=torch.long, device=logits.device)
+    (seeded, for reproducible draws, or penalised) go one at a time through `next_token`'s rule.
+    The ids come to the host in one copy at the end."""
+    scores, usable = _scores(logits)
+    rows = scores.shape[0]
     plain = [r for r in range(rows) if params[r].repetition_penalty == 1.0]
     greedy = [r for r in plain if params[r].greedy]
     sampled = [r for r in plain if not params[r].greedy and params[r].seed is None]
     if len(greedy) == rows:
-        return [int(t) for t in torch.argmax(logits, dim=-1).tolist()]
-    if greedy:
-        at = torch.tensor(greedy, device=logits.device)
-        chosen[at] = torch.argmax(logits[at], dim=-1)
-    if sampled:
-        at = torch.tensor(sampled, device=logits.device)
-        chosen[at] = _sample_rows(logits[at].float(), [params[r] for r in sampled])
-    for r in set(range(rows)) - set(greedy) - set(sampled):
-        chosen[r] = next_token(logits[r], params[r], seen[r], generators[r])
-    return [int(t) for t in chosen.tolist()]
+        chosen = torch.argmax(scores, dim=-1)
+    else:
+        chosen = torch.empty(rows, dtype=torch.long, device=scores.device)
+        if greedy:
+            at = torch.tensor(greedy, device=scores.device)
+            chosen[at] = torch.argmax(scores[at], dim=-1)
+        if sampled:
+            at = torch.tensor(sampled, device=scores.device)
+            chosen[at] = _sample_rows(scores[at], [params[r] for r in sampled])
+        for r in sorted(set(range(rows)) - set(greedy) - set(sampled)):
+            chosen[r] = _one_row(scores[r], params[r], seen[r], generators[r])
+    return [int(t) for t in torch.where(usable, chosen, NO_TOKEN).tolist()]
 
 
-def _sample_rows(logits: torch.Tensor, params: list[SamplingParams]) -> torch.Tensor:
-    device = logits.device
-    temperature = torch.tensor([p.temperature for p in params], device=device)
-    ordered, order = torch.sort(logits / temperature[:, None], dim=-1, descending=True)
-    vocab = logits.shape[-1]
+def _scores(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 scores of logits [rows, vocab] that every later step can take, and [rows] whether
+    the row had a usable logit (not NaN, not -inf) at all. NaN becomes -inf (never drawn), +inf
+    the largest float32; a row with nothing usable becomes zeros (its draw is thrown away), so
+    every row has a finite best."""
+    raw = logits.float()
+    usable = (raw > float("-inf")).any(dim=-1)  # NaN compares false
+    scores = torch.nan_to_num(raw, nan=float("-inf"), posinf=_FLOAT32_MAX, neginf=float("-inf"))
+    return torch.where(usable[:, None], scores, 0.0), usable
+
+
+def _one_row(
+    scores: torch.Tensor, params: SamplingParams, seen: torch.Tensor | None, generator: torch.Generator | None
+) -> torch.Tensor:
+    """The token of one row of `_scores` [vocab], its penalty applied (a 0-d tensor)."""
+    if params.repetition_penalty != 1.0 and seen is not None and seen.numel():
+        scores = _penalised(scores, params.repetition_penalty, seen)
+    if params.greedy:
+        return torch.argmax(scores)
+    return _sample_rows(scores[None], [params], generator)[0]
+
+
+def _penalised(scores: torch.Tensor, penalty: float, seen: torch.Tensor) -> torch.Tensor:
+    """CTRL's repetition penalty on `_scores` [vocab]: finite scores stay finite, -inf stays."""
+    divisor = max(penalty, MIN_DIVISOR)
+    picked = scores[seen]
+    penalised = torch.where(picked > 0, picked / divisor, picked * divisor)
+    scores = scores.clone()
+    scores[seen] = torch.where(picked > float("-inf"), penalised.clamp(-_FLOAT32_MAX, _FLOAT32_MAX), picked)
+    return scores
+
+
+def _sample_rows(
+    scores: torch.Tensor, params: list[SamplingParams], generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """A draw from each row of `_scores` [rows, vocab]: temperature, then top-k and top-p
+    over the row sorted best first (the best token always stays)."""
+    device = scores.device
+    ordered, order = torch.sort(scores, dim=-1, descending=True)
+    temperature = torch.tensor([max(p.temperature, MIN_DIVISOR) for p in params], device=device)
+    # the best at 0, the rest below it: dividing gives 0, negatives or -inf, never +inf or NaN
+    ordered = (ordered - ordered[:, :1]) / temperature[:, None]
+    vocab = scores.shape[-1]
     top_k = torch.tensor([p.top_k if 0 < p.top_k < vocab else vocab for p in params], device=device)
     ranks = torch.arange(vocab, device=device)[None, :]
     ordered = ordered.masked_fill(ranks >= top_k[:, None], float("-inf"))
     top_p = torch.tensor([p.top_p for p in params], device=device)
     probabilities = torch.softmax(ordered, dim=-1)
-    # keep the smallest prefix whose mass reaches top_p (the first token always stays)
-    drop = (probabilities.cumsum(dim=-1) - probabilities >= top_p[:, None]) & (top_p[:, None] < 1.0)
+    # keep the smallest prefix whose mass reaches top_p (the first token always stays, even
+    # for a top_p that is 0 in float32)
+    reached = probabilities.cumsum(dim=-1) - probabilities >= top_p[:, None]
+    drop = reached & (top_p[:, None] < 1.0) & (ranks > 0)
     probabilities = torch.softmax(ordered.masked_fill(drop, float("-inf")), dim=-1)
-    picked = torch.multinomial(probabilities, 1)
+    picked = torch.multinomial(probabilities, 1, generator=generator)
     return order.gather(1, picked)[:, 0]

@@ -35,7 +35,14 @@ from altlas.embeddings.engine import TextRequest
 from altlas.embeddings.service import MAX_TEXTS_PER_REQUEST, encode_base64
 from altlas.errors import InputTooLargeError, InvalidInputError
 from altlas.generation.engine import TextGenerator, TokenEvent
-from altlas.generation.sampling import SamplingParams
+from altlas.generation.sampling import (
+    MAX_REPETITION_PENALTY,
+    MAX_TEMPERATURE,
+    MAX_TOKENS,
+    MAX_TOP_K,
+    MIN_DIVISOR,
+    SamplingParams,
+)
 from altlas.orchestrator.backends import EmbeddingBackend, GenerationBackend
 from altlas.orchestrator.manager import Lease, ModelManager
 from altlas.scheduling.batcher import Served
@@ -70,15 +77,21 @@ class EmbeddingsRequest(_Request):
 
 
 class _Sampling(_Request):
-    max_tokens: StrictInt | None = Field(default=None, ge=1)
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    max_tokens: StrictInt | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    temperature: float = Field(
+        default=1.0, ge=0.0, le=MAX_TEMPERATURE,
+        description=f"0: greedy; below {MIN_DIVISOR:g} it samples as {MIN_DIVISOR:g} (greedy in effect)",
+    )  # fmt: skip
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     top_k: StrictInt = Field(
-        default=0, ge=0, description="altlas extension: keep the k likeliest tokens (0: off)"
+        default=0, ge=0, le=MAX_TOP_K, description="altlas extension: keep the k likeliest tokens (0: off)"
     )
-    repetition_penalty: float = Field(default=1.0, gt=0.0, le=10.0, description="altlas extension")
+    repetition_penalty: float = Field(
+        default=1.0, gt=0.0, le=MAX_REPETITION_PENALTY,
+        description=f"altlas extension; below {MIN_DIVISOR:g} it acts as {MIN_DIVISOR:g}",
+    )  # fmt: skip
     stop: StrictStr | list[StrictStr] | None = None
-    seed: StrictInt | None = None
+    seed: StrictInt | None = Field(default=None, ge=0, lt=2**63)
     n: Literal[1] = 1
     stream: bool = False
     stream_options: dict[str, bool] | None = None
@@ -121,7 +134,7 @@ class ChatMessage(BaseModel):
 
 class ChatRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: StrictInt | None = Field(default=None, ge=1)
+    max_completion_tokens: StrictInt | None = Field(default=None, ge=1, le=MAX_TOKENS)
 
 
 def _sse(payload: dict[str, Any] | str) -> bytes:
