@@ -35,7 +35,7 @@ import torch
 
 from altlas.errors import AltlasError, OverloadedError, TimedOutError
 from altlas.generation.paged_decoder import PagedLlamaDecoder
-from altlas.generation.sampling import SamplingParams, next_tokens
+from altlas.generation.sampling import NO_TOKEN, SamplingParams, UnusableLogitsError, next_tokens
 from altlas.observability.nvtx import ranged
 
 __all__ = ["ContinuousBatcher", "ContinuousStats", "SequenceStream"]
@@ -115,6 +115,7 @@ class ContinuousStats:
     finished: int = 0
     cancelled: int = 0
     preempted: int = 0
+    failed: int = 0  # ended by an error of their own (the others in their steps went on)
     steps: int = 0
     step_tokens: int = 0  # rows (prompt or answer tokens) run, summed over steps
     max_active: int = 0
@@ -215,12 +216,13 @@ class ContinuousBatcher:
                     self._admit()
                     if self._active:
                         self._step()
-                except Exception as exc:  # one bad step fails the sequences in it, not the thread
+                except Exception as exc:  # scheduling itself failed: its sequences, not the thread
                     log.exception("decode step failed", extra={"model": self.name})
                     error = exc if isinstance(exc, AltlasError) else RuntimeError("generation failed")
                     for sequence in self._active:
                         self._release(sequence)
                         sequence.stream._items.put(error)
+                    self.stats.failed += len(self._active)
                     self._active = []
                     self._table_dirty = True
 
@@ -271,12 +273,34 @@ class ContinuousBatcher:
     @ranged("generate.decode_step")
     def _step(self) -> None:
         """One launch over the rows: decoding sequences first (one row each), then prompt
-        chunks in admission order up to the step's rows."""
+        chunks in admission order up to the step's rows. A failure follows the sequence it
+        comes from: a launch that fails runs again one sequence at a time (the rows rewrite the
+        same cache positions), and a sequence whose own launch, sampling or hand-over fails
+        ends with the error while the others carry on."""
         self._drop_cancelled()
-        decoder = self.decoder
         plan = self._plan_rows()
         if not plan:
             return
+        try:
+            self._run(plan)
+        except Exception as exc:
+            if len(plan) == 1:
+                self._fail(plan[0][0], exc)
+                return
+            log.warning(
+                "a decode step of %d sequences failed (%r); running them one at a time",
+                len(plan), exc, extra={"model": self.name},
+            )  # fmt: skip
+            for item in plan:
+                try:
+                    self._run([item])
+                except Exception as alone:
+                    self._fail(item[0], alone)
+
+    def _run(self, plan: list[tuple[_Sequence, int]]) -> None:
+        """Feed the planned rows through the model, then pick the next token of every sequence
+        whose cache is then complete. Raises only if the launch fails, with nothing recorded."""
+        decoder = self.decoder
         count = sum(fed for _, fed in plan)
         size = decoder.bucket(count)
         tokens = np.zeros(size, dtype=np.int64)
@@ -290,8 +314,7 @@ class ContinuousBatcher:
             positions[row : row + fed] = np.arange(start, start + fed)
             slots[row : row + fed] = sequence.slot
             row += fed
-            sequence.cached += fed
-            if sequence.cached == len(sequence.ids):
+            if start + fed == len(sequence.ids):
                 ready.append((sequence, row - 1))
         decoder.tokens[:size].copy_(torch.from_numpy(tokens))
         decoder.positions[:size].copy_(torch.from_numpy(positions))
@@ -303,18 +326,66 @@ class ContinuousBatcher:
             decoder.table.copy_(torch.from_numpy(self._table))
             self._table_dirty = False
         logits = decoder.step(count)
+        for sequence, fed in plan:
+            sequence.cached += fed
         self.stats.steps += 1
         self.stats.step_tokens += count
-        if not ready:
-            return
-        rows = torch.tensor([r for _, r in ready], device=decoder.device)
+        if ready:
+            self._pick(logits, ready)
+
+    def _pick(self, logits: torch.Tensor, ready: list[tuple[_Sequence, int]]) -> None:
+        """Sample the next token of each ready sequence (its row of `logits`) and hand it over.
+        If sampling the rows together fails, each row is sampled alone; a sequence whose own
+        sampling or hand-over fails, or whose logits hold no usable score, fails alone."""
         sequences = [sequence for sequence, _ in ready]
-        chosen = next_tokens(logits[rows], [s.params for s in sequences], [self._seen(s) for s in sequences],
-                             [s.generator for s in sequences])  # fmt: skip
-        gone = {id(s) for s, token in zip(sequences, chosen, strict=True) if not self._accept(s, token)}
+        rows = [row for _, row in ready]
+        chosen: list[int | Exception]
+        try:
+            chosen = list(self._sample(logits[torch.tensor(rows, device=logits.device)], sequences))
+        except Exception:
+            log.exception(
+                "sampling %d rows together failed; sampling each alone", len(rows), extra={"model": self.name}
+            )
+            chosen = [self._sample_alone(logits[row : row + 1], sequence) for sequence, row in ready]
+        gone: set[int] = set()
+        for sequence, token in zip(sequences, chosen, strict=True):
+            try:
+                if isinstance(token, Exception):
+                    raise token
+                if token == NO_TOKEN:
+                    raise UnusableLogitsError()
+                if not self._accept(sequence, token):
+                    gone.add(id(sequence))
+            except Exception as exc:
+                self._fail(sequence, exc)
         if gone:
             self._active = [s for s in self._active if id(s) not in gone]
             self._table_dirty = True
+
+    def _sample(self, logits: torch.Tensor, sequences: list[_Sequence]) -> list[int]:
+        return next_tokens(logits, [s.params for s in sequences], [self._seen(s) for s in sequences],
+                           [s.generator for s in sequences])  # fmt: skip
+
+    def _sample_alone(self, logits: torch.Tensor, sequence: _Sequence) -> int | Exception:
+        try:
+            return self._sample(logits, [sequence])[0]
+        except Exception as exc:
+            return exc
+
+    def _fail(self, sequence: _Sequence, exc: Exception) -> None:
+        """End one sequence with an error; the others go on. The caller gets altlas's own
+        errors as they are, anything else as a plain failure (the log has the trace)."""
+        if isinstance(exc, AltlasError):
+            error: Exception = exc
+        else:
+            log.error("a generation failed", exc_info=exc, extra={"model": self.name})
+            error = RuntimeError("generation failed")
+        if sequence in self._active:
+            self._active.remove(sequence)
+            self._table_dirty = True
+        self._release(sequence)
+        self.stats.failed += 1
+        sequence.stream._items.put(error)
 
     def _plan_rows(self) -> list[tuple[_Sequence, int]]:
         """(sequence, rows it feeds) for this step, with the pages those rows need; the
