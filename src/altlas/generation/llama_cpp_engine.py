@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from altlas.errors import InvalidInputError
 from altlas.generation.engine import Completion, StopScanner, TokenEvent, answer_budget, collect, last_event
-from altlas.generation.sampling import SamplingParams
+from altlas.generation.sampling import MIN_DIVISOR, SamplingParams
 
 __all__ = ["LlamaCppGenerator"]
 
@@ -85,7 +85,9 @@ class LlamaCppGenerator:
         finish = "length"
         tokens = self.llm.generate(
             ids, top_k=params.top_k if params.top_k > 0 else 0, top_p=params.top_p,
-            temp=params.temperature, repeat_penalty=params.repetition_penalty, reset=True,
+            # llama.cpp divides by both: the sampler's floor (altlas.generation.sampling) applies here too
+            temp=params.temperature and max(params.temperature, MIN_DIVISOR),
+            repeat_penalty=max(params.repetition_penalty, MIN_DIVISOR), reset=True,
         )  # fmt: skip
         for token in tokens:
             first_token_at = first_token_at or time.perf_counter()
