@@ -44,9 +44,10 @@ class Server:
         return self.log_path.read_text(encoding="utf-8").splitlines()
 
 
-def start_server(data_dir: Path, log_path: Path) -> Server:
+def start_server(data_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> Server:
+    """A server on a free port; `env`: environment variables besides this process's own."""
     port = free_port()
-    env = {**os.environ, "ALTLAS_LOG_LEVEL": "INFO"}
+    env = {**os.environ, "ALTLAS_LOG_LEVEL": "INFO", **(env or {})}
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [

@@ -252,7 +252,7 @@ def test_register_activate_unload_and_a_model_that_cannot_load(own_server: Serve
         loaded = client.post(f"/v1/models/{EMBEDDER}/load").json()["altlas"]
         assert loaded["status"] == "loaded" and loaded["warmup_ms"] is not None
 
-        broken = {"name": "broken-lm", "task": "generation", "versions": {"1": "missing/model.gguf"}}
+        broken = {"name": "broken-lm", "task": "generation", "versions": {"1": "models/missing/model.gguf"}}
         assert client.post("/v1/models", json=broken).status_code == 201
         failed = client.post("/v1/models/broken-lm/load")
         assert failed.status_code == 503 and "does not exist" in failed.json()["error"]["message"]
@@ -370,12 +370,13 @@ def test_the_classifier_names_clear_photos(
     }
 
 
-def test_a_users_torchscript_classifier_by_path(server: Server, tmp_path: Path) -> None:
+def test_a_users_torchscript_classifier_by_path(server: Server) -> None:
     import torch
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(48, 3))
-    path = tmp_path / "tiny.pt"
+    path = server.data_dir / "models" / "tiny.pt"  # API registrations read files under the model roots
+    path.parent.mkdir(exist_ok=True)
     with warnings.catch_warnings():  # torch 2.13 marks TorchScript deprecated; users still bring such files
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.script(model).save(str(path))
@@ -390,7 +391,7 @@ def test_a_users_torchscript_classifier_by_path(server: Server, tmp_path: Path) 
     assert sorted(p["label"] for p in response.json()["predictions"]) == ["blue", "green", "red"]
 
 
-def test_a_users_onnx_classifier_by_path(server: Server, tmp_path: Path) -> None:
+def test_a_users_onnx_classifier_by_path(server: Server) -> None:
     import torch
 
     pytest.importorskip("onnx")
@@ -399,7 +400,8 @@ def test_a_users_onnx_classifier_by_path(server: Server, tmp_path: Path) -> None
     model = torch.nn.Sequential(
         torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(48, 4)
     ).eval()
-    path = tmp_path / "tiny.onnx"
+    path = server.data_dir / "models" / "tiny.onnx"
+    path.parent.mkdir(exist_ok=True)
     with warnings.catch_warnings():  # the TorchScript-based exporter is deprecated, and the simplest here
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(model, (torch.zeros(1, 3, 32, 32),), str(path), dynamo=False, input_names=["x"],

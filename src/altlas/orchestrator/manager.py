@@ -32,7 +32,7 @@ from altlas.errors import AltlasError, InvalidInputError, NotFoundError
 from altlas.orchestrator.backends import Backend, add_cpu_replica, build_backend
 from altlas.orchestrator.memory import IDLE_AFTER_S, MemoryCounters, Resident, activation_reserve, plan_room
 from altlas.orchestrator.placement import estimate_bytes
-from altlas.orchestrator.registry import ModelSpec, Registry, resolve_source
+from altlas.orchestrator.registry import ModelSpec, Registry, resolve_source, source_allowed
 from altlas.runtime.device import apply_memory_budget, describe_device, resolve_device
 from altlas.scheduling.batcher import BatcherStats, BatchPolicy, DynamicBatcher
 from altlas.scheduling.spillover import SpilloverRouter, SpillPolicy
@@ -200,18 +200,23 @@ class ModelManager:
                 entry.status = "loading"
             try:
                 built = self._build(replace(spec, active=version))
-            except AltlasError as exc:
+            except Exception as exc:  # the entry is left as it was, or failed if it held nothing
+                if isinstance(exc, AltlasError):
+                    reason = exc.message
+                else:  # a fault of ours, not of the model: its trace goes to the log only
+                    log.exception("model load failed", extra={"model": name, "version": version})
+                    reason = "an internal error; the server's log has it"
                 if entry.backend is None:
-                    entry.status, entry.error = "failed", exc.message
+                    entry.status, entry.error = "failed", reason
                 log.warning(
-                    "model failed to load", extra={"model": name, "version": version, "reason": exc.message}
+                    "model failed to load", extra={"model": name, "version": version, "reason": reason}
                 )
                 error = (
                     InsufficientMemoryError
                     if isinstance(exc, InsufficientMemoryError)
                     else ModelUnavailableError
                 )
-                raise error(f"model {name!r} failed to load: {exc.message}", field="model") from None
+                raise error(f"model {name!r} failed to load: {reason}", field="model") from None
             old = entry.backend
             entry.backend, entry.version, entry.device = built.backend, version, built.device
             entry.gpu_bytes, entry.reserve_bytes = built.gpu_bytes, built.reserve_bytes
@@ -272,8 +277,12 @@ class ModelManager:
             gc.collect()
             torch.cuda.empty_cache()
             raise InvalidInputError(f"out of GPU memory on {device} while loading", field="device") from None
-        except (OSError, RuntimeError) as exc:
-            raise InvalidInputError(f"{type(exc).__name__}: {str(exc)[:300]}", field="source") from None
+        except AltlasError as exc:
+            if exc.field != "source":
+                raise
+            raise _unreadable(spec, path, exc) from None
+        except Exception as exc:  # a loader's own error, of whatever type: the file is no such model
+            raise _unreadable(spec, path, exc) from None
 
     def _place(
         self, spec: ModelSpec, path: Path, device: torch.device, insist: bool
@@ -454,7 +463,26 @@ class ModelManager:
         entry.spec = spec
         return self.status(name)
 
+    def register_from_client(self, data: Any, where: str = "body") -> dict[str, Any]:
+        """Register a model a client sent (its JSON shape, checked whole first); its sources must
+        lie under the model roots (`<data dir>/models`, `model_roots`: the same answer whether
+        a file outside exists or not)."""
+        spec = ModelSpec.from_dict(data, where=where)
+        for version, source in spec.versions.items():
+            try:
+                allowed = source_allowed(source, self.settings.data_dir, self.settings.model_roots)
+            except InvalidInputError as exc:  # a package that is not installed
+                raise InvalidInputError(exc.message, field=f"{where}.versions.{version}") from None
+            if not allowed:
+                raise InvalidInputError(
+                    "a model's files must lie under <data dir>/models or a folder of ALTLAS_MODEL_ROOTS "
+                    "(symbolic links and '..' resolved)",
+                    field=f"{where}.versions.{version}",
+                )
+        return self.register(spec)
+
     def register(self, spec: ModelSpec) -> dict[str, Any]:
+        """Register a checked spec (or add its versions to the model of its name)."""
         spec = self.registry.register(spec)
         with self._lock:
             entry = self._entries.setdefault(spec.name, _Entry(spec))
@@ -486,6 +514,19 @@ class ModelManager:
             entry.requests += 1
             entry.last_used = time.time()
         return Lease(name, backend, entry.device or str(backend.device), entry.gpu_bytes)
+
+
+def _unreadable(spec: ModelSpec, path: Path, exc: Exception) -> InvalidInputError:
+    """A load failure as the client hears it: that the file is no such model, never the
+    loader's words (they may quote the file or name other files); those go to the log."""
+    log.warning(
+        "model file unreadable",
+        extra={"model": spec.name, "path": str(path), "reason": f"{type(exc).__name__}: {str(exc)[:500]}"},
+    )
+    return InvalidInputError(
+        f"{path.name} could not be loaded as a {spec.backend} {spec.task} model; the server's log says why",
+        field="source",
+    )
 
 
 def _allocated(device: torch.device | None) -> int:

@@ -5,6 +5,10 @@ owned_by) so OpenAI clients can list and retrieve; the registry's view of each m
 (status, device, GPU bytes, versions, last use, requests served) is under "altlas"; the list's
 own "altlas" object holds the GPU memory report (per card: budget, what each model accounts
 for; counters of evictions, refusals, CPU fallbacks, OOM batch splits and spill-overs).
+
+Registering, loading, unloading and activating administer the server: with API keys set they
+need an admin key (ApiKeys, in altlas.api.middleware, the one place keys are checked), and a
+registration's files must lie under the model roots (ModelManager.register_from_client).
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from altlas.orchestrator.manager import ModelManager
-from altlas.orchestrator.registry import ModelSpec
 
 __all__ = ["models_router"]
 
@@ -45,8 +48,7 @@ def models_router(manager: ModelManager, started: int) -> APIRouter:
 
     @router.post("", summary="Register a model (or add versions to one)", status_code=201)
     def register(body: dict[str, Any]) -> dict[str, Any]:
-        spec = ModelSpec.from_dict(body, where="body")
-        return model_object(manager.register(spec), started)
+        return model_object(manager.register_from_client(body, where="body"), started)
 
     @router.post("/{name}/load", summary="Load and warm up the active version")
     async def load(name: str) -> dict[str, Any]:
