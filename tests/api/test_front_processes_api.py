@@ -248,15 +248,23 @@ class Fronted:
 
     def unsent(self, connection: Connection) -> int:
         """Bytes the server's end of `connection` holds in its kernel send queue."""
+        return self._queues(connection)[0]
+
+    def unread(self, connection: Connection) -> int:
+        """Bytes the server's end of `connection` has received and its process not yet read."""
+        return self._queues(connection)[1]
+
+    def _queues(self, connection: Connection) -> tuple[int, int]:
         local = f":{self.port:04X}"
         remote = f":{connection.sock.getsockname()[1]:04X}"
         for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
             fields = row.split()
             if fields[1].endswith(local) and fields[2].endswith(remote):
-                return int(fields[4].split(":")[0], 16)
+                sending, receiving = fields[4].split(":")
+                return int(sending, 16), int(receiving, 16)
         raise AssertionError("no such connection")
 
-    def wait_logged(self, request_id: str, timeout: float = 30) -> int:
+    def wait_logged(self, request_id: str, timeout: float = 120) -> int:
         """The status the server logged for the request, once it has (its answer is on its way)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -447,7 +455,10 @@ def test_a_long_head_arriving_in_pieces_is_handed_over(
     request = embed(SENTENCES[4], headers={"X-Long": "x" * 20_000})
     with fronted.connect() as connection:
         connection.send(request[:17_000])
-        time.sleep(0.2)
+        deadline = time.monotonic() + 120
+        while fronted.unread(connection):  # the front has read the first piece alone
+            assert time.monotonic() < deadline, "the front did not read the first piece"
+            time.sleep(0.01)
         connection.send(request[17_000:])
         assert_embedding(connection.answer(), references[SENTENCES[4]], by_front=False)
 
@@ -548,29 +559,22 @@ def test_clients_that_leave_mid_request_do_not_break_the_server(
 ) -> None:
     """Clients that close their connection while their lane request waits for its batch: the server
     process closes each request in its books as a 499 (a 200 only if it was answered first), and
-    serves on."""
-    ids = [f"leaver-{i}" for i in range(8)]
+    serves on. Rounds of 8 such clients until 4 were 499s (a busy machine may answer some first)."""
     ran = fronted.metric("altlas_model_batch_requests_sum", model=MODEL)  # requests the model ran
-    for request_id in ids:
-        connection = fronted.connect()
-        connection.send(embed(SENTENCES[5], headers={"X-Request-ID": request_id}))
-        connection.close()
+    statuses: list[int] = []
+    deadline = time.monotonic() + 600
+    while statuses.count(499) < 4:
+        assert time.monotonic() < deadline, statuses
+        ids = [f"leaver-{len(statuses) + i}" for i in range(8)]
+        for request_id in ids:
+            connection = fronted.connect()
+            connection.send(embed(SENTENCES[5], headers={"X-Request-ID": request_id}))
+            connection.close()
+        statuses += [fronted.wait_logged(request_id) for request_id in ids]
     with fronted.connect() as connection:
         answer = connection.ask(embed(SENTENCES[5]))
         assert_embedding(answer, references[SENTENCES[5]], by_front=True)
-    deadline = time.monotonic() + 10
-    while True:
-        logged = {
-            r.get("request_id"): r.get("status")
-            for r in fronted.log_records()
-            if r.get("message") == "request"
-        }
-        if all(request_id in logged for request_id in ids):
-            break
-        assert time.monotonic() < deadline, f"not all requests were logged: {logged}"
-        time.sleep(0.05)
-    statuses = [logged[request_id] for request_id in ids]
-    assert set(statuses) <= {200, 499} and statuses.count(499) >= len(ids) // 2, statuses
+    assert set(statuses) <= {200, 499}, statuses
     # the requests whose clients left were never run, and hold no place in the model's queue
     assert fronted.metric("altlas_model_batch_requests_sum", model=MODEL) == ran + 1 + statuses.count(200)
     assert fronted.metric("altlas_model_queue_depth", model=MODEL) == 0
@@ -607,15 +611,22 @@ def test_many_concurrent_clients(fronted: Fronted, references: dict[str, np.ndar
 def test_a_front_closes_a_connection_idle_past_the_keep_alive_time(
     fronted: Fronted, references: dict[str, np.ndarray]
 ) -> None:
-    """After its answer, a keep-alive connection left idle is closed by the front after uvicorn's
-    keep-alive time (5 s), as uvicorn closes its own; not before."""
+    """A keep-alive connection left idle after its answer is closed by the front, as uvicorn
+    closes its own after its keep-alive time (5 s): not while a request is still coming in (a
+    pause past that time mid-body), never sooner than that time after the answer. No upper
+    bound: a busy machine closes it later, and only a connection never closed fails."""
+    text, keep_alive_s = SENTENCES[0], 5.0
+    request = embed(text)
     with fronted.connect() as connection:
-        text = SENTENCES[0]
-        assert_embedding(connection.ask(embed(text)), references[text], by_front=True)
-        started = time.monotonic()
-        connection.sock.settimeout(15)
+        connection.send(request[:-10])
+        time.sleep(keep_alive_s + 2)  # at least this long: a busy machine only makes it longer
+        connection.send(request[-10:])
+        last_byte_sent = time.monotonic()
+        assert_embedding(connection.answer(), references[text], by_front=True)
+        connection.sock.settimeout(600)
         assert connection.sock.recv(1) == b""  # the front closed it
-        assert 4.0 <= time.monotonic() - started <= 8.0
+        # its idle time began with the answer, after the request's last byte went out
+        assert time.monotonic() - last_byte_sent >= keep_alive_s
 
 
 def test_a_killed_front_process_is_replaced(own_fronted: Fronted) -> None:
