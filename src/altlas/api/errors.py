@@ -83,7 +83,7 @@ def _location(loc: tuple[Any, ...]) -> str:
     parts = list(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
     text = ""
     for part in parts:
-        if isinstance(part, str) and _UNION_TAG.match(part):  # which member of a union, not a field
+        if isinstance(part, str) and _UNION_TAG.fullmatch(part):  # which member of a union, not a field
             continue
         if isinstance(part, int):
             text += f"[{part}]"

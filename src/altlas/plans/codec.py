@@ -271,7 +271,7 @@ def _segment_from_dict(data: Any, index: int) -> Segment:
     if extra:
         raise _fail(path + extra[0], "is not a field of a segment")
     segment_id = _get(data, "id", path, str)
-    if not _SEGMENT_ID.match(segment_id):
+    if not _SEGMENT_ID.fullmatch(segment_id):
         raise _fail(path + "id", "must be 1-64 letters, digits or _ . : -")
     task_type = _enum(TaskType, _get(data, "task_type", path, str), path + "task_type")
     content = _get(data, "content", path, str)

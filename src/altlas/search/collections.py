@@ -67,7 +67,7 @@ class Collections:
 
     def add(self, name: str, documents: Sequence[Document], model: str, embed: Embed) -> int:
         """Embed and store the documents; returns the collection's size."""
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise InvalidInputError("must be 1-64 letters, digits, '.', '_' or '-'", field="name")
         if not documents:
             raise InvalidInputError("must hold at least one document", field="documents")

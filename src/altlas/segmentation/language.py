@@ -80,7 +80,7 @@ def _word_scores(words: list[Token]) -> tuple[float, float]:
                 en += 1.5
             elif len(suffix) > 1:
                 tr += 2.0
-        elif _TR_ENDING.match(key) and key not in _EN_WORDS and key not in EN_VERBS:
+        elif _TR_ENDING.fullmatch(key) and key not in _EN_WORDS and key not in EN_VERBS:
             tr += 0.5
         if key.endswith(("ing", "tion", "ed", "ly")) and len(key) > 4:
             en += 0.5

@@ -75,7 +75,7 @@ def find_time_spans(
     spans: list[tuple[int, int]] = []
     for match in pattern.finditer(folded, start, end):
         s, e = match.span()
-        if spans and _GAP.match(folded[spans[-1][1] : s]):
+        if spans and _GAP.fullmatch(folded[spans[-1][1] : s]):
             spans[-1] = (spans[-1][0], e)
         elif e > s:
             spans.append((s, e))
