@@ -11,6 +11,12 @@ this process (they share one connection behind a lock) and between processes (SQ
 Finished jobs (the last four states) keep their result until `expires_at`; `expire_results` then
 deletes the row and its result files. Large results live as files under `result_dir`, named
 `<job id><suffix>`, and the row keeps only the name.
+
+A row that cannot be read back as a Job (JSON that is not, an unknown status, a number that is
+not one, a result file name that is not this job's) is damaged: listings skip it and count it,
+reading it alone raises DamagedEntryError, and the runner fails it instead of running it (see
+altlas.storage.damage). A file that is not a job database stops JobStore at once with
+DamagedStoreError, and is left as it is.
 """
 
 from __future__ import annotations
@@ -33,11 +39,13 @@ from typing import Any
 
 from altlas.errors import AltlasError, InvalidInputError, NotFoundError
 from altlas.storage.atomic import fsync_path, write_file_atomically
+from altlas.storage.damage import DamagedEntries, DamagedEntryError, DamagedStoreError
 
 __all__ = [
     "FINISHED",
     "MAX_INLINE_RESULT_BYTES",
     "Job",
+    "JobPage",
     "JobStateError",
     "JobStatus",
     "JobStore",
@@ -97,6 +105,16 @@ class Job:
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of a listing: its jobs, the cursor of the next page (None after the last), and
+    how many rows of the page were damaged and left out."""
+
+    jobs: list[Job]
+    next: str | None
+    damaged: int
 
 
 # `seq` orders listing and breaks created_at ties; it never leaves the store except inside a cursor.
@@ -161,6 +179,7 @@ class JobStore:
         self._result_dir.mkdir(exist_ok=True)
         self.result_ttl_s = float(result_ttl_s)
         self.max_attempts = max_attempts
+        self.damaged = DamagedEntries("jobs")
         # One connection behind a lock: simpler than one per thread, and closable from any thread.
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves; `timeout` waits out other writers.
         self._conn = sqlite3.connect(
@@ -168,12 +187,21 @@ class JobStore:
         )
         self._conn.row_factory = sqlite3.Row
         self._lock = threading.Lock()
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        # FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss (not on a crash
-        # of the process). A job acknowledged to a client must survive both, and the cost (one fsync of
-        # the WAL per commit) is small next to the jobs themselves.
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._create_schema()
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss (not on a
+            # crash of the process). A job acknowledged to a client must survive both, and the cost
+            # (one fsync of the WAL per commit) is small next to the jobs themselves.
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._create_schema()
+        except (sqlite3.DatabaseError, DamagedStoreError) as exc:
+            self._conn.close()
+            if isinstance(exc, DamagedStoreError):
+                raise
+            raise DamagedStoreError(
+                f"{self.path} is not a job database altlas can open ({exc}); nothing was changed."
+                " Move it aside (the server then starts with no jobs) or restore it from a backup"
+            ) from exc
 
     @property
     def result_dir(self) -> Path:
@@ -195,8 +223,9 @@ class JobStore:
         with self._write() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path} has job schema {version}; this altlas knows {SCHEMA_VERSION}"
+                raise DamagedStoreError(
+                    f"{self.path} has job schema {version}; this altlas knows {SCHEMA_VERSION}:"
+                    " run the newer altlas that wrote it, or move the file aside"
                 )
             for statement in _SCHEMA:
                 conn.execute(statement)
@@ -253,7 +282,7 @@ class JobStore:
             ).rowcount
             column, value = ("id", job_id) if inserted else ("idempotency_key", idempotency_key)
             row = conn.execute(f"SELECT * FROM jobs WHERE {column} = ?", (value,)).fetchone()
-        return _job(row), bool(inserted)
+        return self._job(row), bool(inserted)
 
     def get(self, job_id: str) -> Job:
         job_id = check_job_id(job_id)
@@ -261,7 +290,7 @@ class JobStore:
             row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"no job with id {job_id}", field="id")
-        return _job(row)
+        return self._job(row)
 
     def is_cancel_requested(self, job_id: str) -> bool:
         return self.get(job_id).cancel_requested
@@ -288,9 +317,20 @@ class JobStore:
     def claim_next(self, now: float | None = None) -> Job | None:
         """Take the most urgent queued job (priority 9 first, then oldest) and mark it running.
 
-        Queued jobs whose deadline has passed are marked expired first, so they never run.
+        Queued jobs whose deadline has passed are marked expired first, so they never run; a
+        damaged one is marked failed (code "damaged") and the next one taken.
         """
         now = time.time() if now is None else now
+        while True:
+            row = self._claim_row(now)
+            if row is None:
+                return None
+            try:
+                return self._job(row)
+            except DamagedEntryError as exc:
+                self._fail_damaged(str(row["id"]), exc.message, now)
+
+    def _claim_row(self, now: float) -> sqlite3.Row | None:
         with self._write() as conn:
             overdue = conn.execute(
                 "UPDATE jobs SET status = 'expired', finished_at = ?, expires_at = ?, error = ?"
@@ -306,7 +346,16 @@ class JobStore:
             ).fetchall()
         if overdue:
             log.info("jobs expired before they started", extra={"count": overdue})
-        return _job(rows[0]) if rows else None
+        return rows[0] if rows else None
+
+    def _fail_damaged(self, job_id: str, message: str, now: float) -> None:
+        error = json.dumps({"message": message, "code": "damaged"})
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE jobs SET status = 'failed', finished_at = ?, expires_at = ?, error = ?"
+                " WHERE id = ? AND status = 'running'",
+                (now, now + self.result_ttl_s, error, job_id),
+            )
 
     def set_progress(self, job_id: str, done: int, total: int) -> None:
         job_id = check_job_id(job_id)
@@ -363,7 +412,7 @@ class JobStore:
             ).fetchall()
             if not rows:
                 _raise_not_running(conn, job_id)
-        return _job(rows[0])
+        return self._job(rows[0])
 
     def cancel(self, job_id: str) -> Job:
         """Queued: cancelled now. Running: cancel_requested, the runner stops it. Finished: unchanged."""
@@ -385,7 +434,7 @@ class JobStore:
             rows = rows or conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchall()
         if not rows:
             raise NotFoundError(f"no job with id {job_id}", field="id")
-        return _job(rows[0])
+        return self._job(rows[0])
 
     def recover(self, now: float | None = None) -> int:
         """At start-up: jobs left `running` by a process that died go back to the queue.
@@ -476,6 +525,13 @@ class JobStore:
         self, status: str | None = None, kind: str | None = None, limit: int = 50, after: str | None = None
     ) -> tuple[list[Job], str | None]:
         """One page of jobs, newest first, and the cursor of the next page (None after the last)."""
+        page = self.page(status, kind, limit, after)
+        return page.jobs, page.next
+
+    def page(
+        self, status: str | None = None, kind: str | None = None, limit: int = 50, after: str | None = None
+    ) -> JobPage:
+        """One page of jobs, newest first; damaged rows are left out and counted."""
         clauses: list[str] = []
         params: list[Any] = []
         if status is not None:
@@ -498,30 +554,92 @@ class JobStore:
                 f"SELECT * FROM jobs WHERE {where} ORDER BY seq DESC LIMIT ?", (*params, limit + 1)
             ).fetchall()
         next_cursor = str(rows[limit - 1]["seq"]) if len(rows) > limit else None
-        return [_job(row) for row in rows[:limit]], next_cursor
+        jobs: list[Job] = []
+        for row in rows[:limit]:
+            try:
+                jobs.append(self._job(row))
+            except DamagedEntryError:  # logged and counted by _job
+                continue
+        return JobPage(jobs, next_cursor, damaged=min(len(rows), limit) - len(jobs))
+
+    def _job(self, row: sqlite3.Row) -> Job:
+        """The row as a Job, or DamagedEntryError (counted and logged) if it cannot be one."""
+        try:
+            return _job(row)
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
+            self.damaged.found(str(row["id"])[:80], str(exc)[:200])
+            raise DamagedEntryError(
+                f"job {str(row['id'])[:80]} is damaged and cannot be read; cancel or ignore it,"
+                " it expires with the others",
+                field="id",
+            ) from None
 
 
 def _job(row: sqlite3.Row) -> Job:
-    return Job(
-        id=row["id"],
-        kind=row["kind"],
-        input=json.loads(row["input"]),
-        priority=row["priority"],
+    """The row as a Job, every column checked: ValueError or TypeError naming the column if one
+    is not what the store writes (a row changed by hand, a damaged file)."""
+    job_id = row["id"]
+    if not isinstance(job_id, str) or not _ID.fullmatch(job_id):
+        raise ValueError("id: not a job id")
+    job_input = _json_column(row, "input")
+    if job_input is None:
+        raise TypeError("input: missing")
+    job = Job(
+        id=job_id,
+        kind=_column(row, "kind", str),
+        input=job_input,
+        priority=_column(row, "priority", int),
         status=JobStatus(row["status"]),
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        deadline=row["deadline"],
-        idempotency_key=row["idempotency_key"],
-        attempts=row["attempts"],
-        progress_done=row["progress_done"],
-        progress_total=row["progress_total"],
-        result=None if row["result"] is None else json.loads(row["result"]),
-        result_file=row["result_file"],
-        error=None if row["error"] is None else json.loads(row["error"]),
-        cancel_requested=bool(row["cancel_requested"]),
-        expires_at=row["expires_at"],
+        created_at=_column(row, "created_at", float),
+        started_at=_column(row, "started_at", float, nullable=True),
+        finished_at=_column(row, "finished_at", float, nullable=True),
+        deadline=_column(row, "deadline", float, nullable=True),
+        idempotency_key=_column(row, "idempotency_key", str, nullable=True),
+        attempts=_column(row, "attempts", int),
+        progress_done=_column(row, "progress_done", int, nullable=True),
+        progress_total=_column(row, "progress_total", int, nullable=True),
+        result=_json_column(row, "result"),
+        result_file=_column(row, "result_file", str, nullable=True),
+        error=_json_column(row, "error"),
+        cancel_requested=bool(_column(row, "cancel_requested", int)),
+        expires_at=_column(row, "expires_at", float, nullable=True),
     )
+    # A result file is one this job wrote: the name never leads outside result_dir.
+    if job.result_file is not None and not (
+        job.result_file.startswith(job.id) and _SUFFIX.fullmatch(job.result_file[len(job.id) :])
+    ):
+        raise ValueError("result_file: not a result file of this job")
+    return job
+
+
+def _column(row: sqlite3.Row, name: str, kind: type, *, nullable: bool = False) -> Any:
+    value = row[name]
+    if value is None and nullable:
+        return None
+    ok = (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if kind is float
+        else isinstance(value, kind) and not isinstance(value, bool)
+    )
+    if not ok:
+        raise TypeError(f"{name}: {type(value).__name__} {str(value)[:40]!r} is not a {kind.__name__}")
+    return value
+
+
+def _json_column(row: sqlite3.Row, name: str) -> dict[str, Any] | None:
+    text = row[name]
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise TypeError(f"{name}: not JSON text")
+    value = json.loads(text, parse_constant=_no_constant)
+    if not isinstance(value, dict):
+        raise TypeError(f"{name}: not a JSON object")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _raise_not_running(conn: sqlite3.Connection, job_id: str) -> None:

@@ -6,6 +6,10 @@ is kept on disk under `<data dir>/collections/<name>/` (the index as .npz, the t
 model's name as JSON, both written atomically) and loaded back at start. Adding a document
 with an id that exists replaces it. Embedding is the caller's: a function from texts to
 unit vectors, so this module knows nothing of models or HTTP.
+
+A collection whose files cannot be read at start stops it with DamagedStoreError, naming the
+file and what to do; the files are left as they are (a collection skipped instead would be
+overwritten by the next document added under its name).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +27,7 @@ import numpy as np
 from altlas.errors import InvalidInputError, NotFoundError
 from altlas.search.index import VectorIndex
 from altlas.storage.atomic import write_atomically, write_file_atomically
+from altlas.storage.damage import DamagedStoreError
 
 __all__ = ["Collections", "Document", "Hit"]
 
@@ -126,9 +132,24 @@ class Collections:
         write_atomically(folder / "collection.json", json.dumps(meta, ensure_ascii=False))
 
     def _read(self, folder: Path) -> _Collection:
-        meta = json.loads((folder / "collection.json").read_text(encoding="utf-8"))
-        index = VectorIndex.load(folder / "vectors.npz", device=self.device)
-        collection = _Collection(meta["model"], index.dim, self.device)
+        """The collection kept in `folder`, or DamagedStoreError naming the file that fails."""
+        path = folder / "collection.json"
+        try:
+            meta = json.loads(path.read_bytes())
+            model, texts = meta["model"], dict(meta["texts"])
+            if not isinstance(model, str) or not all(isinstance(t, str) for t in texts.values()):
+                raise ValueError("model and texts must be strings")
+            path = folder / "vectors.npz"
+            if not zipfile.is_zipfile(path):  # np.load leaves the file open on a bad archive
+                raise ValueError("not an .npz archive")
+            index = VectorIndex.load(path, device=self.device)
+        except Exception as exc:  # whatever the damage, start-up answers with one line
+            raise DamagedStoreError(
+                f"collection {folder.name!r} cannot be read: {path} is damaged ({str(exc)[:200]});"
+                " nothing was changed. Move the folder aside (the server then starts without this"
+                " collection) or restore it from a backup"
+            ) from exc
+        collection = _Collection(model, index.dim, self.device)
         collection.index = index
-        collection.texts = dict(meta["texts"])
+        collection.texts = texts
         return collection

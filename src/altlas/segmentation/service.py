@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from altlas.errors import AltlasError, InputTooLargeError
+from altlas.errors import AltlasError, InputTooLargeError, InvalidInputError
 from altlas.plans.model import AltFile
 from altlas.plans.priorities import PriorityRequest, prioritize
 from altlas.segmentation.segmenter import SegmentationOptions, check_command, segment_command
-from altlas.storage.plan_store import PlanStore
+from altlas.storage.plan_store import PlanStore, UnstorablePlanError
 
 __all__ = ["SegmentationService"]
 
@@ -21,13 +21,17 @@ class SegmentationService:
     def segment(self, command: str, options: SegmentationOptions, *, store: bool = True) -> AltFile:
         plan = segment_command(command, options)
         if store:
-            self.store.save(plan)
+            try:
+                self.store.save(plan)
+            except UnstorablePlanError as exc:
+                raise InvalidInputError(exc.message, field=exc.field) from None
         return plan
 
     def segment_batch(
         self, commands: Sequence[str], options: SegmentationOptions, *, store: bool = True
     ) -> list[AltFile]:
-        """All commands or none: every command is checked before any plan is stored."""
+        """All commands or none: every command is segmented, and every plan encoded, before the
+        first plan is stored (PlanStore.save_many); an error names the command, `commands[i]`."""
         if len(commands) > self.max_batch:
             raise InputTooLargeError(
                 f"has {len(commands):,} commands; the limit is {self.max_batch:,} per request",
@@ -40,7 +44,11 @@ class SegmentationService:
                 raise type(exc)(exc.message, field=f"commands[{i}]") from None
         plans = [segment_command(c, options) for c in commands]
         if store:
-            self.store.save_many(plans)
+            try:
+                self.store.save_many(plans)
+            except UnstorablePlanError as exc:
+                field = f"commands[{exc.index}]" if exc.field == "command" else exc.field
+                raise InvalidInputError(exc.message, field=field) from None
         return plans
 
     def prioritize(self, plan: AltFile, request: PriorityRequest) -> list[str]:

@@ -16,7 +16,7 @@ __all__ = ["alt_files_router"]
 def alt_files_router(store: PlanStore) -> APIRouter:
     router = APIRouter(prefix="/v1/alt-files", tags=["alt-files"])
 
-    @router.get("", summary="Stored plans, newest first")
+    @router.get("", summary="Stored plans, newest first (damaged: files of the page that could not be read)")
     def list_plans(
         offset: int = Query(0, ge=0, le=10**9), limit: int = Query(50, ge=1, le=1000)
     ) -> dict[str, Any]:
@@ -26,6 +26,7 @@ def alt_files_router(store: PlanStore) -> APIRouter:
             "total": page.total,
             "offset": offset,
             "limit": limit,
+            "damaged": page.damaged,
         }
 
     @router.get("/{plan_id}", summary="One plan, as JSON or YAML", response_model=None)

@@ -125,7 +125,13 @@ def jobs_router(store: JobStore, runner: JobRunner, kinds: dict[str, JobKind]) -
         limit: int = Query(default=50, ge=1, le=500),
         after: str | None = None,
     ) -> dict[str, Any]:
-        jobs, cursor = await run_in_threadpool(store.list, status, kind, limit, after)
-        return {"object": "list", "data": [job_view(job) for job in jobs], "next": cursor}
+        page = await run_in_threadpool(store.page, status, kind, limit, after)
+        # damaged: rows of this page that could not be read, left out of data (see altlas.storage.damage)
+        return {
+            "object": "list",
+            "data": [job_view(job) for job in page.jobs],
+            "next": page.next,
+            "damaged": page.damaged,
+        }
 
     return router

@@ -1,4 +1,8 @@
-"""POST /v1/segment, /v1/segment/batch and /v1/prioritize."""
+"""POST /v1/segment, /v1/segment/batch and /v1/prioritize.
+
+A stored plan always reaches its client: the answer is the bytes the store encoded the plan to
+(encode_plan), so once the store has taken a plan nothing is left that could fail.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from altlas.plans.codec import plan_from_dict, plan_to_dict
 from altlas.plans.priorities import PriorityRequest, PriorityWeights
 from altlas.segmentation.segmenter import SegmentationOptions
 from altlas.segmentation.service import SegmentationService
+from altlas.storage.plan_store import encode_plan
 
 __all__ = ["segmentation_options", "segmentation_router"]
 
@@ -33,21 +38,31 @@ def segmentation_options(body: SegmentOptionsBody) -> SegmentationOptions:
 def segmentation_router(service: SegmentationService) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["segmentation"])
 
-    @router.post("/segment", status_code=201, summary="Segment one command into an ALT plan")
-    async def segment(body: SegmentRequest, response: Response) -> dict[str, Any]:
+    @router.post(
+        "/segment",
+        status_code=201,
+        response_model=dict[str, Any],
+        summary="Segment one command into an ALT plan",
+    )
+    async def segment(body: SegmentRequest) -> Response:
         plan = await run_in_threadpool(
             service.segment, body.command, segmentation_options(body), store=body.store
         )
-        if body.store:
-            response.headers["Location"] = f"/v1/alt-files/{plan.id}"
-        return plan_to_dict(plan)
+        headers = {"Location": f"/v1/alt-files/{plan.id}"} if body.store else None
+        return _json(encode_plan(plan), headers)
 
-    @router.post("/segment/batch", status_code=201, summary="Segment up to 1000 commands")
-    async def segment_batch(body: BatchSegmentRequest) -> dict[str, Any]:
+    @router.post(
+        "/segment/batch",
+        status_code=201,
+        response_model=dict[str, Any],
+        summary="Segment up to 1000 commands",
+    )
+    async def segment_batch(body: BatchSegmentRequest) -> Response:
         plans = await run_in_threadpool(
             service.segment_batch, body.commands, segmentation_options(body), store=body.store
         )
-        return {"count": len(plans), "data": [plan_to_dict(p) for p in plans]}
+        data = b",".join(encode_plan(plan) for plan in plans)
+        return _json(b'{"count":%d,"data":[%s]}' % (len(plans), data))
 
     @router.post("/prioritize", summary="Score a plan's segments and order them")
     async def prioritize(body: PrioritizeRequest) -> dict[str, Any]:
@@ -66,3 +81,7 @@ def segmentation_router(service: SegmentationService) -> APIRouter:
         }
 
     return router
+
+
+def _json(content: bytes, headers: dict[str, str] | None = None) -> Response:
+    return Response(content, status_code=201, headers=headers, media_type="application/json")
