@@ -104,6 +104,7 @@ def test_escaped_pairs_and_lookalikes_are_text(client: httpx.Client) -> None:
         ("/v1/chat/completions", {"model": LLM, "messages": [{"role": "user", "content": deep(70)}]}, None),
         ("/v1/embed", {"texts": ["x", deep(64)]}, "texts[1]" + ".a" * 62),
         ("/v1/dedupe", {"commands": ["x"], "threshold": deep(800)}, "threshold" + ".a" * 63),
+        ("/v1/embeddings", {"model": EMBEDDER, "input": "x", "user": deep(100)}, "user" + ".a" * 63),
     ],
 )
 def test_json_nested_deeper_than_64_levels_is_refused_naming_the_field(
