@@ -53,7 +53,7 @@ def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
     for name, value in headers:
         if name == b"x-request-id":
             supplied = value.decode("latin-1")
-            return supplied if _CLIENT_ID.match(supplied) else _new_request_id()
+            return supplied if _CLIENT_ID.fullmatch(supplied) else _new_request_id()
     return _new_request_id()
 
 
@@ -183,7 +183,11 @@ class RequestBodyMiddleware:
         try:
             messages = await read_body(receive, self.max_bytes, self.timeout_s)
             if messages[-1]["type"] == "http.request" and _is_json(scope["headers"]):
-                check_json_body(b"".join(m.get("body", b"") for m in messages))
+                body = b"".join(m.get("body", b"") for m in messages)
+                if len(body) > _LOOP_CHECK_BYTES:  # a closer look may take a while: not on the loop
+                    await asyncio.to_thread(check_json_body, body)
+                else:
+                    check_json_body(body)
         except AltlasError as exc:
             await refuse_body(send, self.handlers, scope, exc)
             return
@@ -215,6 +219,9 @@ async def _answer_error(
     await send({"type": "http.response.start", "status": answer.status, "headers": headers})
     await send({"type": "http.response.body", "body": answer.body})
     return answer.status
+
+
+_LOOP_CHECK_BYTES = 1 << 20  # bodies up to this size are checked on the event loop (~ms at most)
 
 
 def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:
