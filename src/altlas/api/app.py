@@ -25,6 +25,7 @@ from altlas.api.routes.alt_files import alt_files_router
 from altlas.api.routes.health import health_router
 from altlas.api.routes.metrics import metrics_router
 from altlas.api.routes.segmentation import segmentation_router
+from altlas.api.schemas import ERROR_RESPONSES
 from altlas.errors import InvalidInputError
 from altlas.observability.gpu import GpuSampler, torch_allocator_metrics
 from altlas.observability.metrics import Metrics
@@ -180,6 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="ALT_LAS core: command segmentation into ALT task plans, and the models tasks need",
         docs_url="/docs",
         lifespan=_lifespan,
+        responses=ERROR_RESPONSES,  # every route's error answers, in the one error shape
     )
     app.state.on_start = []
     app.state.on_stop = []

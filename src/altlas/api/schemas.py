@@ -1,4 +1,5 @@
-"""Request bodies of the segmentation API (pydantic lives here, at the boundary, only)."""
+"""Request bodies of the segmentation API, and the one error shape of every route as OpenAPI
+declares it (pydantic lives here, at the boundary, only)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from altlas.plans.model import Language, Mode, Persona, TaskType
 
-__all__ = ["BatchSegmentRequest", "PrioritizeRequest", "SegmentOptionsBody", "SegmentRequest", "WeightsBody"]
+__all__ = [
+    "ERROR_RESPONSES",
+    "BatchSegmentRequest",
+    "ErrorDetail",
+    "ErrorResponse",
+    "PrioritizeRequest",
+    "SegmentOptionsBody",
+    "SegmentRequest",
+    "WeightsBody",
+]
 
 _SEED = Field(default=None, ge=-(2**63), le=2**63 - 1, description="Same seed, same plan (modes, personas)")
 
@@ -60,3 +70,70 @@ class PrioritizeRequest(BaseModel):
     deadline: datetime | None = None
     user_preferences: dict[TaskType, StrictInt] = Field(default_factory=dict)
     weights: WeightsBody = Field(default_factory=WeightsBody)
+
+
+class ErrorDetail(BaseModel):
+    message: str = Field(description="What went wrong, for a person to read")
+    type: str = Field(
+        description="invalid_request_error, authentication_error, permission_error, not_found_error, "
+        "rate_limit_error or server_error"
+    )
+    param: str | None = Field(
+        description="The input at fault: a body field (messages[0].content), a query or path parameter, "
+        "body, authorization; null when no one input is"
+    )
+    code: str = Field(
+        description="What kind of failure, for programs: invalid_value, missing, too_large, ..."
+    )
+
+
+class ErrorResponse(BaseModel):
+    """The one error shape of every altlas answer from 400 to 599 (OpenAI's): see
+    altlas.api.middleware.error_body, which writes it."""
+
+    error: ErrorDetail
+
+
+def _error(description: str, **extra: Any) -> dict[str, Any]:
+    return {"description": description, "model": ErrorResponse, **extra}
+
+
+# The error answers a route may give, declared once for every route (create_app's `responses`);
+# each says where it applies. 422 replaces FastAPI's own HTTPValidationError: the validation
+# errors of every route are answered in the error shape too (altlas.api.errors).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error(
+        "The body is not valid JSON, a form upload cannot be read, or the model named serves another task"
+    ),
+    401: _error(
+        "A /v1 route without a valid API key, when the server has keys: send Authorization: Bearer <key>",
+        headers={"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+    ),
+    403: _error(
+        "Model administration (anything but a read under /v1/models) with a key that is no admin key"
+    ),
+    404: _error("No such route, or no such plan, job, model, version or index"),
+    408: _error("The request body did not all arrive within ALTLAS_BODY_TIMEOUT_S; the connection is closed"),
+    409: _error("The job is not in a state that allows this (the result of a job that has not succeeded)"),
+    413: _error(
+        "The body is over ALTLAS_MAX_BODY_BYTES (the connection is closed), or an input is over its "
+        "limit (texts, commands, tokens, queries, an image's pixels, audio)"
+    ),
+    415: _error("An upload that is not audio or an image this server decodes"),
+    422: _error(
+        "A value is invalid: error.param names it (body fields as a.b[0].c, parameters by name); "
+        "also a JSON body nested too deep or with a lone surrogate, whatever the route"
+    ),
+    429: _error(
+        "Too much work in flight (ALTLAS_MAX_CONCURRENT_REQUESTS, or a model's queue): retry after "
+        "Retry-After seconds",
+        headers={
+            "Retry-After": {"description": "Seconds to wait, at least 1", "schema": {"type": "integer"}}
+        },
+    ),
+    500: _error(
+        "An unexpected error: the message names the request id (also in X-Request-ID); the log has the rest"
+    ),
+    503: _error("The model cannot serve now: not enough GPU memory, or it failed to load"),
+    504: _error("Not answered within ALTLAS_REQUEST_TIMEOUT_S"),
+}

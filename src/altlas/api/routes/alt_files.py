@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from altlas.plans.codec import dumps, plan_to_dict
 from altlas.storage.plan_store import PlanStore
 
 __all__ = ["alt_files_router"]
+
+# A plan id as OpenAPI declares it: the rule of altlas.storage.plan_store.check_plan_id (a UUID in
+# its 8-4-4-4-12 form, any case), which answers any other id with 422 naming "id".
+PlanId = Annotated[str, Path(description="A plan id: a UUID", json_schema_extra={"format": "uuid"})]
 
 
 def alt_files_router(store: PlanStore) -> APIRouter:
@@ -30,14 +34,14 @@ def alt_files_router(store: PlanStore) -> APIRouter:
         }
 
     @router.get("/{plan_id}", summary="One plan, as JSON or YAML", response_model=None)
-    def get_plan(plan_id: str, format: Literal["json", "yaml"] = "json") -> Response | dict[str, Any]:
+    def get_plan(plan_id: PlanId, format: Literal["json", "yaml"] = "json") -> Response | dict[str, Any]:
         plan = store.get(plan_id)
         if format == "yaml":
             return Response(dumps(plan, "yaml"), media_type="application/yaml")
         return plan_to_dict(plan)
 
     @router.delete("/{plan_id}", status_code=204, summary="Delete a plan")
-    def delete_plan(plan_id: str) -> Response:
+    def delete_plan(plan_id: PlanId) -> Response:
         store.delete(plan_id)
         return Response(status_code=204)
 

@@ -7,9 +7,9 @@ Jobs live in the durable store (altlas.jobs): a server killed mid-job runs it ag
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
@@ -22,6 +22,11 @@ from altlas.jobs.store import Job, JobStateError, JobStatus, JobStore
 __all__ = ["jobs_router"]
 
 _MEDIA_TYPES = {".jsonl": "application/x-ndjson", ".npy": "application/octet-stream"}
+# A job id as OpenAPI declares it: the rule of altlas.jobs.store.check_job_id (uuid4().hex, any
+# case), which answers any other id with 422 naming "id" before the store is read.
+JobId = Annotated[
+    str, Path(description="A job id: 32 hex digits", json_schema_extra={"pattern": "^[0-9a-fA-F]{32}$"})
+]
 
 
 class JobRequest(BaseModel):
@@ -96,7 +101,7 @@ def jobs_router(store: JobStore, runner: JobRunner, kinds: dict[str, JobKind]) -
         return await run_in_threadpool(submit, body)
 
     @router.get("/{job_id}", summary="A job's status, progress, timings, and result or error")
-    async def get_job(job_id: str) -> dict[str, Any]:
+    async def get_job(job_id: JobId) -> dict[str, Any]:
         return job_view(await run_in_threadpool(store.get, job_id))
 
     @router.get(
@@ -104,7 +109,7 @@ def jobs_router(store: JobStore, runner: JobRunner, kinds: dict[str, JobKind]) -
         summary="The result: JSON, or a file (JSONL plans, .npy vectors)",
         response_model=None,
     )
-    async def get_result(job_id: str) -> JSONResponse | FileResponse:
+    async def get_result(job_id: JobId) -> JSONResponse | FileResponse:
         job = await run_in_threadpool(store.get, job_id)
         if job.status != JobStatus.SUCCEEDED:
             raise JobStateError(f"job {job.id} is {job.status}; it has no result", field="status")
@@ -115,15 +120,19 @@ def jobs_router(store: JobStore, runner: JobRunner, kinds: dict[str, JobKind]) -
         return FileResponse(path, media_type=media_type, filename=f"{job.kind}-{job.id}{path.suffix}")
 
     @router.delete("/{job_id}", summary="Cancel: a queued job at once, a running one at its next batch")
-    async def cancel_job(job_id: str) -> dict[str, Any]:
+    async def cancel_job(job_id: JobId) -> dict[str, Any]:
         return job_view(await run_in_threadpool(store.cancel, job_id))
 
     @router.get("", summary="Jobs, newest first, a page at a time (next: the cursor of the next page)")
     async def list_jobs(
-        status: str | None = None,
+        status: str | None = Query(default=None, json_schema_extra={"enum": [str(s) for s in JobStatus]}),
         kind: str | None = None,
         limit: int = Query(default=50, ge=1, le=500),
-        after: str | None = None,
+        after: str | None = Query(
+            default=None,
+            description="The previous page's next",
+            json_schema_extra={"pattern": "^[0-9]{1,19}$"},
+        ),
     ) -> dict[str, Any]:
         page = await run_in_threadpool(store.page, status, kind, limit, after)
         # damaged: rows of this page that could not be read, left out of data (see altlas.storage.damage)
