@@ -115,7 +115,6 @@ def _mount_jobs(app: FastAPI, settings: Settings) -> None:
     app.state.on_stop.extend([runner.stop, store.close])
 
 
-# name -> function that mounts the service's routers; later services add themselves here.
 def _count_damaged(app: FastAPI) -> None:
     """altlas_damaged_entries_total on /metrics: what the mounted stores found damaged and skipped."""
     from altlas.storage.damage import DamagedEntries, damaged_entries_metrics
@@ -129,6 +128,7 @@ def _count_damaged(app: FastAPI) -> None:
         app.state.metrics.add_collector(lambda: damaged_entries_metrics(*stores))
 
 
+# name -> function that mounts the service's routers; later services add themselves here.
 SERVICES: dict[str, Callable[[FastAPI, Settings], None]] = {
     "segmentation": _mount_segmentation,
     "embeddings": _mount_embeddings,
@@ -197,9 +197,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for name in settings.services:
         SERVICES[name](app, settings)
     _mount_jobs(app, settings)
+    _count_damaged(app)
     app.include_router(health_router(settings.data_dir, lambda: list(settings.services)))
     app.include_router(metrics_router(app.state.metrics))
-    _count_damaged(app)
     # The last added runs first: request id and log line around everything (so 401s and 429s get
     # them too), then the key check, so that requests without a key never take a concurrency
     # slot, then the body, read whole (limits of size and time), so that a slow client never
