@@ -40,19 +40,7 @@ HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 
 # (failure code, operation) -> why the failure stays. A server error is never listed.
 # ST202: positive_data_acceptance, a request the schema allows answered 4xx.
-# ST205: allow_header_conformance, a 405's Allow header lists other methods than the schema.
 KNOWN: dict[tuple[str, str], str] = {
-    **{
-        ("ST205", operation): "a 405 names only the methods of the first route matching the path "
-        "(Starlette routes each method apart): src/altlas/api/errors.py (_http_error) could list "
-        "every route's methods for the path"
-        for operation in (
-            "OPTIONS /v1/alt-files/{plan_id}",
-            "OPTIONS /v1/jobs",
-            "OPTIONS /v1/jobs/{job_id}",
-            "OPTIONS /v1/models",
-        )
-    },
     ("ST202", "POST /v1/audio/vad"): "a file of any bytes (an empty one too) is schema-valid, and no "
     "schema says which bytes are audio: 415 (src/altlas/api/routes/media.py)",
     ("ST202", "POST /v1/images/classify"): "a file of any bytes (an empty one too) is schema-valid, and "
@@ -79,8 +67,9 @@ KNOWN: dict[tuple[str, str], str] = {
     "fields the schema does not state), and an empty command (no minLength) is refused "
     "(src/altlas/api/schemas.py SegmentOptionsBody, the segmentation service)",
     ("ST202", "POST /v1/segment/batch"): "as for /v1/segment",
-    ("ST202", "POST /v1/similar-commands"): "an empty command passes the schema (no minLength), 422 "
-    "(src/altlas/api/routes/similarity.py)",
+    ("ST202", "POST /v1/similar-commands"): "a command is checked as /v1/segment checks it (blank, "
+    "no word, over 10,000 characters), which no length or pattern in the schema says "
+    "(src/altlas/segmentation/segmenter.py check_command)",
 }
 
 
