@@ -218,3 +218,129 @@ def test_a_bad_policy_is_refused() -> None:
         BatchPolicy(max_batch_tokens=0)
     with pytest.raises(ValueError):
         BatchPolicy(max_queue=0)
+
+
+class Chunks:
+    """Pieces of a tuple of numbers: runs of at most `budget` numbers (each costs 1)."""
+
+    def cut(self, item: tuple[int, ...], budget: int) -> list[tuple[int, ...]]:
+        return [item[i : i + budget] for i in range(0, len(item), budget)]
+
+    def join(
+        self, item: tuple[int, ...], pieces: list[tuple[int, ...]], outputs: list[tuple[int, ...]]
+    ) -> tuple[int, ...]:
+        return tuple(n for output in outputs for n in output)
+
+
+class PieceRecorder:
+    """Runs batches of tuples (doubling each number), records them, holds them at a gate and
+    tells when a run started."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[int, ...]]] = []
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def run(self, items: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+        self.entered.set()
+        self.gate.wait()
+        self.batches.append(items)
+        return [tuple(2 * n for n in item) for item in items]
+
+
+def make_pieces(
+    recorder: PieceRecorder, budget: int
+) -> DynamicBatcher[tuple[int, ...], list[tuple[int, ...]], tuple[int, ...]]:
+    return DynamicBatcher(
+        "pieces", list, recorder.run, cost=len, policy=BatchPolicy(max_batch_tokens=budget), pieces=Chunks()
+    )
+
+
+def wait_until_idle(batcher: DynamicBatcher[tuple[int, ...], list[tuple[int, ...]], tuple[int, ...]]) -> None:
+    deadline = time.monotonic() + 10
+    while batcher.in_flight() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert batcher.in_flight() == 0
+
+
+BIG = tuple(range(100, 140))  # 10 pieces of 4
+
+
+def test_a_request_over_the_budget_runs_in_pieces_and_its_caller_gets_one_answer() -> None:
+    recorder = PieceRecorder()
+    recorder.gate.set()
+    batcher = make_pieces(recorder, budget=4)
+    served = batcher.submit(tuple(range(10))).result(10)
+    assert served.value == tuple(2 * n for n in range(10))
+    assert [item for batch in recorder.batches for item in batch] == [(0, 1, 2, 3), (4, 5, 6, 7), (8, 9)]
+    assert served.batch_size == 3 and served.batch_tokens == 10 and served.batch_requests == 1
+    assert batcher.stats.submitted == 1 and batcher.stats.items == 3 and batcher.in_flight() == 0
+    assert batcher.submit((1, 2)).result(10).value == (2, 4)  # within the budget: whole, as before
+    batcher.close()
+
+
+def test_a_small_request_after_a_big_one_runs_before_the_big_ones_last_piece() -> None:
+    recorder = PieceRecorder()
+    batcher = make_pieces(recorder, budget=4)
+    big = batcher.submit(BIG)
+    assert recorder.entered.wait(10)  # the big one's first piece runs (held at the gate)
+    small = batcher.submit((7,))
+    recorder.gate.set()
+    assert small.result(10).value == (14,)
+    assert big.result(10).value == tuple(2 * n for n in BIG)
+    ran = [item for batch in recorder.batches for item in batch]
+    assert len(ran) == 11 and ran.index((7,)) < ran.index(BIG[-4:])
+    assert ran.index((7,)) <= 2  # behind the piece running and at most the one prepared meanwhile
+    batcher.close()
+
+
+def test_cancelling_a_request_in_pieces_drops_the_pieces_not_yet_run() -> None:
+    recorder = PieceRecorder()
+    batcher = make_pieces(recorder, budget=4)
+    big = batcher.submit(BIG)
+    assert recorder.entered.wait(10)
+    assert big.cancel()  # pending until its last piece: its caller can still give up
+    recorder.gate.set()
+    wait_until_idle(batcher)
+    assert recorder.batches == [[BIG[:4]]]  # the piece that was running, and no other
+    assert batcher.stats.skipped == 9 and batcher.stats.items == 1
+    assert batcher.submit((3,)).result(10).value == (6,)
+    batcher.close()
+
+
+def test_a_failing_piece_fails_its_request_only() -> None:
+    def run(items: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+        if any(-1 in item for item in items):
+            raise ValueError("bad piece")
+        return items
+
+    batcher: DynamicBatcher[tuple[int, ...], list[tuple[int, ...]], tuple[int, ...]] = DynamicBatcher(
+        "failing", list, run, cost=len, policy=BatchPolicy(max_batch_tokens=2, enabled=False), pieces=Chunks()
+    )
+    with pytest.raises(ValueError, match="bad piece"):
+        batcher.submit((1, 2, -1, 3, 4, 5, 6, 7)).result(10)
+    assert batcher.submit((1, 2, 3)).result(10).value == (1, 2, 3)
+    wait_until_idle(batcher)
+    assert batcher.stats.items == 1 + 2  # the first's first piece (its second failed), the last's two
+    assert batcher.stats.skipped == 2  # the first's last two pieces never ran
+    batcher.close()
+
+
+def test_close_finishes_a_request_in_pieces_or_refuses_it() -> None:
+    recorder = PieceRecorder()
+    recorder.gate.set()
+    batcher = make_pieces(recorder, budget=4)
+    future = batcher.submit(BIG)
+    batcher.close(drain=True)
+    assert future.result(1).value == tuple(2 * n for n in BIG)
+
+    held = PieceRecorder()
+    batcher = make_pieces(held, budget=4)
+    future = batcher.submit(BIG)
+    assert held.entered.wait(10)
+    closing = threading.Thread(target=batcher.close, kwargs={"drain": False})
+    closing.start()
+    held.gate.set()
+    closing.join(10)
+    assert isinstance(future.exception(1), OverloadedError)
+    assert batcher.in_flight() == 0 and len(held.batches) <= 2

@@ -13,7 +13,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from altlas.embeddings import Embedder, default_model_path, read_model_folder
 from altlas.embeddings import engine as engine_module
 from altlas.embeddings.batching import plan_batches
+from altlas.embeddings.engine import TextPieces, TextRequest
 from altlas.errors import InvalidInputError
+from altlas.scheduling.batcher import BatchPolicy, DynamicBatcher
 
 from ..embedding_cases import EDGE_TEXTS, cosines, mixed_texts, model_path
 
@@ -69,6 +71,32 @@ def test_empty_input_and_unnormalized(embedder: Embedder) -> None:
 def test_bad_texts(embedder: Embedder, bad: object) -> None:
     with pytest.raises(InvalidInputError):
         embedder.encode(bad)  # type: ignore[arg-type]
+
+
+def test_text_pieces_are_consecutive_runs_within_the_budget() -> None:
+    pieces = TextPieces(max_length=256)
+    texts = mixed_texts(200, seed=5)
+    cut = pieces.cut(TextRequest(texts), 300)
+    assert len(cut) > 5 and [text for piece in cut for text in piece.texts] == texts
+    assert all(piece.estimated_tokens(256) <= 300 for piece in cut)
+    alone = pieces.cut(TextRequest(["a " * 5000, "b", "c"]), 100)  # one text over the budget
+    assert [piece.texts for piece in alone] == [["a " * 5000], ["b", "c"]]
+
+
+def test_a_request_in_pieces_gets_the_vectors_and_tokens_of_the_whole(embedder: Embedder) -> None:
+    max_length = embedder.tokenizer.max_length
+    batcher: DynamicBatcher[TextRequest, object, np.ndarray] = DynamicBatcher(
+        "pieces", embedder.stage_requests, embedder.run_requests,
+        cost=lambda request: request.estimated_tokens(max_length),
+        policy=BatchPolicy(max_batch_tokens=400), pieces=TextPieces(max_length),
+    )  # fmt: skip
+    texts = mixed_texts(150, seed=11)
+    request = TextRequest(texts)
+    served = batcher.submit(request).result(120)
+    batcher.close()
+    assert batcher.stats.items > 5  # it did run in pieces
+    np.testing.assert_allclose(served.value, embedder.encode(texts), atol=2e-6)
+    assert request.tokens == int(embedder.tokenizer(texts)[1].sum())
 
 
 def test_plan_batches_cover_every_sequence_within_budget() -> None:

@@ -96,7 +96,8 @@ def _parser(
 
 
 def _patiently(submit: Callable[[], Future[T]], context: JobContext) -> T:
-    """A job waits for room in a model's queue (synchronous traffic may fill it) instead of failing."""
+    """A job waits for room in a model's queue (synchronous traffic may fill it) instead of failing;
+    cancelled while its work waits or runs, it drops what has not run yet (a large input's pieces)."""
     while True:
         try:
             future = submit()
@@ -104,7 +105,15 @@ def _patiently(submit: Callable[[], Future[T]], context: JobContext) -> T:
             context.check_cancelled()
             time.sleep(min(exc.retry_after_s, 1.0))
             continue
-        return future.result()
+        break
+    try:
+        while True:
+            try:
+                return future.result(timeout=1.0)
+            except TimeoutError:
+                context.check_cancelled()
+    finally:
+        future.cancel()  # nothing once it is done
 
 
 def job_kinds(app_state: Any) -> dict[str, JobKind]:

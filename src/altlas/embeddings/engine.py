@@ -32,7 +32,7 @@ from altlas.observability.nvtx import nvtx_range, ranged
 from altlas.runtime.device import apply_memory_budget, resolve_device, resolve_dtype
 from altlas.settings import Settings
 
-__all__ = ["Embedder", "EncodeStats", "StagedRequests", "TextRequest"]
+__all__ = ["Embedder", "EncodeStats", "StagedRequests", "TextPieces", "TextRequest"]
 
 _CHUNK_TEXTS = 8_192  # texts tokenized per producer step (and per worker task)
 # Inputs at least this large are tokenized by worker processes, where there are cores for them.
@@ -369,10 +369,41 @@ class TextRequest:
     def estimated_tokens(self, max_length: int) -> int:
         """Tokens to count against a batch's budget before tokenizing: one per two characters
         plus two special tokens a text, at most `max_length` a text on average. Above the real
-        count for common text (WordPiece averages ~4 characters a token); gathering is all it
-        decides, since forward passes are planned from the real lengths."""
-        count = len(self.texts)
-        return min(count * max_length, sum(map(len, self.texts)) // 2 + 2 * count)
+        count for common text (WordPiece averages ~4 characters a token); gathering (and cutting
+        a large request into pieces) is all it decides, since forward passes are planned from
+        the real lengths."""
+        return _estimated_tokens(len(self.texts), sum(map(len, self.texts)), max_length)
+
+
+def _estimated_tokens(count: int, characters: int, max_length: int) -> int:
+    return min(count * max_length, characters // 2 + 2 * count)
+
+
+class TextPieces:
+    """How a dynamic batcher cuts a request of many texts (altlas.scheduling.batcher.Pieces):
+    runs of consecutive texts whose estimated tokens (the cost the batcher counts, see
+    TextRequest.estimated_tokens) fit its budget, one text at least; the pieces' vectors are
+    joined back in input order, and their token counts summed into the request's."""
+
+    def __init__(self, max_length: int) -> None:
+        self.max_length = max_length
+
+    def cut(self, request: TextRequest, budget: int) -> list[TextRequest]:
+        texts, max_length = request.texts, self.max_length
+        pieces: list[TextRequest] = []
+        first = characters = 0
+        for i, text in enumerate(texts):
+            size = len(text)
+            if i > first and _estimated_tokens(i + 1 - first, characters + size, max_length) > budget:
+                pieces.append(TextRequest(texts[first:i]))
+                first, characters = i, 0
+            characters += size
+        pieces.append(TextRequest(texts[first:]))
+        return pieces
+
+    def join(self, request: TextRequest, pieces: list[TextRequest], outputs: list[np.ndarray]) -> np.ndarray:
+        request.tokens = sum(piece.tokens for piece in pieces)
+        return np.concatenate(outputs)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from altlas.audio.vad import SpeechSegment, VoiceActivityDetector
+from altlas.embeddings.batched import text_batcher, text_request
 from altlas.embeddings.engine import Embedder, TextRequest
 from altlas.errors import InvalidInputError, OverloadedError, TimedOutError
 from altlas.generation.convert import model_folder
@@ -55,7 +56,8 @@ class Backend(Protocol):
 
 
 class EmbeddingBackend:
-    """Embeddings through a dynamic batcher: concurrent requests share forward passes."""
+    """Embeddings through a dynamic batcher: concurrent requests share forward passes, a large
+    request runs in pieces that take turns with the others (altlas.embeddings.batched)."""
 
     task = "embedding"
 
@@ -69,15 +71,8 @@ class EmbeddingBackend:
         if forward_batch_tokens is not None:
             self.embedder.forward_batch_tokens = forward_batch_tokens
         self.device = self.embedder.device
-        max_length = self.embedder.tokenizer.max_length
-        self.batcher: BatchQueue[TextRequest, np.ndarray] = DynamicBatcher(
-            f"{name}@{self.device}",
-            prepare=self.embedder.stage_requests,
-            run=self.embedder.run_requests,
-            cost=lambda request: request.estimated_tokens(max_length),
-            policy=policy,
-            size=lambda request: len(request.texts),
-            device=describe_device(self.device),
+        self.batcher: BatchQueue[TextRequest, np.ndarray] = text_batcher(
+            self.embedder, f"{name}@{self.device}", policy, device=describe_device(self.device)
         )
         self.replica: Backend | None = None  # the same model on the CPU, for overflow
 
@@ -87,23 +82,19 @@ class EmbeddingBackend:
         """Queue texts: (future of their vectors, the request, whose `tokens` count is set once
         its batch is prepared). Tokenizing waits for the batch: one call for all its texts, on
         the batcher's thread, not the caller's (on a server, the event loop). A text the
-        tokenizer cannot take (not valid Unicode) is refused here, naming `field`, so that it
-        never fails the batch of other requests it would have joined."""
-        try:
-            "".join(texts).encode("utf-8")  # one call for all: this runs on the event loop
-        except UnicodeEncodeError:
-            for i, text in enumerate(texts):
-                if not _valid_unicode(text):
-                    raise InvalidInputError(
-                        "is not valid Unicode (it holds a lone surrogate)", field=f"{field}[{i}]"
-                    ) from None
-        request = TextRequest(texts)
+        tokenizer cannot take (not valid Unicode) is refused here, naming `field`."""
+        request = text_request(texts, field)
         return self.batcher.submit(request), request
 
     def encode(self, texts: list[str], timeout_s: float | None = None) -> Served[np.ndarray]:
-        """Vectors of `texts` through the batcher, waiting in this thread."""
+        """Vectors of `texts` through the batcher, waiting in this thread; TimeoutError after
+        `timeout_s`, and then what has not run yet never runs."""
         future, _request = self.submit(texts)
-        return future.result(timeout_s)
+        try:
+            return future.result(timeout_s)
+        except TimeoutError:
+            future.cancel()
+            raise
 
     def warmup(self, inputs: list[str]) -> None:
         self.embedder.warmup()
@@ -115,14 +106,6 @@ class EmbeddingBackend:
         self.embedder.close()
         if self.replica is not None:
             self.replica.close()
-
-
-def _valid_unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class GenerationBackend:

@@ -40,7 +40,7 @@ class CommandSimilarity:
                     index = VectorIndex(embedder.dimension, metric="cosine", device=embedder.device)
                     pairs = self.store.commands()
                     if pairs:
-                        index.add([i for i, _ in pairs], embedder.encode([c for _, c in pairs]))
+                        index.add([i for i, _ in pairs], self.embeddings.encode([c for _, c in pairs]))
                     self._commands = dict(pairs)
                     self._index = index
         return self._index
@@ -48,7 +48,7 @@ class CommandSimilarity:
     def _saved(self, plans: list[AltFile]) -> None:
         if self._index is None:
             return  # built from the store on first use
-        vectors = self.embeddings.embedder().encode([p.command for p in plans])
+        vectors = self.embeddings.encode([p.command for p in plans], field="command")
         self._index.add([p.id for p in plans], vectors)
         self._commands.update({p.id: p.command for p in plans})
 
@@ -59,7 +59,7 @@ class CommandSimilarity:
 
     def similar(self, command: str, k: int) -> list[dict[str, Any]]:
         index = self._built()
-        vector = self.embeddings.embedder().encode([command])
+        vector = self.embeddings.encode([command], field="command")
         hits = index.search(vector, k)[0]
         return [
             {"plan_id": h.id, "command": self._commands.get(h.id, ""), "score": round(h.score, 6)}
@@ -73,7 +73,7 @@ class CommandSimilarity:
             )
         if not 0 < threshold <= 1:
             raise InvalidInputError(f"must be in (0, 1], got {threshold}", field="threshold")
-        vectors = self.embeddings.embedder().encode(list(commands))
+        vectors = self.embeddings.encode(commands, field="commands")
         i, j, s = similar_pairs(vectors, threshold)
         pairs = [
             {"i": int(a), "j": int(b), "score": round(float(c), 6)}

@@ -10,7 +10,7 @@ import numpy as np
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationInfo, field_validator
 
 from altlas.api.cost import request_cost
 from altlas.errors import TimedOutError
@@ -18,9 +18,12 @@ from altlas.orchestrator.backends import EmbeddingBackend
 from altlas.orchestrator.manager import Lease, ModelManager
 from altlas.search.collections import Collections, Document
 
-__all__ = ["SearchRequest", "run_search", "search_router"]
+__all__ = ["MAX_SEARCH_QUERIES", "MAX_SEARCH_RESULTS", "SearchRequest", "run_search", "search_router"]
 
 DEFAULT_MODEL = "all-minilm-l6-v2"
+MAX_SEARCH_QUERIES = 1024  # queries of one request
+MAX_SEARCH_RESULTS = 16_384  # hits one request may ask for: queries x k (each hit carries its text)
+MAX_REMOVE_IDS = 100_000
 
 
 class DocumentIn(BaseModel):
@@ -40,15 +43,37 @@ class AddRequest(BaseModel):
 class RemoveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    ids: list[StrictStr] = Field(min_length=1)
+    ids: list[StrictStr] = Field(min_length=1, max_length=MAX_REMOVE_IDS)
 
 
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     index: StrictStr
-    query: StrictStr | list[StrictStr]
-    k: StrictInt = Field(default=10, ge=1, le=1024)
+    query: StrictStr | list[StrictStr] = Field(description=f"a text, or 1 to {MAX_SEARCH_QUERIES:,} texts")
+    k: StrictInt = Field(
+        default=10, ge=1, le=1024,
+        description=f"results per query; queries x k is at most {MAX_SEARCH_RESULTS:,}",
+    )  # fmt: skip
+
+    @field_validator("query")
+    @classmethod
+    def _queries_bounded(cls, query: str | list[str]) -> str | list[str]:
+        if isinstance(query, list) and not 1 <= len(query) <= MAX_SEARCH_QUERIES:
+            raise ValueError(f"has {len(query):,} queries; the limit is 1 to {MAX_SEARCH_QUERIES:,}")
+        return query
+
+    @field_validator("k")
+    @classmethod
+    def _results_bounded(cls, k: int, info: ValidationInfo) -> int:
+        query = info.data.get("query")  # absent when it failed its own checks
+        queries = len(query) if isinstance(query, list) else 1
+        if queries * k > MAX_SEARCH_RESULTS:
+            raise ValueError(
+                f"asks for {queries:,} x {k:,} results; the limit is {MAX_SEARCH_RESULTS:,} in all "
+                "(send fewer queries or a smaller k)"
+            )
+        return k
 
 
 class _Embedder:

@@ -1,0 +1,209 @@
+"""Large embedding requests on a real server (all-MiniLM-L6-v2 on the CPU): 4,096 long texts run
+in pieces that take turns with other requests, a client that leaves stops its request's work, the
+server's memory stays bounded; and the list inputs of /v1/search are bounded (issue 16, item 5)."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from .conftest import Server, peak_rss_growth
+
+EMBEDDER = "all-minilm-l6-v2"
+# 4,096 texts of 256 tokens each (the model's longest: the words run past it): on a 2-core CPU
+# the whole request takes minutes, so every test leaves long before it could end.
+LONG_TEXTS = [f"text {i}: " + "word " * 300 for i in range(4096)]
+TOKENS_OF_ALL = 4096 * 256
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T], timeout: float = 300, every: float = 0.1) -> T:
+    """`check()`'s first true value. The deadline only keeps a broken server from hanging the
+    test: generous, never a measure of speed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"not within {timeout} s")
+
+
+def model_metric(client: httpx.Client, family_name: str) -> float:
+    """The embedding model's sample(s) of a /metrics family, summed over devices."""
+    families = text_string_to_metric_families(client.get("/metrics").text)
+    return sum(
+        sample.value
+        for family in families
+        if family.name == family_name
+        for sample in family.samples
+        if sample.labels.get("model") == EMBEDDER and not sample.name.endswith("_created")
+    )
+
+
+def real_tokens(client: httpx.Client) -> float:
+    """Tokens the model has computed since the server started."""
+    return model_metric(client, "altlas_model_real_tokens")
+
+
+def in_flight(client: httpx.Client) -> float:
+    """The model's requests queued or running (pieces still to run included)."""
+    return model_metric(client, "altlas_model_queue_depth")
+
+
+def start_loads_done(client: httpx.Client) -> bool:
+    """Whether the models the server loads at start (in the background) have loaded (or failed)."""
+    models = client.get("/v1/models").json()["data"]
+    return all(m["altlas"]["status"] in ("loaded", "failed") for m in models if m["altlas"]["load_at_start"])
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[httpx.Client]:
+    """A client of the session server, its embedding model loaded and idle, and no model loading
+    (a load would count in the server's memory and take the CPU)."""
+    with server.client() as c:
+        c.timeout = httpx.Timeout(300)
+        warm = c.post("/v1/embeddings", json={"model": EMBEDDER, "input": ["warm up"]})
+        assert warm.status_code == 200, warm.text
+        wait_until(lambda: start_loads_done(c) and in_flight(c) == 0)
+        yield c
+
+
+class RawRequest:
+    """A POST sent on a socket of its own, so that the test decides when its client leaves."""
+
+    def __init__(self, server: Server, path: str, body: object) -> None:
+        url = urlsplit(server.url)
+        payload = json.dumps(body).encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n"
+        )
+        self.sock = socket.create_connection((url.hostname, url.port), timeout=60)
+        self.sock.sendall(head.encode() + payload)
+
+    def answer_so_far(self) -> bytes:
+        readable, _, _ = select.select([self.sock], [], [], 0)
+        return self.sock.recv(65536) if readable else b""
+
+    def leave(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> RawRequest:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.leave()
+
+
+def pieces_ran(client: httpx.Client, before: float, pieces: int) -> None:
+    """Wait until the model has computed `pieces` pieces' worth of tokens (4,096 each) since `before`."""
+    wait_until(lambda: real_tokens(client) >= before + pieces * 4096)
+
+
+def big_request(server: Server) -> RawRequest:
+    return RawRequest(server, "/v1/embeddings", {"model": EMBEDDER, "input": LONG_TEXTS})
+
+
+def test_a_small_request_is_served_while_a_big_one_runs_and_work_stops_when_its_client_leaves(
+    server: Server, client: httpx.Client
+) -> None:
+    before = real_tokens(client)
+    with big_request(server) as big:
+        pieces_ran(client, before, 2)
+        # One sentence while the big request runs: served between its pieces, not after all of
+        # them (in one piece the server would answer it 504, at its 60 s limit, minutes early).
+        small = client.post("/v1/embeddings", json={"model": EMBEDDER, "input": ["open the browser"]})
+        assert small.status_code == 200, small.text
+        assert len(small.json()["data"]) == 1
+        assert not big.answer_so_far().startswith(b"HTTP/1.1 200")  # the big one is far from done
+    # Its client left: its pieces not yet run are dropped, the model goes idle long before all
+    # of them could have run.
+    wait_until(lambda: in_flight(client) == 0)
+    assert real_tokens(client) - before < TOKENS_OF_ALL / 2
+    again = client.post("/v1/embeddings", json={"model": EMBEDDER, "input": ["still serving"]})
+    assert again.status_code == 200, again.text
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time the process has used (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle(pid: int) -> bool:
+    """Whether the process used less than a quarter of a core over a second (a model running
+    a forward pass keeps one or two busy)."""
+    start = cpu_seconds(pid)
+    time.sleep(1.0)
+    return cpu_seconds(pid) - start < 0.25
+
+
+def test_v1_embed_serves_a_small_request_while_a_big_one_runs_and_stops_when_its_client_leaves(
+    server: Server, client: httpx.Client
+) -> None:
+    pid = server.process.pid
+    small = client.post("/v1/embed", json={"texts": ["warm up"]})  # the service's engine loaded
+    assert small.status_code == 200, small.text
+    wait_until(lambda: idle(pid))
+    start = cpu_seconds(pid)
+    with RawRequest(server, "/v1/embed", {"texts": LONG_TEXTS}) as big:
+        wait_until(lambda: cpu_seconds(pid) - start >= 5)  # parsed, and pieces of it running
+        small = client.post("/v1/embed", json={"texts": ["open the browser"]})
+        assert small.status_code == 200, small.text
+        assert small.json()["count"] == 1
+        assert not big.answer_so_far().startswith(b"HTTP/1.1 200")  # the big one is far from done
+    wait_until(lambda: idle(pid))  # its client left: the rest of its work is dropped
+
+
+def test_memory_while_serving_4096_long_texts_stays_under_256_mb(
+    server: Server, client: httpx.Client
+) -> None:
+    def serve_some_and_leave() -> None:
+        before = real_tokens(client)
+        with big_request(server):
+            pieces_ran(client, before, 4)  # the steady state: pieces parsed, run and kept
+        wait_until(lambda: in_flight(client) == 0)
+
+    growth, _ = peak_rss_growth(server.process.pid, serve_some_and_leave)
+    assert growth < 256 * 2**20, f"peak RSS grew by {growth / 2**20:.0f} MB"
+
+
+def test_a_cancelled_embed_job_stops_its_work(client: httpx.Client) -> None:
+    before = real_tokens(client)
+    texts = LONG_TEXTS[:1000]  # one of the job's batches: minutes of work on a 2-core CPU
+    submitted = client.post("/v1/jobs", json={"kind": "embed", "input": {"model": EMBEDDER, "input": texts}})
+    assert submitted.status_code == 202, submitted.text
+    job_id = submitted.json()["id"]
+    pieces_ran(client, before, 2)  # it runs
+    assert client.delete(f"/v1/jobs/{job_id}").status_code in (200, 202)
+    wait_until(lambda: client.get(f"/v1/jobs/{job_id}").json()["status"] == "cancelled")
+    wait_until(lambda: in_flight(client) == 0)
+    assert real_tokens(client) - before < len(texts) * 256 / 2  # the rest of its batch never ran
+
+
+def test_search_bounds_its_queries_and_results(client: httpx.Client) -> None:
+    cases = [
+        ({"index": "any", "query": [f"query {i}" for i in range(6000)]}, "query"),
+        ({"index": "any", "query": [f"query {i}" for i in range(1024)], "k": 1024}, "k"),
+    ]
+    for body, field in cases:
+        response = client.post("/v1/search", json=body)
+        assert response.status_code in (413, 422), response.text
+        error = response.json()["error"]
+        assert error["param"] == field and "limit" in error["message"], error
+    response = client.post("/v1/search/indexes/any/remove", json={"ids": [str(i) for i in range(100_001)]})
+    assert response.status_code in (413, 422) and response.json()["error"]["param"] == "ids", response.text
+    job = client.post("/v1/jobs", json={"kind": "search", "input": {"index": "any", "query": ["q"] * 6000}})
+    assert job.status_code in (413, 422) and job.json()["error"]["param"] == "input.query", job.text
