@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from altlas.audio.decode import decode_audio
+from altlas.audio.resample import resample
 from altlas.audio.vad import VoiceActivityDetector
 from altlas.vision.classifier import ImageClassifier, decode_image
 
@@ -47,6 +48,14 @@ def test_vad_on_cuda_agrees_with_the_cpu() -> None:
     for a, b in zip(gpu_segments, cpu_segments, strict=True):
         assert abs(a.start - b.start) <= 0.04 and abs(a.end - b.end) <= 0.04
     assert gpu.segments(np.zeros(rate * 4, np.float32), rate)[0] == []
+
+
+@pytest.mark.parametrize("rate", [8_009, 22_050, 44_101, 383_999])
+def test_resampling_on_cuda_agrees_with_the_cpu_at_odd_rates(rate: int) -> None:
+    x = torch.randn(2, rate * 3, generator=torch.Generator().manual_seed(rate))  # two rows at once
+    on_gpu = resample(x.cuda(), rate, 16_000)
+    assert on_gpu.device.type == "cuda" and on_gpu.shape == (2, 48_000)
+    torch.testing.assert_close(on_gpu.cpu(), resample(x, rate, 16_000), atol=1e-4, rtol=0)  # TF32 aside
 
 
 def test_classifier_on_cuda_agrees_with_the_cpu() -> None:

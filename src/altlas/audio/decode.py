@@ -8,9 +8,14 @@ import numpy as np
 
 from altlas.errors import InvalidInputError
 
-__all__ = ["UnsupportedAudioError", "decode_audio"]
+__all__ = ["MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "UnsupportedAudioError", "decode_audio"]
 
 MAX_SECONDS = 3 * 60 * 60  # longer uploads are refused before decoding
+# Sample rates taken (Hz), checked before decoding: telephone audio's 8 kHz and anything odd down
+# to 1 kHz, up to studio recordings' 384 kHz. Any rate in between resamples in time and memory
+# proportional to the samples (audio/resample.py).
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 384_000
 
 
 class UnsupportedAudioError(InvalidInputError):
@@ -25,6 +30,12 @@ def decode_audio(data: bytes, field: str = "file") -> tuple[np.ndarray, int]:
         raise UnsupportedAudioError("is empty", field=field)
     try:
         with soundfile.SoundFile(io.BytesIO(data)) as handle:
+            if not MIN_SAMPLE_RATE <= handle.samplerate <= MAX_SAMPLE_RATE:
+                raise UnsupportedAudioError(
+                    f"has a sample rate of {handle.samplerate:,} Hz; this server takes"
+                    f" {MIN_SAMPLE_RATE:,} to {MAX_SAMPLE_RATE:,} Hz",
+                    field=field,
+                )
             if handle.frames > MAX_SECONDS * handle.samplerate:
                 raise InvalidInputError(
                     f"is {handle.frames / handle.samplerate:,.0f} s long; the limit is {MAX_SECONDS:,} s",

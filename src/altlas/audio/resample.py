@@ -1,41 +1,117 @@
-"""Band-limited resampling on any device: a windowed-sinc polyphase filter as one strided convolution.
+"""Band-limited resampling on any device: a Hann-windowed sinc at each output sample, in phases.
 
-For a rational ratio new/old = up/down (reduced by their gcd), output sample j lies at input
-time j*down/up; its value is a sum of input samples weighted by a Hann-windowed sinc with its
-cut-off at the lower of the two Nyquist frequencies (no aliasing when going down). Output
-samples come in `up` phases that each reuse one filter, so the whole job is a conv1d with
-`up` output channels and stride `down`, which runs on the GPU as readily as on the CPU.
+Output sample j lies at input time j * down / up, where up / down = new_rate / rate in lowest
+terms; its value is a sum of the 2 * width input samples around that time, weighted by a
+Hann-windowed sinc with `zeros` zero crossings each side and its cut-off a hair under the lower
+of the two Nyquist frequencies (no aliasing when going down). Outputs j = m * up + p share phase
+p, hence one row of weights, and their input windows start `down` samples apart: each phase is a
+matrix-vector product over a strided view of the input, taken in blocks. Times are exact
+integers however odd the rates (no drift), and the work is bounded by the samples, not the
+ratio: 2 * width multiply-adds per output, the weights of `_BUDGET` taps at a time, and the
+windows of one block (`_BUDGET` taps) copied at most. Python steps: one per phase that has
+outputs (at most `up`, 16,000 for 8,009 -> 16,000 Hz) and one per block.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
-__all__ = ["resample"]
+__all__ = ["ResamplingPlan", "resample"]
+
+_BUDGET = 1 << 20  # taps (elements) of weights computed at once, and of input windows per product
+
+
+@dataclass(frozen=True)
+class ResamplingPlan:
+    """How `resample` takes `samples` input samples from `rate` to `new_rate` Hz."""
+
+    rate: int
+    new_rate: int
+    samples: int
+    zeros: int = 16  # sinc zero crossings each side
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0 or self.new_rate <= 0:
+            raise ValueError("sample rates must be positive")
+
+    @property
+    def up(self) -> int:
+        """Output phases: new_rate / gcd(rate, new_rate)."""
+        return self.new_rate // math.gcd(self.rate, self.new_rate)
+
+    @property
+    def down(self) -> int:
+        """Input samples between the windows of outputs up apart: rate / gcd(rate, new_rate)."""
+        return self.rate // math.gcd(self.rate, self.new_rate)
+
+    @property
+    def cutoff(self) -> float:
+        """The low-pass filter's cut-off in cycles per input sample x 2 (1.0: the input's Nyquist)."""
+        return min(1.0, self.new_rate / self.rate) * 0.99
+
+    @property
+    def width(self) -> int:
+        """Taps each side of an output; past the input's ends they would only see zeros."""
+        return max(1, min(math.ceil(self.zeros / self.cutoff), self.samples))
+
+    @property
+    def length(self) -> int:
+        """Output samples."""
+        return math.ceil(self.samples * self.new_rate / self.rate)
+
+    @property
+    def block(self) -> int:
+        """Phases whose weights are computed at once, and outputs of one phase per product."""
+        return max(1, _BUDGET // (2 * self.width))
+
+    def weights(self, phases: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """[phases] -> [phases, 2 * width]: the weights of taps base - width + 1 ... base + width
+        for an output at input time base + (phase * down mod up) / up."""
+        frac = (phases * self.down % self.up).to(torch.float64) / self.up
+        offsets = torch.arange(-self.width + 1, self.width + 1, device=phases.device, dtype=torch.float64)
+        t = (offsets - frac[:, None]) * self.cutoff  # each tap's distance from the output, in cut-off periods
+        window = torch.where(t.abs() <= self.zeros, torch.cos(t * (math.pi / self.zeros / 2)) ** 2, 0.0)
+        return (torch.sinc(t) * window * self.cutoff).to(dtype)
 
 
 def resample(samples: torch.Tensor, rate: int, new_rate: int, *, zeros: int = 16) -> torch.Tensor:
     """`samples` [..., time] from `rate` to `new_rate` Hz; `zeros`: sinc zero crossings per side."""
     if rate == new_rate:
         return samples
-    if rate <= 0 or new_rate <= 0:
-        raise ValueError("sample rates must be positive")
-    divisor = math.gcd(rate, new_rate)
-    up, down = new_rate // divisor, rate // divisor
-    cutoff = min(up, down) * 0.99  # a hair under Nyquist, for the window's transition band
-    width = math.ceil(zeros * down / cutoff)  # taps each side, in input samples
-    dtype = torch.float64 if samples.dtype == torch.float64 else torch.float32
-    phases = torch.arange(up, device=samples.device, dtype=torch.float64)[:, None] * down / up
-    taps = torch.arange(-width, width + down, device=samples.device, dtype=torch.float64)[None, :]
-    t = (taps - phases) * cutoff / down  # in units of the cut-off period
-    window = torch.where(t.abs() <= zeros, torch.cos(t * math.pi / zeros / 2) ** 2, 0.0)
-    kernel = torch.sinc(t) * window * cutoff / down
     shape = samples.shape
-    flat = samples.reshape(-1, 1, shape[-1]).to(dtype)
-    padded = torch.nn.functional.pad(flat, (width, width + down))
-    out = torch.nn.functional.conv1d(padded, kernel.to(dtype)[:, None, :], stride=down)  # [n, up, frames]
-    out = out.transpose(1, 2).reshape(flat.shape[0], -1)
-    length = math.ceil(shape[-1] * up / down)
-    return out[:, :length].reshape(*shape[:-1], length).to(samples.dtype)
+    plan = ResamplingPlan(rate, new_rate, shape[-1], zeros)
+    if samples.numel() == 0:
+        return samples.new_zeros(*shape[:-1], plan.length)
+    dtype = torch.float64 if samples.dtype == torch.float64 else torch.float32
+    flat = samples.reshape(-1, shape[-1]).to(dtype)
+    # padded[r, s] = flat[r, s - width] (zeros past the ends): output j's taps start at base_j + 1
+    padded = torch.nn.functional.pad(flat, (plan.width, plan.width)).contiguous()
+    out = torch.zeros(  # [rows, m, phase]: output m * up + phase
+        flat.shape[0], math.ceil(plan.length / plan.up), plan.up, device=samples.device, dtype=dtype
+    )
+    for first in range(0, min(plan.up, plan.length), plan.block):
+        phases = torch.arange(first, min(first + plan.block, plan.up, plan.length), device=samples.device)
+        for phase, weights in enumerate(plan.weights(phases, dtype), start=first):
+            _one_phase(plan, padded, weights, phase, out[:, :, phase])
+    return (
+        out.reshape(flat.shape[0], -1)[:, : plan.length].reshape(*shape[:-1], plan.length).to(samples.dtype)
+    )
+
+
+def _one_phase(
+    plan: ResamplingPlan, padded: torch.Tensor, weights: torch.Tensor, phase: int, out: torch.Tensor
+) -> None:
+    """out[:, m] = output m * up + phase of each row, `plan.block` taps' worth at a time."""
+    rows, taps = padded.shape[0], 2 * plan.width
+    start = phase * plan.down // plan.up + 1  # of output m * up + phase: start + m * down
+    count = math.ceil((plan.length - phase) / plan.up)
+    step = max(1, plan.block // rows)
+    for m in range(0, count, step):
+        size = min(step, count - m)
+        windows = padded.as_strided(  # overlapping views: the product copies at most this block
+            (rows, size, taps), (padded.stride(0), plan.down, 1), start + m * plan.down
+        )
+        out[:, m : m + size] = torch.matmul(windows, weights)
