@@ -177,7 +177,6 @@ def _model_kinds(manager: Any, app_state: Any) -> dict[str, JobKind]:
     from altlas.api.routes.search import SearchRequest, run_search
     from altlas.audio.decode import decode_audio
     from altlas.orchestrator.backends import EmbeddingBackend, ImageBackend, VadBackend, VadRequest
-    from altlas.vision.classifier import decode_image
 
     def embed(context: JobContext) -> JobOutcome:
         body = EmbedInput.model_validate(context.job.input)
@@ -208,7 +207,8 @@ def _model_kinds(manager: Any, app_state: Any) -> dict[str, JobKind]:
 
     def vad(context: JobContext) -> JobOutcome:
         body = VadInput.model_validate(context.job.input)
-        samples, rate = decode_audio(_base64(body.audio_base64, "input.audio_base64"))
+        field = "input.audio_base64"  # the same decoding, rate limits and resampling as POST /v1/audio/vad
+        samples, rate = decode_audio(_base64(body.audio_base64, field), field=field)
         backend = manager.lease(body.model, "audio-vad").backend
         assert isinstance(backend, VadBackend)
         request = VadRequest(
@@ -222,11 +222,12 @@ def _model_kinds(manager: Any, app_state: Any) -> dict[str, JobKind]:
 
     def classify(context: JobContext) -> JobOutcome:
         body = ClassifyInput.model_validate(context.job.input)
-        image = decode_image(_base64(body.image_base64, "input.image_base64"), field="input.image_base64")
         backend = manager.lease(body.model, "image-classification").backend
         assert isinstance(backend, ImageBackend)
         backend.classifier.check_top_k(body.top_k)
-        predictions = _patiently(lambda: backend.batcher.submit((image, body.top_k)), context).value
+        field = "input.image_base64"  # decoded as POST /v1/images/classify does: as far as the model needs
+        pixels = backend.classifier.decode(_base64(body.image_base64, field), field).pixels
+        predictions = _patiently(lambda: backend.batcher.submit((pixels, body.top_k)), context).value
         return JobOutcome(result={
             "model": body.model,
             "predictions": [{"label": p.label, "index": p.index, "score": p.score} for p in predictions],

@@ -14,7 +14,6 @@ from altlas.audio.decode import decode_audio
 from altlas.orchestrator.backends import ImageBackend, VadBackend, VadRequest
 from altlas.orchestrator.manager import ModelManager
 from altlas.scheduling.waiting import wait_for
-from altlas.vision.classifier import decode_image
 
 __all__ = ["media_router"]
 
@@ -64,21 +63,21 @@ def media_router(manager: ModelManager) -> APIRouter:
         top_k: Annotated[int, Form(ge=1, le=1000)] = 5,
     ) -> JSONResponse:
         data = await file.read()
-        image = await run_in_threadpool(decode_image, data)
         lease = await run_in_threadpool(manager.lease, model, "image-classification")
         backend = lease.backend
         assert isinstance(backend, ImageBackend)
         backend.classifier.check_top_k(top_k)
+        image = await run_in_threadpool(backend.classifier.decode, data)  # only as far as the model needs
         served = await wait_for(
-            backend.batcher.submit((image, top_k)), timeout_s, request.receive, "classification"
+            backend.batcher.submit((image.pixels, top_k)), timeout_s, request.receive, "classification"
         )
         headers, cost = request_cost(
             lease, served.run_ms, served.queue_ms, served.batch_size, served.batch_requests, served.device
         )
         body = {
             "model": model,
-            "width": int(image.shape[1]),
-            "height": int(image.shape[0]),
+            "width": image.width,
+            "height": image.height,
             "predictions": [{"label": p.label, "index": p.index, "score": p.score} for p in served.value],
             "altlas": cost,
         }
