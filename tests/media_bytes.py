@@ -45,3 +45,17 @@ def png(width: int, height: int, mode: str = "RGB") -> bytes:
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def flac_silence(rate: int, channels: int, seconds: float) -> bytes:
+    """A FLAC of silence, written a block at a time: 60 s of 8 channels at 384 kHz is 200 KB."""
+    import io
+
+    import soundfile
+
+    buffer = io.BytesIO()
+    frames, block = int(rate * seconds), np.zeros((1 << 20, channels), dtype=np.int16)
+    with soundfile.SoundFile(buffer, "w", rate, channels, "PCM_16", format="FLAC") as handle:
+        for first in range(0, frames, len(block)):
+            handle.write(block[: min(len(block), frames - first)])
+    return buffer.getvalue()

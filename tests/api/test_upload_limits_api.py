@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 import pytest
 
-from ..media_bytes import png, wav
+from ..media_bytes import flac_silence, png, wav
 from .conftest import Server, peak_rss_growth
 
 LIMIT = 256 * 2**20
@@ -82,6 +82,12 @@ def test_vad_at_any_rate_in_the_range_answers_in_bounded_memory(
 def test_vad_refuses_a_rate_outside_the_range_naming_the_file_and_the_range(warm: Server, rate: int) -> None:
     response = measured(warm, lambda: vad_post(warm, wav(np.zeros(100), rate)))
     refused(response, 415, "file", f"{rate:,} Hz", "1,000 to 384,000 Hz")
+
+
+def test_vad_refuses_audio_over_the_sample_limit_before_decoding_it(warm: Server) -> None:
+    data = flac_silence(384_000, 8, 60.0)  # 200 KB; 184,320,000 samples, 737 MB decoded as float32
+    response = measured(warm, lambda: vad_post(warm, data))
+    refused(response, 413, "file", "184,320,000 samples", "172,800,000")
 
 
 def test_vad_finds_speech_in_audio_at_an_odd_rate(warm: Server) -> None:

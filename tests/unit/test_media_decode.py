@@ -12,12 +12,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from altlas.audio.decode import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, UnsupportedAudioError, decode_audio
+from altlas.audio.decode import (
+    MAX_SAMPLE_RATE,
+    MAX_SAMPLES,
+    MIN_SAMPLE_RATE,
+    UnsupportedAudioError,
+    decode_audio,
+)
 from altlas.audio.vad import FRAME, SAMPLE_RATE, VoiceActivityDetector
 from altlas.errors import InputTooLargeError
 from altlas.vision.classifier import MAX_PIXELS, ImageClassifier, central_box, read_image
 
-from ..media_bytes import png, wav
+from ..media_bytes import flac_silence, png, wav
 
 IMAGES = Path(__file__).resolve().parents[1] / "data" / "images"
 
@@ -36,6 +42,33 @@ def test_audio_at_any_rate_in_the_range_decodes(rate: int) -> None:
     samples, got = decode_audio(wav(tone, rate))
     assert got == rate and len(samples) == len(tone)
     np.testing.assert_allclose(samples, tone, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("rate", "channels", "seconds", "words"),
+    [(384_000, 8, 60.0, "184,320,000 samples (8 channels); the limit is 172,800,000"),
+     (1_000, 1, 3 * 3600 + 1, "is 10,801 s long; the limit is 10,800 s")],
+)  # fmt: skip
+def test_audio_over_the_length_or_sample_limit_is_too_large_before_it_is_decoded(
+    rate: int, channels: int, seconds: float, words: str
+) -> None:
+    data = flac_silence(rate, channels, seconds)  # 200 KB and 300 KB: FLAC packs silence tight
+    with pytest.raises(InputTooLargeError) as caught:
+        decode_audio(data)
+    assert caught.value.field == "file" and words in caught.value.message
+    assert MAX_SAMPLES == 3 * 3600 * 16_000
+
+
+def test_channels_are_averaged() -> None:
+    import soundfile
+
+    rng = np.random.default_rng(3)
+    stereo = rng.uniform(-0.5, 0.5, (200_000, 3)).astype(np.float32)  # several decoding blocks
+    buffer = io.BytesIO()
+    soundfile.write(buffer, stereo, 22_050, format="WAV", subtype="FLOAT")
+    samples, rate = decode_audio(buffer.getvalue())
+    assert rate == 22_050 and samples.dtype == np.float32 and samples.flags["C_CONTIGUOUS"]
+    np.testing.assert_allclose(samples, stereo.mean(axis=1), atol=1e-7)
 
 
 def test_the_detector_reads_audio_at_an_odd_rate() -> None:
