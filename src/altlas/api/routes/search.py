@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
+import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 import numpy as np
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationInfo, field_validator
@@ -16,6 +20,8 @@ from altlas.api.cost import request_cost
 from altlas.errors import TimedOutError
 from altlas.orchestrator.backends import EmbeddingBackend
 from altlas.orchestrator.manager import Lease, ModelManager
+from altlas.scheduling.batcher import Served
+from altlas.scheduling.waiting import ClientGone
 from altlas.search.collections import Collections, Document
 
 __all__ = ["MAX_SEARCH_QUERIES", "MAX_SEARCH_RESULTS", "SearchRequest", "run_search", "search_router"]
@@ -24,6 +30,8 @@ DEFAULT_MODEL = "all-minilm-l6-v2"
 MAX_SEARCH_QUERIES = 1024  # queries of one request
 MAX_SEARCH_RESULTS = 16_384  # hits one request may ask for: queries x k (each hit carries its text)
 MAX_REMOVE_IDS = 100_000
+_CHECK_S = 0.25  # how often a waiting embedding looks whether its client left
+T = TypeVar("T")
 
 
 class DocumentIn(BaseModel):
@@ -77,11 +85,14 @@ class SearchRequest(BaseModel):
 
 
 class _Embedder:
-    """Texts to unit vectors with a registered embedding model; remembers the lease for the cost."""
+    """Texts to unit vectors with a registered embedding model; remembers the lease for the cost.
+    Its embedding stops (what has not run is dropped) past the request time limit, or once
+    `gone` is set: the client left."""
 
-    def __init__(self, manager: ModelManager, model: str) -> None:
+    def __init__(self, manager: ModelManager, model: str, gone: threading.Event | None = None) -> None:
         self.manager = manager
         self.model = model
+        self.gone = gone
         self.lease: Lease | None = None
         self.queue_ms = 0.0
         self.served_on = ""  # the device of the last batch (a CPU replica may take overflow)
@@ -91,25 +102,37 @@ class _Embedder:
         backend = lease.backend
         assert isinstance(backend, EmbeddingBackend)
         self.lease = lease
-        timeout_s = self.manager.settings.request_timeout_s
+        future, _request = backend.submit(list(texts))
         try:
-            served = backend.encode(list(texts), timeout_s or None)
-        except TimeoutError:
-            raise TimedOutError(
-                f"embedding took longer than the {timeout_s:g} s limit", field="timeout"
-            ) from None
+            served = self._wait(future, self.manager.settings.request_timeout_s)
+        finally:
+            future.cancel()  # nothing once it is done
         self.queue_ms += served.queue_ms
         self.served_on = served.device
         return served.value
 
+    def _wait(self, future: Future[Served[np.ndarray]], timeout_s: float) -> Served[np.ndarray]:
+        deadline = time.monotonic() + timeout_s if timeout_s > 0 else math.inf
+        while True:
+            wait = min(deadline - time.monotonic(), _CHECK_S if self.gone is not None else math.inf)
+            try:
+                return future.result(None if wait == math.inf else max(0.0, wait))
+            except TimeoutError:
+                if self.gone is not None and self.gone.is_set():
+                    raise ClientGone() from None
+                if time.monotonic() >= deadline:
+                    raise TimedOutError(
+                        f"embedding took longer than the {timeout_s:g} s limit", field="timeout"
+                    ) from None
+
 
 def run_search(
-    manager: ModelManager, collections: Collections, body: SearchRequest
+    manager: ModelManager, collections: Collections, body: SearchRequest, gone: threading.Event | None = None
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """(response body, cost headers) of one search request."""
+    """(response body, cost headers) of one search request; `gone` set (the client left) stops it."""
     queries = [body.query] if isinstance(body.query, str) else body.query
     model = collections.model_of(body.index)
-    embed = _Embedder(manager, model)
+    embed = _Embedder(manager, model, gone)
     started = time.perf_counter()
     results = collections.search(body.index, queries, body.k, embed)
     processing_ms = (time.perf_counter() - started) * 1e3
@@ -124,13 +147,13 @@ def run_search(
 def search_router(manager: ModelManager, collections: Collections) -> APIRouter:
     router = APIRouter(prefix="/v1/search", tags=["search"])
 
-    def add(name: str, body: AddRequest) -> dict[str, Any]:
+    def add(name: str, body: AddRequest, gone: threading.Event) -> dict[str, Any]:
         documents = [Document(d.id, d.text) for d in body.documents]
-        size = collections.add(name, documents, body.model, _Embedder(manager, body.model))
+        size = collections.add(name, documents, body.model, _Embedder(manager, body.model, gone))
         return {"index": name, "model": body.model, "added": len(documents), "documents": size}
 
-    def search(body: SearchRequest) -> JSONResponse:
-        result, headers = run_search(manager, collections, body)
+    def search(body: SearchRequest, gone: threading.Event) -> JSONResponse:
+        result, headers = run_search(manager, collections, body, gone)
         return JSONResponse(result, headers=headers)
 
     @router.get("/indexes", summary="The collections: name, embedding model, number of documents")
@@ -138,8 +161,8 @@ def search_router(manager: ModelManager, collections: Collections) -> APIRouter:
         return {"data": collections.names()}
 
     @router.post("/indexes/{name}/documents", summary="Add (or replace) documents; embedded with `model`")
-    async def add_documents(name: str, body: AddRequest) -> dict[str, Any]:
-        return await run_in_threadpool(add, name, body)
+    async def add_documents(name: str, body: AddRequest, request: Request) -> dict[str, Any]:
+        return await _until_client_leaves(request, add, name, body)
 
     @router.post("/indexes/{name}/remove", summary="Remove documents by id")
     async def remove_documents(name: str, body: RemoveRequest) -> dict[str, Any]:
@@ -147,7 +170,27 @@ def search_router(manager: ModelManager, collections: Collections) -> APIRouter:
         return {"index": name, "removed": removed}
 
     @router.post("", summary="The k documents closest in meaning to each query (cosine)")
-    async def search_documents(body: SearchRequest) -> JSONResponse:
-        return await run_in_threadpool(search, body)
+    async def search_documents(body: SearchRequest, request: Request) -> JSONResponse:
+        return await _until_client_leaves(request, search, body)
 
     return router
+
+
+async def _until_client_leaves(request: Request, work: Callable[..., T], *args: Any) -> T:
+    """`work(*args, gone)` on a worker thread, `gone` set once the client leaves (the work then
+    stops at its next check, raising ClientGone)."""
+    gone = threading.Event()
+    watcher = asyncio.get_running_loop().create_task(_watch(request, gone))
+    try:
+        return await run_in_threadpool(work, *args, gone)
+    finally:
+        watcher.cancel()
+
+
+async def _watch(request: Request, gone: threading.Event) -> None:
+    try:
+        while (await request.receive()).get("type") != "http.disconnect":
+            pass
+    except Exception:  # a receive that fails has no client behind it either
+        pass
+    gone.set()
