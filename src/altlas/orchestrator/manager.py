@@ -311,15 +311,14 @@ class ModelManager:
 
     def batch_policy(self, spec: ModelSpec, device: torch.device) -> BatchPolicy:
         """The settings' batching, queue bound and wait, overridden by the model's options."""
-        settings = self.settings
-        tokens = settings.batch_max_tokens or (32_768 if device.type == "cuda" else 4_096)
+        base = BatchPolicy.from_settings(self.settings, device.type)
         options = spec.options
         try:
             return BatchPolicy(
-                max_batch_tokens=int(options.get("max_batch_tokens", tokens)),
-                max_wait_ms=float(options.get("max_wait_ms", settings.batch_max_wait_ms)),
-                max_queue=int(options.get("max_queue", settings.queue_max)),
-                enabled=bool(options.get("batching", settings.batching)),
+                max_batch_tokens=int(options.get("max_batch_tokens", base.max_batch_tokens)),
+                max_wait_ms=float(options.get("max_wait_ms", base.max_wait_ms)),
+                max_queue=int(options.get("max_queue", base.max_queue)),
+                enabled=bool(options.get("batching", base.enabled)),
             )
         except (TypeError, ValueError):
             raise InvalidInputError(
