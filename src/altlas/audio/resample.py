@@ -15,13 +15,16 @@ outputs (at most `up`, 16,000 for 8,009 -> 16,000 Hz) and one per block.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["ResamplingPlan", "resample"]
+__all__ = ["ResamplingPlan", "resample", "resample_stream"]
 
 _BUDGET = 1 << 20  # taps (elements) of weights computed at once, and of input windows per product
+_STREAM_SAMPLES = 1 << 22  # input or output samples per step of resample_stream (16 MB in float32)
+_UNBOUNDED = 1 << 62  # a stream's length is not known: its filter is a long signal's
 
 
 @dataclass(frozen=True)
@@ -89,29 +92,71 @@ def resample(samples: torch.Tensor, rate: int, new_rate: int, *, zeros: int = 16
     flat = samples.reshape(-1, shape[-1]).to(dtype)
     # padded[r, s] = flat[r, s - width] (zeros past the ends): output j's taps start at base_j + 1
     padded = torch.nn.functional.pad(flat, (plan.width, plan.width)).contiguous()
+    out = _outputs(plan, padded, plan.length)
+    return out.reshape(*shape[:-1], plan.length).to(samples.dtype)
+
+
+def resample_stream(
+    blocks: Iterable[torch.Tensor], rate: int, new_rate: int, *, zeros: int = 16
+) -> Iterator[torch.Tensor]:
+    """`resample` of the concatenation of `blocks` (1-D, any sizes), as blocks: their
+    concatenation equals resampling the whole signal (the same taps at the same exact times),
+    while only what one step needs is held (`_STREAM_SAMPLES` samples in or out plus the
+    filter's context, not the signal). Each step emits a whole number of `up` outputs, which start on
+    an input sample, so the next step's phases are the whole signal's phases."""
+    if rate == new_rate:
+        yield from blocks
+        return
+    plan = ResamplingPlan(rate, new_rate, _UNBOUNDED, zeros)  # the filter of a long signal
+    groups = max(1, _STREAM_SAMPLES // max(plan.down, plan.up))  # of `up` outputs per step
+    need = groups * plan.down + 2 * plan.width  # held samples that make `groups` groups' taps
+    held: torch.Tensor | None = None  # input from `first` - width on (zeros before the start)
+    waiting: list[torch.Tensor] = []  # blocks not yet joined to `held`
+    count = first = seen = 0  # samples in `waiting`; input index of the next group's time; read
+    for block in blocks:
+        if held is None:
+            held = block.new_zeros(plan.width)
+        waiting.append(block.reshape(-1))
+        count, seen = count + block.numel(), seen + block.numel()
+        if held.numel() + count < need:
+            continue
+        held, waiting, count = torch.cat([held, *waiting]), [], 0
+        while held.numel() >= need:
+            yield _outputs(plan, held[None], groups * plan.up)[0]
+            held, first = held[groups * plan.down :], first + groups * plan.down
+    if held is None or seen == 0:
+        return
+    length = ResamplingPlan(rate, new_rate, seen, zeros).length - first // plan.down * plan.up
+    if length > 0:  # the zeros past the end, as `resample` pads them
+        yield _outputs(plan, torch.cat([held, *waiting, held.new_zeros(plan.width)])[None], length)[0]
+
+
+def _outputs(plan: ResamplingPlan, padded: torch.Tensor, length: int) -> torch.Tensor:
+    """[rows, length]: outputs 0 ... length - 1 of each row of `padded`, whose output j takes
+    taps floor(j * down / up) + 1 ... + 2 * width."""
     out = torch.zeros(  # [rows, m, phase]: output m * up + phase
-        flat.shape[0], math.ceil(plan.length / plan.up), plan.up, device=samples.device, dtype=dtype
+        padded.shape[0], math.ceil(length / plan.up), plan.up, device=padded.device, dtype=padded.dtype
     )
-    for first in range(0, min(plan.up, plan.length), plan.block):
-        phases = torch.arange(first, min(first + plan.block, plan.up, plan.length), device=samples.device)
-        for phase, weights in enumerate(plan.weights(phases, dtype), start=first):
-            _one_phase(plan, padded, weights, phase, out[:, :, phase])
-    return (
-        out.reshape(flat.shape[0], -1)[:, : plan.length].reshape(*shape[:-1], plan.length).to(samples.dtype)
-    )
+    for first in range(0, min(plan.up, length), plan.block):
+        phases = torch.arange(first, min(first + plan.block, plan.up, length), device=padded.device)
+        for phase, weights in enumerate(plan.weights(phases, padded.dtype), start=first):
+            _one_phase(plan, padded, weights, phase, length, out[:, :, phase])
+    return out.reshape(padded.shape[0], -1)[:, :length]
 
 
 def _one_phase(
-    plan: ResamplingPlan, padded: torch.Tensor, weights: torch.Tensor, phase: int, out: torch.Tensor
-) -> None:
+    plan: ResamplingPlan, padded: torch.Tensor, weights: torch.Tensor, phase: int, length: int,
+    out: torch.Tensor,
+) -> None:  # fmt: skip
     """out[:, m] = output m * up + phase of each row, `plan.block` taps' worth at a time."""
     rows, taps = padded.shape[0], 2 * plan.width
+    base = padded.storage_offset()  # as_strided counts from the storage's start, not the view's
     start = phase * plan.down // plan.up + 1  # of output m * up + phase: start + m * down
-    count = math.ceil((plan.length - phase) / plan.up)
+    count = math.ceil((length - phase) / plan.up)
     step = max(1, plan.block // rows)
     for m in range(0, count, step):
         size = min(step, count - m)
         windows = padded.as_strided(  # overlapping views: the product copies at most this block
-            (rows, size, taps), (padded.stride(0), plan.down, 1), start + m * plan.down
+            (rows, size, taps), (padded.stride(0), plan.down, 1), base + start + m * plan.down
         )
         out[:, m : m + size] = torch.matmul(windows, weights)
