@@ -32,11 +32,18 @@ IMAGES = Path(__file__).resolve().parents[1] / "data" / "images"
 @pytest.fixture(scope="module")
 def warm(server: Server) -> Server:
     """The session's server with the VAD and image models loaded (they load at start, in the
-    background; a request waits for its model)."""
+    background; a request waits for its model), and no model still loading: a load in the
+    background (the LLM's took +1.4 GB) is not what is measured."""
     vad = vad_post(server, wav(np.zeros(16_000), 16_000))
     assert vad.status_code == 200, vad.text
     photo = classify_post(server, (IMAGES / "coffee.jpg").read_bytes())
     assert photo.status_code == 200, photo.text
+    deadline = time.monotonic() + 600
+    while any(
+        m["altlas"]["status"] == "loading" for m in httpx.get(server.url + "/v1/models").json()["data"]
+    ):
+        assert time.monotonic() < deadline, "a model was still loading after 600 s"
+        time.sleep(0.2)
     return server
 
 
@@ -87,7 +94,55 @@ def test_vad_refuses_a_rate_outside_the_range_naming_the_file_and_the_range(warm
 def test_vad_refuses_audio_over_the_sample_limit_before_decoding_it(warm: Server) -> None:
     data = flac_silence(384_000, 8, 60.0)  # 200 KB; 184,320,000 samples, 737 MB decoded as float32
     response = measured(warm, lambda: vad_post(warm, data))
-    refused(response, 413, "file", "184,320,000 samples", "172,800,000")
+    refused(response, 413, "file", "184,320,000 samples", "57,600,000")
+
+
+def test_vad_refuses_audio_over_an_hour(warm: Server) -> None:
+    response = measured(warm, lambda: vad_post(warm, flac_silence(16_000, 1, 3_600 + 1 / 16_000)))
+    refused(response, 413, "file", "the limit is 3,600 s")
+
+
+# The longest uploads taken, at the rates and channels that cost most: an hour of 16 kHz mono (the
+# most VAD steps; once +169 MB for 10 minutes, ~700 MB for the hour), an hour at 8,009 Hz (16,000
+# resampling phases, twice the samples out), 57,600,000 samples of 8 channels at 384 kHz (the most
+# decoded and filtered), and a body at the size limit (32 MB of 16-bit WAV: the upload itself).
+@pytest.mark.parametrize(
+    ("make", "rate", "seconds"),
+    [(lambda: flac_silence(16_000, 1, 3_600.0), 16_000, 3_600.0),
+     (lambda: flac_silence(8_009, 1, 3_600.0), 8_009, 3_600.0),
+     (lambda: flac_silence(384_000, 8, 18.75), 384_000, 18.75),
+     (lambda: wav(tone(16_000, 1_000.0), 16_000), 16_000, 1_000.0)],
+    ids=["hour-16k-mono", "hour-8009-mono", "limit-384k-8ch", "32MB-wav"],
+)  # fmt: skip
+def test_the_longest_audio_at_the_costliest_rate_and_channels_stays_in_bounded_memory(
+    warm: Server, make: Callable[[], bytes], rate: int, seconds: float
+) -> None:
+    data = make()
+    response = measured(warm, lambda: vad_post(warm, data))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["sample_rate"] == rate and body["duration"] == seconds and body["segments"] == [], body
+
+
+def test_speech_is_found_where_the_detector_found_it_before_it_streamed(warm: Server) -> None:
+    """Segments as the whole-file detector gave them (commit 772ed4f), for the file alone and with
+    ten minutes of silence between two copies (two groups of pieces: speech in the second)."""
+    import soundfile
+
+    plain = vad_post(warm, (AUDIO / "speech_en.wav").read_bytes())
+    assert plain.status_code == 200, plain.text
+    assert plain.json()["segments"] == [{"start": 0.0, "end": 3.806, "probability": 0.9391}]
+    speech, rate = soundfile.read(AUDIO / "speech_en.wav", dtype="int16")
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.concatenate([speech, np.zeros(600 * rate, np.int16), speech]), rate,
+                    format="FLAC", subtype="PCM_16")  # fmt: skip
+    long = vad_post(warm, buffer.getvalue())
+    assert long.status_code == 200, long.text
+    assert long.json()["segments"] == [
+        {"start": 0.0, "end": 3.806, "probability": 0.9391},
+        {"start": 604.066, "end": 605.118, "probability": 0.9476},
+        {"start": 605.186, "end": 607.902, "probability": 0.9657},
+    ]
 
 
 def test_vad_finds_speech_in_audio_at_an_odd_rate(warm: Server) -> None:
@@ -122,6 +177,13 @@ def test_the_vad_job_kind_answers_an_odd_rate_in_bounded_memory(warm: Server) ->
     good = base64.b64encode(wav(tone(8_009, 30.0), 8_009)).decode()
     job = measured(warm, lambda: run_job(warm, "vad", {"audio_base64": good}))
     assert job["status"] == "succeeded" and abs(job["result"]["duration"] - 30.0) < 1e-3, job
+
+
+def test_the_vad_job_kind_answers_the_longest_audio_in_bounded_memory(warm: Server) -> None:
+    hour = base64.b64encode(flac_silence(16_000, 1, 3_600.0)).decode()
+    job = measured(warm, lambda: run_job(warm, "vad", {"audio_base64": hour}))
+    assert job["status"] == "succeeded" and job["result"]["duration"] == 3_600.0, job
+    assert job["result"]["segments"] == [], job
 
 
 def test_the_vad_job_kind_refuses_a_rate_outside_the_range(warm: Server) -> None:

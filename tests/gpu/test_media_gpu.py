@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from altlas.audio.decode import decode_audio
-from altlas.audio.resample import resample
+from altlas.audio.resample import resample, resample_stream
 from altlas.audio.vad import VoiceActivityDetector
 from altlas.vision.classifier import ImageClassifier, decode_image
 
@@ -48,6 +48,24 @@ def test_vad_on_cuda_agrees_with_the_cpu() -> None:
     for a, b in zip(gpu_segments, cpu_segments, strict=True):
         assert abs(a.start - b.start) <= 0.04 and abs(a.end - b.end) <= 0.04
     assert gpu.segments(np.zeros(rate * 4, np.float32), rate)[0] == []
+
+
+def test_a_stream_on_cuda_detects_as_the_cpu_does() -> None:
+    """Uploads are read a block at a time: pieces side by side in groups (3 pieces of 2 s here)."""
+    samples, rate = speech_clip()
+    gpu = VoiceActivityDetector(device=torch.device("cuda"), chunk_seconds=2, group_samples=3 * 32_000)
+    cpu = VoiceActivityDetector(device=torch.device("cpu"), chunk_seconds=2)
+    blocks = [samples[i : i + 7_777] for i in range(0, len(samples), 7_777)]
+    on_gpu, read = gpu.stream_probabilities(iter(blocks), rate)
+    assert read == len(samples)
+    np.testing.assert_allclose(on_gpu, cpu.probabilities(samples, rate), atol=1e-2)  # TF32 aside
+
+
+@pytest.mark.parametrize("rate", [8_009, 44_101, 383_999])
+def test_a_stream_resampled_on_cuda_equals_the_whole_signal_resampled(rate: int) -> None:
+    x = torch.randn(rate * 3, generator=torch.Generator().manual_seed(rate)).cuda()
+    streamed = torch.cat(list(resample_stream(iter(x.split(65_536)), rate, 16_000)))
+    torch.testing.assert_close(streamed, resample(x, rate, 16_000), atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("rate", [8_009, 22_050, 44_101, 383_999])

@@ -18,9 +18,10 @@ from altlas.audio.decode import (
     MIN_SAMPLE_RATE,
     UnsupportedAudioError,
     decode_audio,
+    open_audio,
 )
 from altlas.audio.vad import FRAME, SAMPLE_RATE, VoiceActivityDetector
-from altlas.errors import InputTooLargeError
+from altlas.errors import InputTooLargeError, InvalidInputError
 from altlas.vision.classifier import MAX_PIXELS, ImageClassifier, central_box, read_image
 
 from ..media_bytes import flac_silence, png, wav
@@ -46,17 +47,36 @@ def test_audio_at_any_rate_in_the_range_decodes(rate: int) -> None:
 
 @pytest.mark.parametrize(
     ("rate", "channels", "seconds", "words"),
-    [(384_000, 8, 60.0, "184,320,000 samples (8 channels); the limit is 172,800,000"),
-     (1_000, 1, 3 * 3600 + 1, "is 10,801 s long; the limit is 10,800 s")],
+    [(384_000, 8, 60.0, "184,320,000 samples (8 channels); the limit is 57,600,000"),
+     (384_000, 8, 18.75 + 1 / 384_000, "57,600,008 samples"),
+     (1_000, 1, 3600 + 1, "is 3,601 s long; the limit is 3,600 s")],
 )  # fmt: skip
 def test_audio_over_the_length_or_sample_limit_is_too_large_before_it_is_decoded(
     rate: int, channels: int, seconds: float, words: str
 ) -> None:
-    data = flac_silence(rate, channels, seconds)  # 200 KB and 300 KB: FLAC packs silence tight
+    data = flac_silence(rate, channels, seconds)  # 200 KB, 60 KB, 100 KB: FLAC packs silence tight
     with pytest.raises(InputTooLargeError) as caught:
-        decode_audio(data)
+        open_audio(data)
     assert caught.value.field == "file" and words in caught.value.message
-    assert MAX_SAMPLES == 3 * 3600 * 16_000
+    assert MAX_SAMPLES == 3600 * 16_000
+
+
+def test_audio_at_the_limits_opens_without_being_decoded() -> None:
+    audio = open_audio(flac_silence(384_000, 8, 18.75))  # 57,600,000 samples: 230 MB decoded
+    assert (audio.rate, audio.frames, audio.channels) == (384_000, 7_200_000, 8)
+
+
+def test_samples_that_are_not_finite_are_refused_when_read_naming_the_field() -> None:
+    import soundfile
+
+    samples = np.zeros(300_000, dtype=np.float32)  # several blocks, the bad one not the first
+    samples[200_000] = np.nan
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, 16_000, format="WAV", subtype="FLOAT")
+    audio = open_audio(buffer.getvalue(), field="input.audio_base64")
+    with pytest.raises(InvalidInputError) as caught:
+        list(audio.blocks())
+    assert caught.value.field == "input.audio_base64" and "NaN" in caught.value.message
 
 
 def test_channels_are_averaged() -> None:

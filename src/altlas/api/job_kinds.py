@@ -175,7 +175,7 @@ def _prototypes(manager: Any) -> Callable[[], Any]:
 def _model_kinds(manager: Any, app_state: Any) -> dict[str, JobKind]:
     from altlas.api.routes.openai_compat import ChatRequest, CompletionRequest, generate_json
     from altlas.api.routes.search import SearchRequest, run_search
-    from altlas.audio.decode import decode_audio
+    from altlas.audio.decode import open_audio
     from altlas.orchestrator.backends import EmbeddingBackend, ImageBackend, VadBackend, VadRequest
 
     def embed(context: JobContext) -> JobOutcome:
@@ -208,12 +208,10 @@ def _model_kinds(manager: Any, app_state: Any) -> dict[str, JobKind]:
     def vad(context: JobContext) -> JobOutcome:
         body = VadInput.model_validate(context.job.input)
         field = "input.audio_base64"  # the same decoding, rate limits and resampling as POST /v1/audio/vad
-        samples, rate = decode_audio(_base64(body.audio_base64, field), field=field)
+        audio = open_audio(_base64(body.audio_base64, field), field=field)  # decoded as it runs
         backend = manager.lease(body.model, "audio-vad").backend
         assert isinstance(backend, VadBackend)
-        request = VadRequest(
-            samples, rate, body.threshold, body.min_speech_ms, body.min_silence_ms, body.pad_ms
-        )
+        request = VadRequest(audio, body.threshold, body.min_speech_ms, body.min_silence_ms, body.pad_ms)
         segments, duration = _patiently(lambda: backend.batcher.submit(request), context).value
         return JobOutcome(result={
             "model": body.model, "duration": round(duration, 3),

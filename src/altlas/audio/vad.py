@@ -2,9 +2,14 @@
 
 The model (a small recurrent network, TorchScript, shipped by the `silero-vad` package) reads
 16 kHz audio 512 samples (32 ms) at a time and carries a state from frame to frame. A long file
-is cut into pieces of `chunk_seconds` that run side by side as one batch, so an hour of audio
-takes as many model steps as one piece, on the GPU or the CPU; each piece starts from a fresh
-state, which costs a few frames of warm-up at its start. Segments come from the per-frame
+is cut into pieces of `chunk_seconds` that run side by side as one batch, so many pieces take as
+many model steps as one, on the GPU or the CPU; each piece starts from a fresh state, which
+costs a few frames of warm-up at its start. Audio is read as a stream of blocks, resampled as
+it comes (audio/resample.py: resample_stream), and the pieces run side by side a group at a
+time, a group holding at most `group_samples` 16 kHz samples (CPU: 32 MB; CUDA: 512 MB of device
+memory); a piece longer than that runs alone, as its audio arrives. What is held does not grow
+with the file's length, except the probabilities (4 bytes per 32 ms); since pieces start fresh,
+the result is the same as running every piece side by side at once. Segments come from the per-frame
 probabilities with hysteresis: speech starts at `threshold`, ends after `min_silence_ms` below
 `threshold - 0.15`; shorter than `min_speech_ms` is dropped; each side is padded by `pad_ms`.
 
@@ -17,19 +22,22 @@ from __future__ import annotations
 import importlib.util
 import math
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from altlas.audio.resample import resample
+from altlas.audio.resample import resample_stream
 from altlas.errors import InvalidInputError
 
 __all__ = ["SpeechSegment", "VoiceActivityDetector", "default_vad_path"]
 
 SAMPLE_RATE = 16_000
 FRAME = 512  # samples per model step at 16 kHz
+GROUP_SAMPLES_CPU = 1 << 23  # 16 kHz samples run side by side at once: 32 MB, 8.7 minutes
+GROUP_SAMPLES_DEVICE = 1 << 27  # on an accelerator (its memory, not the host's): 2.3 hours
 
 
 @dataclass(frozen=True)
@@ -50,8 +58,10 @@ def default_vad_path() -> Path:
 
 class VoiceActivityDetector:
     def __init__(
-        self, path: Path | None = None, device: torch.device | None = None, chunk_seconds: float = 30.0
-    ) -> None:
+        self, path: Path | None = None, device: torch.device | None = None, chunk_seconds: float = 30.0,
+        group_samples: int | None = None,
+    ) -> None:  # fmt: skip
+        """group_samples: 16 kHz samples of pieces run side by side at once (default: by device)."""
         self.path = path or default_vad_path()
         if self.path.is_dir():
             self.path = self.path / "silero_vad.jit"
@@ -67,23 +77,24 @@ class VoiceActivityDetector:
                 f"{self.path.name} is not a TorchScript VAD model: {exc}", field="source"
             ) from None
         self.chunk_frames = max(1, int(chunk_seconds * SAMPLE_RATE / FRAME))
+        if group_samples is None:
+            group_samples = GROUP_SAMPLES_CPU if self.device.type == "cpu" else GROUP_SAMPLES_DEVICE
+        self.group_samples = group_samples
 
     def probabilities(self, samples: np.ndarray | torch.Tensor, rate: int) -> np.ndarray:
         """Speech probability of every 32 ms frame, resampled to 16 kHz on the model's device."""
-        audio = torch.as_tensor(samples, dtype=torch.float32).to(self.device)
-        audio = resample(audio, rate, SAMPLE_RATE)
-        frames = max(1, math.ceil(audio.numel() / FRAME))
-        pieces = math.ceil(frames / self.chunk_frames)
-        steps = min(frames, self.chunk_frames)
-        padded = torch.zeros(pieces * steps * FRAME, device=self.device)
-        padded[: audio.numel()] = audio
-        batch = padded.view(pieces, steps, FRAME)
-        out = torch.empty(pieces, steps, device=self.device)
-        with torch.inference_mode():
-            self.model.reset_states()
-            for step in range(steps):
-                out[:, step] = self.model(batch[:, step], SAMPLE_RATE)[:, 0]
-        return out.reshape(-1)[:frames].float().cpu().numpy()
+        return self.stream_probabilities([samples], rate)[0]
+
+    def stream_probabilities(
+        self, blocks: Iterable[np.ndarray | torch.Tensor], rate: int
+    ) -> tuple[np.ndarray, int]:
+        """(speech probability of every 32 ms frame, samples read) of the audio that `blocks`
+        (1-D, at `rate` Hz) hold in order, read one block at a time."""
+        read = [0]
+        audio = resample_stream(self._on_device(blocks, read), rate, SAMPLE_RATE)
+        piece = self.chunk_frames * FRAME
+        probabilities = self._alone(audio) if self.group_samples < 2 * piece else self._grouped(audio)
+        return probabilities, read[0]
 
     def segments(
         self,
@@ -96,13 +107,93 @@ class VoiceActivityDetector:
         pad_ms: float = 30,
     ) -> tuple[list[SpeechSegment], float]:
         """(speech segments, audio duration in seconds)."""
+        return self.stream_segments(
+            [samples], rate, threshold=threshold, min_speech_ms=min_speech_ms,
+            min_silence_ms=min_silence_ms, pad_ms=pad_ms,
+        )  # fmt: skip
+
+    def stream_segments(
+        self,
+        blocks: Iterable[np.ndarray | torch.Tensor],
+        rate: int,
+        *,
+        threshold: float = 0.5,
+        min_speech_ms: float = 250,
+        min_silence_ms: float = 100,
+        pad_ms: float = 30,
+    ) -> tuple[list[SpeechSegment], float]:
+        """(speech segments, audio duration in seconds) of the audio `blocks` hold in order."""
         if not 0.0 < threshold < 1.0:
             raise InvalidInputError(f"must be between 0 and 1, got {threshold}", field="threshold")
-        duration = len(samples) / rate
-        probabilities = self.probabilities(samples, rate)
+        probabilities, read = self.stream_probabilities(blocks, rate)
+        duration = read / rate
         return speech_segments(
             probabilities, duration, threshold, min_speech_ms, min_silence_ms, pad_ms
         ), duration
+
+    def _on_device(
+        self, blocks: Iterable[np.ndarray | torch.Tensor], read: list[int]
+    ) -> Iterator[torch.Tensor]:
+        for block in blocks:
+            audio = torch.as_tensor(block, dtype=torch.float32).reshape(-1)
+            read[0] += audio.numel()
+            yield audio.to(self.device)
+
+    def _grouped(self, audio: Iterable[torch.Tensor]) -> np.ndarray:
+        """The pieces side by side, as many at a time as `group_samples` holds."""
+        piece = self.chunk_frames * FRAME
+        group = torch.zeros(self.group_samples // piece * piece, device=self.device)
+        filled, out = 0, []
+        for block in audio:
+            while block.numel():
+                take = min(block.numel(), group.numel() - filled)
+                group[filled : filled + take] = block[:take]
+                block, filled = block[take:], filled + take
+                if filled == group.numel():
+                    out.append(self._side_by_side(group, filled))
+                    filled = 0
+        if filled or not out:
+            group[filled:] = 0
+            out.append(self._side_by_side(group, filled))
+        return np.concatenate(out)
+
+    def _side_by_side(self, audio: torch.Tensor, samples: int) -> np.ndarray:
+        """Probabilities of the first `samples` of `audio` (zeros after them), its pieces as one batch."""
+        frames = max(1, math.ceil(samples / FRAME))
+        pieces = math.ceil(frames / self.chunk_frames)
+        steps = min(frames, self.chunk_frames)
+        batch = audio[: pieces * steps * FRAME].view(pieces, steps, FRAME)
+        out = torch.empty(pieces, steps, device=self.device)
+        with torch.inference_mode():
+            self.model.reset_states()
+            for step in range(steps):
+                out[:, step] = self.model(batch[:, step], SAMPLE_RATE)[:, 0]
+        return out.reshape(-1)[:frames].float().cpu().numpy()
+
+    def _alone(self, audio: Iterable[torch.Tensor]) -> np.ndarray:
+        """Pieces one after the other, each frame as it arrives, the state carried within a piece."""
+        out: list[np.ndarray] = []
+        rest = torch.zeros(0, device=self.device)
+        step = 0
+        with torch.inference_mode():
+            for block in audio:
+                rest = torch.cat([rest, block])
+                whole = rest.numel() // FRAME * FRAME
+                step = self._frames_alone(rest[:whole].view(-1, FRAME), step, out)
+                rest = rest[whole:]
+            if rest.numel() or not step:  # the last frame, zeros after the end
+                self._frames_alone(torch.cat([rest, rest.new_zeros(FRAME - rest.numel())])[None], step, out)
+        return np.concatenate(out)
+
+    def _frames_alone(self, frames: torch.Tensor, step: int, out: list[np.ndarray]) -> int:
+        """[n, FRAME] frames from frame `step` of the file on: their probabilities go to `out`."""
+        probabilities = torch.empty(len(frames), device=self.device)
+        for i, frame in enumerate(frames):
+            if (step + i) % self.chunk_frames == 0:  # a piece starts fresh
+                self.model.reset_states()
+            probabilities[i] = self.model(frame[None], SAMPLE_RATE)[0, 0]
+        out.append(probabilities.cpu().numpy())
+        return step + len(frames)
 
     def warmup(self) -> None:
         self.probabilities(np.zeros(SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE)

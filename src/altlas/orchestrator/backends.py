@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from altlas.audio.decode import AudioFile
 from altlas.audio.vad import SpeechSegment, VoiceActivityDetector
 from altlas.embeddings.batched import text_batcher, text_request
 from altlas.embeddings.engine import Embedder, TextRequest
@@ -185,8 +186,7 @@ class GenerationBackend:
 
 @dataclass(frozen=True, slots=True)
 class VadRequest:
-    samples: np.ndarray
-    rate: int
+    audio: AudioFile  # decoded a block at a time as the detector reads it, never whole
     threshold: float = 0.5
     min_speech_ms: float = 250
     min_silence_ms: float = 100
@@ -194,7 +194,8 @@ class VadRequest:
 
 
 class VadBackend:
-    """One file at a time (its pieces already run side by side), queued like every backend."""
+    """One file at a time (its pieces already run side by side), queued like every backend; the
+    file is decoded, resampled and detected a block at a time on the runner's thread."""
 
     task = "audio-vad"
 
@@ -218,8 +219,8 @@ class VadBackend:
         if self.device.type == "cpu" and torch.get_num_threads() != self.cpu_threads:
             torch.set_num_threads(self.cpu_threads)  # this (runner) thread only: OpenMP's count is per thread
         return [
-            self.detector.segments(
-                request.samples, request.rate, threshold=request.threshold,
+            self.detector.stream_segments(
+                request.audio.blocks(), request.audio.rate, threshold=request.threshold,
                 min_speech_ms=request.min_speech_ms, min_silence_ms=request.min_silence_ms,
                 pad_ms=request.pad_ms,
             )

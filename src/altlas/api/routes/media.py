@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from altlas.api.cost import request_cost
-from altlas.audio.decode import decode_audio
+from altlas.audio.decode import open_audio
 from altlas.orchestrator.backends import ImageBackend, VadBackend, VadRequest
 from altlas.orchestrator.manager import ModelManager
 from altlas.scheduling.waiting import wait_for
@@ -35,11 +35,11 @@ def media_router(manager: ModelManager) -> APIRouter:
         pad_ms: Annotated[float, Form(ge=0, le=10_000)] = 30,
     ) -> JSONResponse:
         data = await file.read()
-        samples, rate = await run_in_threadpool(decode_audio, data)
+        audio = await run_in_threadpool(open_audio, data)  # the header checked; decoded as it runs
         lease = await run_in_threadpool(manager.lease, model, "audio-vad")
         backend = lease.backend
         assert isinstance(backend, VadBackend)
-        job = VadRequest(samples, rate, threshold, min_speech_ms, min_silence_ms, pad_ms)
+        job = VadRequest(audio, threshold, min_speech_ms, min_silence_ms, pad_ms)
         served = await wait_for(backend.batcher.submit(job), timeout_s, request.receive, "voice detection")
         segments, duration = served.value
         headers, cost = request_cost(
@@ -48,7 +48,7 @@ def media_router(manager: ModelManager) -> APIRouter:
         body: dict[str, Any] = {
             "model": model,
             "duration": round(duration, 3),
-            "sample_rate": rate,
+            "sample_rate": audio.rate,
             "speech_seconds": round(sum(s.end - s.start for s in segments), 3),
             "segments": [{"start": s.start, "end": s.end, "probability": s.probability} for s in segments],
             "altlas": cost,
