@@ -17,10 +17,17 @@ from typing import Any
 
 import pytest
 
+from altlas.api.job_kinds import MAX_BULK_LINES
 from altlas.cli.jobs import MAX_POLL_S, TRANSIENT_GRACE_S, JobsCliError, poll
 from tests.api.conftest import Server, start_server
 
-BIG_JOB_LINES = 20_000  # about 14 s of segmenting on one worker: still running when cancelled
+# The most lines a bulk job takes, each a long Turkish command: about 50 s of segmenting on one
+# worker of a 2-core machine (2,000 lines/s), ten times the few seconds the test needs it running.
+BIG_JOB_LINES = MAX_BULK_LINES
+BIG_JOB_LINE = (
+    "Chrome'u aç ve hava durumunu ara {i}, sonra ekran görüntüsü al ve masaüstüne kaydet, "
+    "ardından not defterini aç ve 'rapor {i}' yaz"
+)
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +151,7 @@ def test_wait_times_out_shows_progress_on_a_terminal_and_a_cancelled_job_exits_1
     server: Server, tmp_path: Path
 ) -> None:
     source = tmp_path / "big.txt"
-    source.write_text("\n".join(f"open the browser and search item {i}" for i in range(BIG_JOB_LINES)))
+    source.write_text("\n".join(BIG_JOB_LINE.format(i=i) for i in range(BIG_JOB_LINES)))
     job_id = jobs(server, "submit", "segment-bulk", "--input", str(source), "--quiet").stdout.strip()
     try:
         plain = jobs(server, "wait", job_id, "--timeout", "0.3")
