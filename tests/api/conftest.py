@@ -100,6 +100,18 @@ def peak_rss_growth(pid: int, action: Callable[[], T]) -> tuple[int, T]:
     return (_status_kib(pid, "VmHWM") - before) * 1024, result
 
 
+def wait_until(check: Callable[[], T], timeout: float = 900, every: float = 0.1) -> T:
+    """`check()`'s first true value, asked every `every` s. The deadline is there only so that a
+    broken server fails the test instead of hanging it: generous, never a measure of speed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"not within {timeout} s")
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("server")

@@ -13,9 +13,8 @@ import os
 import select
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -25,26 +24,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from altlas.orchestrator.registry import default_registry_text
 
-from .conftest import Server, peak_rss_growth, start_server
+from .conftest import Server, peak_rss_growth, start_server, wait_until
 
 EMBEDDER = "all-minilm-l6-v2"
 # 4,096 texts of 256 tokens each (the model's longest: the words run past it): on a 2-core CPU
 # the whole request takes minutes, so every test leaves long before it could end.
 LONG_TEXTS = [f"text {i}: " + "word " * 300 for i in range(4096)]
 TOKENS_OF_ALL = 4096 * 256
-T = TypeVar("T")
-
-
-def wait_until(check: Callable[[], T], timeout: float = 300, every: float = 0.1) -> T:
-    """`check()`'s first true value. The deadline only keeps a broken server from hanging the
-    test: generous, never a measure of speed."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"not within {timeout} s")
 
 
 def model_metric(client: httpx.Client, family_name: str) -> float:

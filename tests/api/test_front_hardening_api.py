@@ -8,29 +8,19 @@ The server runs with a 3 s batch window, so an embeddings request is in flight f
 
 from __future__ import annotations
 
-import os
 import select
 import socket
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import orjson
 import pytest
-import yaml
 
-from altlas.orchestrator.registry import default_registry_text
-
-from ..embedding_cases import model_path
-from .conftest import free_port, peak_rss_growth
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from serving import make_tiny_model
+from .conftest import peak_rss_growth
+from .test_front_processes_api import Fronted, fronted_server
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux", reason="front processes need Linux (SO_REUSEPORT, SCM_RIGHTS)"
@@ -49,33 +39,10 @@ def embed_request(extra_head: bytes = b"") -> bytes:
     )
 
 
-@dataclass
-class Fronted:
-    port: int
-    process: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def front(self) -> int:
-        """The pid of the server's one front process."""
-        children = {
-            int(pid)
-            for task in Path(f"/proc/{self.process.pid}/task").iterdir()
-            for pid in (task / "children").read_text().split()
-        }
-        (front,) = [
-            pid
-            for pid in children
-            if b"altlas.api.front.worker" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        ]
-        return front
-
-    def connect(self) -> socket.socket:
-        sock = socket.create_connection(("127.0.0.1", self.port))
-        sock.settimeout(30)
-        return sock
+def connect(fronted: Fronted) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", fronted.port))
+    sock.settimeout(30)
+    return sock
 
 
 def read_to_end(sock: socket.socket) -> bytes:
@@ -88,50 +55,13 @@ def read_to_end(sock: socket.socket) -> bytes:
 
 @pytest.fixture(scope="module")
 def fronted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fronted]:
-    root = tmp_path_factory.mktemp("front-hardening")
-    data = root / "data"
-    data.mkdir()
-    (entry,) = [m for m in yaml.safe_load(default_registry_text())["models"] if m["task"] == "embedding"]
-    entry.update(
-        name=MODEL,
-        versions={"1": str(make_tiny_model(root / "tiny", model_path()))},
-        active="1",
-        device="cpu",
-    )
-    (data / "models.yaml").write_text(yaml.safe_dump({"models": [entry]}))
-    port, log_path = free_port(), root / "server.log"
-    env = {
-        **os.environ, "ALTLAS_SERVICES": "segmentation,orchestrator", "ALTLAS_DEVICE": "cpu",
-        "ALTLAS_LOG_LEVEL": "INFO", "ALTLAS_BATCH_MAX_WAIT_MS": "3000",
-        "ALTLAS_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S), "HF_HUB_OFFLINE": "1",
+    """One front process, no API keys, a 3 s batch window and a 2 s header timeout."""
+    env: dict[str, str | None] = {
+        "ALTLAS_API_KEYS": None, "ALTLAS_MAX_BODY_BYTES": None, "ALTLAS_BATCH_MAX_WAIT_MS": "3000",
+        "ALTLAS_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
     }  # fmt: skip
-    env.pop("ALTLAS_API_KEYS", None)
-    command = [sys.executable, "-m", "altlas", "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--data-dir", str(data), "--http-workers", "1"]  # fmt: skip
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    server = Fronted(port, process)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, f"the server exited:\n{log_path.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"the server did not start:\n{log_path.read_text()[-3000:]}"
-            try:
-                status = httpx.get(f"{server.url}/v1/models/{MODEL}", timeout=5).json()["altlas"]["status"]
-            except httpx.HTTPError:
-                status = "not listening"
-            if status == "loaded" and "through 1 front processes" in log_path.read_text():
-                break
-            assert status != "failed", log_path.read_text()[-3000:]
-            time.sleep(0.1)
+    with fronted_server(tmp_path_factory.mktemp("front-hardening"), workers=1, env=env) as server:
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.mark.parametrize(
@@ -148,7 +78,7 @@ def test_a_head_with_bare_line_ends_gets_uvicorns_400_and_is_closed(
 ) -> None:
     """uvicorn, without fronts, answers these bytes 400 "Invalid HTTP request received." and
     closes: so does a server with fronts (its uvicorn answers them)."""
-    with fronted.connect() as sock:
+    with connect(fronted) as sock:
         sock.sendall(request_bytes)
         answer = read_to_end(sock)
     head, _, body = answer.partition(b"\r\n\r\n")
@@ -159,7 +89,7 @@ def test_a_head_with_bare_line_ends_gets_uvicorns_400_and_is_closed(
 def test_a_head_not_complete_within_the_header_timeout_is_closed(fronted: Fronted) -> None:
     """A client trickling a head that never ends (a header line every 0.2 s) is closed, without an
     answer, once the header timeout has passed since it connected."""
-    with fronted.connect() as sock:
+    with connect(fronted) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         deadline = time.monotonic() + 30 + HEADER_TIMEOUT_S
         received = None
@@ -185,7 +115,7 @@ def test_a_client_pipelining_during_a_lane_request_does_not_grow_the_front(front
     def flood() -> None:
         chunk = b"x" * (1 << 20)
         try:
-            with fronted.connect() as sock:
+            with connect(fronted) as sock:
                 sock.sendall(embed_request())
                 for _ in range(128):
                     sock.sendall(chunk)
@@ -207,7 +137,8 @@ def test_a_client_pipelining_during_a_lane_request_does_not_grow_the_front(front
             flooder.join(60)
         assert not flooder.is_alive(), "the flooding connection is still open"
 
-    growth, _ = peak_rss_growth(fronted.front(), action)
+    (front,) = fronted.fronts()
+    growth, _ = peak_rss_growth(front, action)
     assert growth < 32 << 20, f"the front grew by {growth >> 20} MB"
     (result,) = outcome
     assert isinstance(result, OSError) or b"HTTP/1.1 400 " in result, result

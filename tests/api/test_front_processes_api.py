@@ -197,6 +197,10 @@ class Fronted:
     process: subprocess.Popen[bytes]
     log_path: Path
 
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     def connect(self) -> Connection:
         return Connection(self.port)
 
@@ -283,10 +287,12 @@ class Fronted:
 
 
 @contextmanager
-def fronted_server(root: Path) -> Iterator[Fronted]:
-    """`altlas serve --http-workers 2` with one tiny embedding model (CPU) in its registry, loaded;
-    API keys on; a 10 ms batch window (a client that leaves right after sending its request is
-    gone before its batch is gathered)."""
+def fronted_server(
+    root: Path, *, workers: int = 2, env: dict[str, str | None] | None = None
+) -> Iterator[Fronted]:
+    """`altlas serve --http-workers WORKERS` with one tiny embedding model (CPU) in its registry,
+    loaded; API keys on; a 10 ms batch window (a client that leaves right after sending its request
+    is gone before its batch is gathered). `env` changes the server's environment (None: unset)."""
     data = root / "data"
     data.mkdir()
     (entry,) = [m for m in yaml.safe_load(default_registry_text())["models"] if m["task"] == "embedding"]
@@ -298,15 +304,20 @@ def fronted_server(root: Path) -> Iterator[Fronted]:
     )
     (data / "models.yaml").write_text(yaml.safe_dump({"models": [entry]}))
     port, log_path = free_port(), root / "server.log"
-    env = {
+    server_env = {
         **os.environ, "ALTLAS_SERVICES": "segmentation,orchestrator", "ALTLAS_DEVICE": "cpu",
         "ALTLAS_API_KEYS": KEY, "ALTLAS_MAX_BODY_BYTES": str(MAX_BODY), "ALTLAS_LOG_LEVEL": "INFO",
         "ALTLAS_BATCH_MAX_WAIT_MS": "10", "HF_HUB_OFFLINE": "1",
     }  # fmt: skip
+    for name, value in (env or {}).items():
+        if value is None:
+            server_env.pop(name, None)
+        else:
+            server_env[name] = value
     command = [sys.executable, "-m", "altlas", "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--data-dir", str(data), "--http-workers", "2"]  # fmt: skip
+               "--data-dir", str(data), "--http-workers", str(workers)]  # fmt: skip
     with log_path.open("ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=server_env)
     server = Fronted(port, process, log_path)
     try:
         deadline = time.monotonic() + 600  # generous: only a server that never starts fails here
@@ -318,7 +329,7 @@ def fronted_server(root: Path) -> Iterator[Fronted]:
             except OSError:
                 status = "not listening"
             # every front process serves (the server has said so), the model is loaded
-            if status == "loaded" and "through 2 front processes" in log_path.read_text():
+            if status == "loaded" and f"through {workers} front processes" in log_path.read_text():
                 break
             assert status != "failed", log_path.read_text()[-3000:]
             time.sleep(0.1)

@@ -3,7 +3,6 @@ a flooded model answers 429 with Retry-After (never 500, never a hang), slow wor
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from altlas.orchestrator.registry import default_registry_text
 
-from .conftest import start_server
+from .conftest import start_server, wait_until
 
 EMBEDDER = "all-minilm-l6-v2"
 
@@ -29,18 +28,6 @@ def data_dir_with_embedder_only(root: Path) -> Path:
     data.mkdir(parents=True, exist_ok=True)
     (data / "models.yaml").write_text(yaml.safe_dump(registry))
     return data
-
-
-def wait_until(check: Any, timeout: float = 900, every: float = 0.1) -> Any:
-    """`check()`'s first true value, asked every `every` s. The deadline is there only so that a
-    broken server fails the test instead of hanging it: generous, never a measure of speed."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"not within {timeout} s")
 
 
 def texts(n: int, salt: str) -> list[str]:
