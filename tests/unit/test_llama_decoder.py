@@ -80,8 +80,8 @@ def test_unsupported_models_say_why() -> None:
     assert supports(model) is None
     config = model.config  # type: ignore[attr-defined]
     name = "rope_parameters" if "rope_parameters" in config.to_dict() else "rope_scaling"
-    config.__dict__[name] = {"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0}
-    assert "rope scaling" in (supports(model) or "")
+    config.__dict__[name] = {"rope_type": "longrope", "factor": 4.0, "rope_theta": 10000.0}
+    assert "rope scaling 'longrope'" in (supports(model) or "")
 
 
 def test_the_engine_decodes_the_same_tokens_on_both_paths(tmp_path: object) -> None:
@@ -107,3 +107,71 @@ def test_the_engine_decodes_the_same_tokens_on_both_paths(tmp_path: object) -> N
         prompt = [(7 * i + 3) % 97 for i in range(length)]
         greedy = SamplingParams(max_tokens=6, temperature=0.0)
         assert fast.complete(prompt, greedy).token_ids == plain.complete(prompt, greedy).token_ids
+
+
+def test_split_attention_matches_one_program_per_head() -> None:
+    """Flash-decoding (positions split over programs, partial softmaxes combined) against the
+    one-program-per-head kernel and dense attention: shares of whole blocks, empty shares, GQA."""
+    from altlas.generation.decode_kernels import (
+        attention_combine_kernel,
+        attention_kernel,
+        attention_split_kernel,
+    )
+
+    g = torch.Generator().manual_seed(4)
+    heads, kv_heads, head_dim, context, splits = 4, 2, 16, 160, 4
+    k_cache = torch.randn(kv_heads, context, head_dim, generator=g)
+    v_cache = torch.randn(kv_heads, context, head_dim, generator=g)
+    q = torch.randn(heads * head_dim, generator=g)
+    scale = head_dim**-0.5
+    strides = (k_cache.stride(0), k_cache.stride(1))
+    shape = {"GROUP": heads // kv_heads, "HEAD_DIM": head_dim, "BLOCK_POS": 16}
+    for position in (0, 20, 149):  # one share; two of four; the last share short
+        pos = torch.tensor([position], dtype=torch.int32)
+        one, split = torch.empty_like(q), torch.empty_like(q)
+        attention_kernel[(heads,)](q, k_cache, v_cache, pos, one, scale, *strides, **shape)
+        partials = torch.full((heads, splits, head_dim + 2), float("nan"))
+        attention_split_kernel[(heads, splits)](
+            q, k_cache, v_cache, pos, partials, scale, *strides, **shape, SPLITS=splits
+        )
+        attention_combine_kernel[(heads,)](partials, split, HEAD_DIM=head_dim, SPLITS=splits)
+        keys = k_cache[:, : position + 1].repeat_interleave(2, dim=0)  # [heads, length, dim]
+        values = v_cache[:, : position + 1].repeat_interleave(2, dim=0)
+        weights = torch.softmax(torch.einsum("hd,hld->hl", q.view(heads, head_dim) * scale, keys), -1)
+        dense = torch.einsum("hl,hld->hd", weights, values).reshape(-1)
+        torch.testing.assert_close(split, one, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(split, dense, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["norm+bias", "swiglu", "residual"])
+def test_long_rows_in_column_blocks_match_one_tile_and_torch(kind: str) -> None:
+    """gemv_kernel over rows longer than a tile (COL_BLOCKS tiles of BLOCK_C, the norm's sum of
+    squares over the whole vector first) against its one-tile path and torch."""
+    from altlas.generation.decode_kernels import gemv_kernel
+
+    g = torch.Generator().manual_seed(5)
+    rows, cols, eps = 24, 300, 1e-5
+    swiglu = kind == "swiglu"
+    weight = torch.randn(2 * rows if swiglu else rows, cols, generator=g) / 8
+    vector, norm = torch.randn(cols, generator=g) * 3, torch.randn(cols, generator=g)
+    bias, start = torch.randn(rows, generator=g), torch.randn(rows, generator=g)
+    flags = {"NORM": kind == "norm+bias", "SWIGLU": swiglu, "RESIDUAL": kind == "residual"}
+    flags["BIAS"] = flags["NORM"]
+    outs = []
+    for block_c, col_blocks in ((512, 1), (128, 3)):
+        out = start.clone()
+        gemv_kernel[(3,)](
+            weight, vector, norm, bias, out, rows, cols, eps, **flags,
+            BLOCK_R=8, BLOCK_C=block_c, COL_BLOCKS=col_blocks,
+        )  # fmt: skip
+        outs.append(out)
+    x = vector
+    if flags["NORM"]:
+        x = norm * (vector * torch.rsqrt(vector.pow(2).mean() + eps))
+    want = weight @ x
+    if swiglu:
+        want = torch.nn.functional.silu(want[:rows]) * want[rows:]
+    want = want + bias if flags["BIAS"] else want
+    want = want + start if flags["RESIDUAL"] else want
+    torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(outs[1], want, atol=1e-5, rtol=1e-5)

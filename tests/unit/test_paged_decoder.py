@@ -58,7 +58,8 @@ def test_kernels_match_the_torch_references(kv_heads: int) -> None:
     k_pool, v_pool = k_pool_start.clone(), v_pool_start.clone()
     rope_paged_kernel[(rows,)](
         qkv, cos, sin, positions, row_slots, table, q, k_pool, v_pool, qkv.stride(0), table.stride(0),
-        HEADS=heads, KV_HEADS=kv_heads, HEAD_DIM=head_dim, PAGE=page, BLOCK_HEADS=4,
+        qkv, qkv, 1e-6,
+        HEADS=heads, KV_HEADS=kv_heads, HEAD_DIM=head_dim, PAGE=page, BLOCK_HEADS=4, QK_NORM=False,
     )  # fmt: skip
     torch.testing.assert_close(q, want_q, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(k_pool, want_k, atol=1e-5, rtol=1e-5)
@@ -302,3 +303,52 @@ def test_a_request_that_fails_at_admission_fails_alone_and_gone_callers_leave_th
     assert batcher.free_pages == batcher.decoder.pages - 1 and batcher.active == 0
     assert batched.complete([8, 9], SamplingParams(max_tokens=4, temperature=0.0)).completion_tokens == 4  # type: ignore[attr-defined]
     batched.close()  # type: ignore[attr-defined]
+
+
+def test_rotary_with_qk_norms_matches_transformers_qwen3() -> None:
+    """Qwen3's per-head q/k RMS norms before rotary embedding: the reference against
+    transformers' Qwen3RMSNorm + apply_rotary_pos_emb (bit for bit in bf16: the same roundings),
+    the kernel against the reference (fp32)."""
+    from transformers.models.qwen3 import modeling_qwen3 as qwen3
+
+    from altlas.generation.paged_decoder import rope_and_store_reference
+
+    g = torch.Generator().manual_seed(6)
+    heads, kv_heads, head_dim, page, rows = 4, 2, 32, 8, 3
+    positions = torch.tensor([0, 9, 30], dtype=torch.int32)
+    table = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]], dtype=torch.int32)
+    angles = torch.randn(32, head_dim // 2, generator=g).repeat(1, 2)
+    for dtype in (torch.bfloat16, torch.float32):
+        qkv = (torch.randn(rows, (heads + 2 * kv_heads) * head_dim, generator=g) * 4).to(dtype)
+        cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)
+        q_norm, k_norm = qwen3.Qwen3RMSNorm(head_dim, 1e-6), qwen3.Qwen3RMSNorm(head_dim, 1e-6)
+        q_norm.weight.data = torch.randn(head_dim, generator=g)
+        k_norm.weight.data = torch.randn(head_dim, generator=g)
+        q_norm, k_norm = q_norm.to(dtype), k_norm.to(dtype)
+        pools = [torch.zeros(16 * page, kv_heads, head_dim, dtype=dtype) for _ in range(2)]
+        q = rope_and_store_reference(
+            qkv, cos, sin, positions, table, *pools, heads, kv_heads, page,
+            q_norm=q_norm.weight, k_norm=k_norm.weight, eps=1e-6,
+        )  # fmt: skip
+        with torch.no_grad():
+            q_t = q_norm(qkv[:, : heads * head_dim].view(rows, heads, head_dim))  # [rows, heads, dim]
+            k_t = k_norm(qkv[:, heads * head_dim : (heads + kv_heads) * head_dim].view(rows, kv_heads, -1))
+            at = positions.long()
+            want_q, want_k = qwen3.apply_rotary_pos_emb(q_t, k_t, cos[at], sin[at])  # cos [rows, 1, dim]
+        assert torch.equal(q.view(rows, heads, head_dim), want_q)
+        pool_rows = table[torch.arange(rows), at // page].long() * page + at % page
+        assert torch.equal(pools[0][pool_rows], want_k)
+    if not fused_available(torch.device("cpu")):
+        return
+    from altlas.generation.paged_kernels import rope_paged_kernel
+
+    kernel_pools = [torch.zeros_like(pool) for pool in pools]
+    out = torch.empty_like(q)
+    rope_paged_kernel[(rows,)](
+        qkv, cos, sin, positions, torch.arange(rows, dtype=torch.int32), table, out, *kernel_pools,
+        qkv.stride(0), table.stride(0), q_norm.weight, k_norm.weight, 1e-6,
+        HEADS=heads, KV_HEADS=kv_heads, HEAD_DIM=head_dim, PAGE=page, BLOCK_HEADS=4, QK_NORM=True,
+    )  # fmt: skip
+    torch.testing.assert_close(out, q, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(kernel_pools[0], pools[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(kernel_pools[1], pools[1])

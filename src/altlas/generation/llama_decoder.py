@@ -6,13 +6,16 @@ small model decodes at the host's pace (13 tokens/s measured for SmolLM2-135M th
 `generate` on an H100 host). Here the prompt still runs through transformers (prefill, any
 length), its keys and values are copied into a preallocated cache of `max_context`
 positions, and each next token runs 5 launches per layer (decode_kernels.py: products with
-the norm, activation or residual folded in, rotary embedding with the cache write,
+the norm, bias, activation or residual folded in, rotary embedding with the cache write,
 attention) that read the position from device memory, so the whole step is captured once
-and replayed.
+and replayed (twice: past `split_from` positions attention is split over positions).
 
-Supported: LlamaForCausalLM-shaped models (SmolLM2, Llama, Mistral-style without sliding
-windows) with plain rotary embeddings and no attention or MLP biases; `supports` says why
-not otherwise, and the engine then decodes through transformers.
+Supported (`supports` says why not otherwise, and the engine then decodes through
+transformers): the families of FAMILIES, read from the transformers model as it is:
+Llama 2/3/3.1/3.2/3.3 with rope scaling default, linear, llama3, yarn (the rotary tables are
+the model's own) or dynamic within its original context; Mistral without a sliding window in
+use; Qwen2/2.5 (q/k/v biases); Qwen3 dense (per-head q/k norms, an explicit head_dim); tied
+or untied embeddings, grouped-query attention, rows of any length.
 """
 
 from __future__ import annotations
@@ -23,48 +26,158 @@ import torch
 
 from altlas.observability.nvtx import ranged
 
-__all__ = ["LlamaDecoder", "LlamaWeights", "supports"]
+__all__ = ["FAMILIES", "ROPE_TYPES", "LlamaDecoder", "LlamaWeights", "describe", "supports"]
+
+FAMILIES = ("llama", "mistral", "qwen2", "qwen3")  # transformers' model_type
+ROPE_TYPES = ("default", "linear", "llama3", "yarn", "dynamic")
 
 
-def supports(model: Any) -> str | None:
-    """None if the fast decoder can run this model, else the reason it cannot."""
+def supports(model: Any, max_context: int | None = None) -> str | None:
+    """None if the fast decoders can run this model over `max_context` positions (default:
+    the model's max_position_embeddings), else the reason they cannot."""
     try:
         import triton  # noqa: F401
     except ImportError:
         return "triton is not installed"
     config = model.config
-    if getattr(config, "model_type", "") not in ("llama", "mistral"):
-        return f"model type {getattr(config, 'model_type', '?')!r} (only llama-shaped models)"
-    if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
-        return "attention or MLP biases"
-    if getattr(config, "sliding_window", None):
-        return "sliding-window attention"
-    settings = config.to_dict()  # rope_parameters in transformers 5, rope_scaling before
-    scaling = settings.get("rope_parameters") or settings.get("rope_scaling") or {}
-    if scaling.get("rope_type", scaling.get("type", "default")) not in ("default", None):
-        return f"rope scaling {scaling!r}"
+    model_type = getattr(config, "model_type", "?")
+    if model_type not in FAMILIES:
+        return f"model type {model_type!r} (only {', '.join(FAMILIES)})"
     if getattr(config, "hidden_act", "silu") != "silu":
-        return f"activation {config.hidden_act!r}"
+        return f"activation {config.hidden_act!r} (only silu)"
+    context = max_context or int(getattr(config, "max_position_embeddings", 0) or 2048)
+    window = sliding_window(config, context)
+    if window is not None:
+        return f"sliding-window attention ({window} positions) over a {context}-position context"
+    reason = _rope_reason(model, context)
+    if reason is not None:
+        return reason
+    return _shape_reason(model)
+
+
+def describe(model: Any) -> str:
+    """The model's family and the features the decoders use, for logs: e.g. "qwen3: 36 layers,
+    hidden 2560, 32 heads / 8 KV heads of 128, rope default, q/k norms, tied embeddings"."""
+    config = model.config
+    heads, kv_heads, head_dim = _attention_shape(config)
+    attn = model.model.layers[0].self_attn
+    features = [
+        f"{config.num_hidden_layers} layers, hidden {config.hidden_size}, intermediate "
+        f"{config.intermediate_size}, vocab {config.vocab_size}",
+        f"{heads} heads / {kv_heads} KV heads of {head_dim}",
+        f"rope {rope_type(config)} (theta {rope_parameters(config).get('rope_theta', '?')})",
+    ]
+    if attn.q_proj.bias is not None:
+        features.append("q/k/v biases")
+    if attn.o_proj.bias is not None:
+        features.append("output bias")
+    if getattr(attn, "q_norm", None) is not None:
+        features.append("q/k norms")
+    tied = model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    features.append("tied embeddings" if tied else "untied embeddings")
+    return f"{config.model_type}: " + ", ".join(features)
+
+
+def rope_parameters(config: Any) -> dict[str, Any]:
+    """The config's rotary settings, whichever transformers wrote it: `rope_parameters` (5.x,
+    theta included) or `rope_scaling` (4.x, None for plain rotary; theta beside it)."""
+    settings = config.to_dict()
+    parameters = dict(settings.get("rope_parameters") or settings.get("rope_scaling") or {})
+    if "rope_theta" in settings:
+        parameters.setdefault("rope_theta", settings["rope_theta"])
+    return parameters
+
+
+def rope_type(config: Any) -> str:
+    """default, linear, llama3, yarn, dynamic ... ("per layer type" for a dict of them)."""
+    parameters = rope_parameters(config)
+    if parameters and all(isinstance(value, dict) for value in parameters.values()):
+        return "per layer type"
+    return str(parameters.get("rope_type") or parameters.get("type") or "default")
+
+
+def sliding_window(config: Any, max_context: int) -> int | None:
+    """The attention window, if some layer's attention is really windowed within `max_context`
+    positions (a window of W positions hides a key only from queries W or more positions on).
+    Qwen2/Qwen3 configs carry a window with use_sliding_window false: transformers 5 then drops
+    it, 4.x kept it and looked at the switch; the layers windowed are layer_types' sliding ones
+    (5.x) or those from max_window_layers on (4.x). Mistral windows every layer."""
+    window = getattr(config, "sliding_window", None)
+    if not window or window >= max_context:
+        return None
+    qwen = config.model_type in ("qwen2", "qwen3")
+    if qwen and not getattr(config, "use_sliding_window", False):
+        return None
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types is not None:
+        return int(window) if "sliding_attention" in layer_types else None
+    if qwen and config.num_hidden_layers <= getattr(config, "max_window_layers", 0):
+        return None
+    return int(window)
+
+
+def _rope_reason(model: Any, max_context: int) -> str | None:
+    config = model.config
+    kind = rope_type(config)
+    if kind not in ROPE_TYPES:
+        return f"rope scaling {kind!r} (only {', '.join(ROPE_TYPES)})"
+    if float(rope_parameters(config).get("partial_rotary_factor", 1.0)) != 1.0:
+        return "partial rotary embedding"
+    if kind == "dynamic":
+        # Past its original context a dynamic rotary embedding recomputes its frequencies from
+        # the sequence's length (and changes the module); within it, it is the default one.
+        original = getattr(model.model.rotary_emb, "original_max_seq_len", None)
+        original = int(original or config.max_position_embeddings)
+        if max_context > original:
+            return (
+                f"dynamic rope scaling over {max_context} positions (its frequencies change past "
+                f"the original {original})"
+            )
+    return None
+
+
+def _attention_shape(config: Any) -> tuple[int, int, int]:
+    heads = int(config.num_attention_heads)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
+    return heads, kv_heads, head_dim
+
+
+def _shape_reason(model: Any) -> str | None:
+    heads, kv_heads, head_dim = _attention_shape(model.config)
+    if head_dim & (head_dim - 1) or head_dim < 16:
+        return f"head_dim {head_dim} (a power of two from 16)"
+    if heads % kv_heads:
+        return f"{heads} query heads over {kv_heads} KV heads"
+    for layer in model.model.layers:
+        attn, mlp = layer.self_attn, layer.mlp
+        if any(linear.bias is not None for linear in (mlp.gate_proj, mlp.up_proj, mlp.down_proj)):
+            return "MLP biases"
+        if len({linear.bias is None for linear in (attn.q_proj, attn.k_proj, attn.v_proj)}) > 1:
+            return "biases on some of q, k and v only"
+        if attn.q_proj.weight.shape[0] != heads * head_dim:
+            return f"q_proj has {attn.q_proj.weight.shape[0]} rows, not {heads} x {head_dim}"
+        if (getattr(attn, "q_norm", None) is None) != (getattr(attn, "k_norm", None) is None):
+            return "a q norm without a k norm, or the other way"
     return None
 
 
 class LlamaWeights:
-    """What a decoder reads from a transformers Llama model (shared by the batch-1 decoder here and
-    the paged one): device and dtype, the attention's shape, the RMS-norm epsilon, the embedding,
-    final norm and LM head, each layer's fused weights (views of the model's) and rotary tables."""
+    """What a decoder reads from a transformers Llama-family model (shared by the batch-1 decoder
+    here and the paged one): device and dtype, the attention's shape, the RMS-norm epsilon, the
+    embedding, final norm and LM head, each layer's fused weights (views of the model's) and
+    the rotary tables."""
 
     def __init__(self, model: Any, max_context: int, decoder: str) -> None:
         """`decoder` names the decoder in the error for a model it does not support."""
-        reason = supports(model)
+        reason = supports(model, max_context)
         if reason is not None:
             raise ValueError(f"the {decoder} does not support this model: {reason}")
         config = model.config
         inner = model.model
         self.device = inner.embed_tokens.weight.device
         self.dtype = inner.embed_tokens.weight.dtype
-        self.heads = config.num_attention_heads
-        self.kv_heads = config.num_key_value_heads
-        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
+        self.heads, self.kv_heads, self.head_dim = _attention_shape(config)
         self.eps = float(config.rms_norm_eps)
         self.max_context = max_context
         self.embed, self.final_norm, self.lm_head = (
@@ -73,11 +186,18 @@ class LlamaWeights:
             model.lm_head.weight,
         )
         self.weights = layer_weights(model)
+        self.qk_norm = "q_norm" in self.weights[0]
         self.cos, self.sin = rotary_tables(model, max_context, self.head_dim)
 
 
 class LlamaDecoder(LlamaWeights):
-    """Decode state for one sequence at a time: weights (views of the model's), cache, buffers."""
+    """Decode state for one sequence at a time: weights (views of the model's), cache, buffers.
+
+    Tuning (attributes, read at each step; set them before the first step on CUDA, whose graphs
+    keep what they captured): `gemv_rows` caps the rows a product's program takes (None: 4 or 8
+    by the matrix, tuned on the GPU; the interpreter pays per program, so CPU tests take more);
+    `tile_cols` is the longest row one tile takes, longer rows are read in tiles of `loop_cols`;
+    from position `split_from` on, attention runs `splits` programs per head (flash-decoding)."""
 
     def __init__(self, model: Any, max_context: int, *, use_graph: bool | None = None) -> None:
         super().__init__(model, max_context, "fast decoder")
@@ -100,8 +220,17 @@ class LlamaDecoder(LlamaWeights):
         self.attn = torch.zeros_like(self.q)
         self.act = torch.zeros(self.intermediate, device=self.device, dtype=self.dtype)
         self.logits = torch.zeros(self.lm_head.shape[0], device=self.device, dtype=self.dtype)
+        self.gemv_rows: int | None = None
+        self.tile_cols = 8192  # measured fast in one tile up to here (H100, SmolLM2's shapes)
+        self.loop_cols = 1024
+        # ~1,000 attention programs over long contexts (a head's positions split `splits` ways)
+        self.splits = min(64, max(2, _floor_pow2(1024 // self.heads)))
+        self.split_from = 512
+        self.partials = torch.zeros(
+            self.heads, self.splits, self.head_dim + 2, device=self.device, dtype=torch.float32
+        )
         self.use_graph = self.device.type == "cuda" if use_graph is None else use_graph
-        self.graph: torch.cuda.CUDAGraph | None = None
+        self.graphs: dict[bool, torch.cuda.CUDAGraph] = {}  # by split attention or not
 
     def load_prefill(self, cache: Any, length: int) -> None:
         """Copy transformers' cache of the prompt (keys after rotary embedding) into ours."""
@@ -120,124 +249,165 @@ class LlamaDecoder(LlamaWeights):
             raise ValueError(f"position {position} is past the {self.max_context}-position cache")
         self.token.copy_(token.view(1))
         self.position.fill_(position)
+        split = position >= self.split_from
         if not self.use_graph:
-            self._forward()
+            self._forward(split)
             return self.logits
-        if self.graph is None:
-            self._capture()
-        assert self.graph is not None
-        self.graph.replay()
+        if not self.graphs:  # both graphs at the first step: no capture in the middle of an answer
+            for kind in (False, True) if self.max_context > self.split_from else (False,):
+                self.graphs[kind] = self._capture(kind)
+        self.graphs[split].replay()
         return self.logits
 
-    def _capture(self) -> None:
+    def _capture(self, split: bool) -> torch.cuda.CUDAGraph:
         stream = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
         stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream):
             for _ in range(2):  # compile the kernels, settle cuBLAS's workspaces
-                self._forward()
+                self._forward(split)
         torch.cuda.current_stream(self.device).wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            self._forward()
-        self.graph = graph
+            self._forward(split)
+        return graph
 
     @torch.no_grad()
-    def _forward(self) -> None:
-        from altlas.generation.decode_kernels import attention_kernel, rmsnorm_kernel, rope_cache_kernel
+    def _forward(self, split: bool) -> None:
+        from altlas.generation.decode_kernels import rmsnorm_kernel, rope_cache_kernel
 
         torch.index_select(self.embed, 0, self.token, out=self.x[None, :])
         cache_head_stride, cache_pos_stride = self.k_cache.stride(1), self.k_cache.stride(2)
         for i, w in enumerate(self.weights):
-            self._gemv(w["qkv"], self.x, self.qkv, norm=w["norm1"])  # norm folded in
+            self._gemv(w["qkv"], self.x, self.qkv, norm=w["norm1"], bias=w.get("qkv_bias"))
             k_cache, v_cache = self.k_cache[i], self.v_cache[i]
             rope_cache_kernel[(1,)](
                 self.qkv, self.cos, self.sin, self.position, self.q, k_cache, v_cache,
                 cache_head_stride, cache_pos_stride,
+                w.get("q_norm", self.qkv), w.get("k_norm", self.qkv), self.eps,
                 HEADS=self.heads, KV_HEADS=self.kv_heads, HEAD_DIM=self.head_dim,
-                BLOCK_HEADS=_pow2(max(self.heads, self.kv_heads)),
+                BLOCK_HEADS=_pow2(max(self.heads, self.kv_heads)), QK_NORM=self.qk_norm,
             )  # fmt: skip
-            attention_kernel[(self.heads,)](
-                self.q, k_cache, v_cache, self.position, self.attn, self.head_dim**-0.5,
-                cache_head_stride, cache_pos_stride,
-                GROUP=self.heads // self.kv_heads, HEAD_DIM=self.head_dim, BLOCK_POS=64,
-            )  # fmt: skip
-            self._gemv(w["out"], self.attn, self.x, residual=True)
+            self._attend(k_cache, v_cache, split)
+            self._gemv(w["out"], self.attn, self.x, residual=True, bias=w.get("out_bias"))
             self._gemv(w["gate_up"], self.x, self.act, norm=w["norm2"], swiglu=True)
             self._gemv(w["down"], self.act, self.x, residual=True)
         hidden_block = _pow2(self.hidden)
         rmsnorm_kernel[(1,)](self.x, self.final_norm, self.h, self.hidden, self.eps, BLOCK=hidden_block)
         torch.mv(self.lm_head, self.h, out=self.logits)
 
+    def _attend(self, k_cache: torch.Tensor, v_cache: torch.Tensor, split: bool) -> None:
+        """self.attn = attention of self.q over the cache up to the position: one program per
+        head, or (`split`) `splits` per head and a second launch to combine them."""
+        from altlas.generation.decode_kernels import (
+            attention_combine_kernel,
+            attention_kernel,
+            attention_split_kernel,
+        )
+
+        strides = (k_cache.stride(0), k_cache.stride(1))
+        shape = {"GROUP": self.heads // self.kv_heads, "HEAD_DIM": self.head_dim, "BLOCK_POS": 64}
+        scale = self.head_dim**-0.5
+        if not split:
+            attention_kernel[(self.heads,)](
+                self.q, k_cache, v_cache, self.position, self.attn, scale, *strides, **shape
+            )
+            return
+        attention_split_kernel[(self.heads, self.splits)](
+            self.q, k_cache, v_cache, self.position, self.partials, scale, *strides, **shape,
+            SPLITS=self.splits,
+        )  # fmt: skip
+        attention_combine_kernel[(self.heads,)](
+            self.partials, self.attn, HEAD_DIM=self.head_dim, SPLITS=self.splits
+        )
+
     def _gemv(
         self, weight: torch.Tensor, vector: torch.Tensor, out: torch.Tensor, *,
-        norm: torch.Tensor | None = None, swiglu: bool = False, residual: bool = False,
+        norm: torch.Tensor | None = None, bias: torch.Tensor | None = None, swiglu: bool = False,
+        residual: bool = False,
     ) -> None:  # fmt: skip
-        """out = weight @ vector through gemv_kernel, with the norm / SwiGLU / residual fused."""
+        """out = weight @ vector (+ bias) through gemv_kernel, with the norm / SwiGLU / residual fused."""
         from altlas.generation.decode_kernels import gemv_kernel
 
         rows, cols = weight.shape
         rows //= 2 if swiglu else 1
-        if cols > 8192:
-            raise ValueError(f"rows of {cols} weights: the one-tile product takes up to 8192")
-        block_r = 4 if rows <= 1024 else 8  # ~100-200 programs for these models' shapes
+        block_c, col_blocks = _pow2(cols), 1
+        if cols > self.tile_cols:
+            block_c, col_blocks = self.loop_cols, -(-cols // self.loop_cols)
+        block_r = 4 if rows <= 1024 else 8  # ~100-200 programs for small models' shapes
+        if self.gemv_rows is not None:  # a tile holds 2**20 values at most
+            block_r = min(self.gemv_rows, _pow2(rows), (1 << 20) // block_c)
         gemv_kernel[(-(-rows // block_r),)](
-            weight, vector, norm if norm is not None else vector, out, rows, cols, self.eps,
-            NORM=norm is not None, SWIGLU=swiglu, RESIDUAL=residual,
-            BLOCK_R=block_r, BLOCK_C=_pow2(cols),
+            weight, vector, norm if norm is not None else vector, bias if bias is not None else vector,
+            out, rows, cols, self.eps,
+            NORM=norm is not None, SWIGLU=swiglu, RESIDUAL=residual, BIAS=bias is not None,
+            BLOCK_R=block_r, BLOCK_C=block_c, COL_BLOCKS=col_blocks,
         )  # fmt: skip
 
 
 def layer_weights(model: Any) -> list[dict[str, torch.Tensor]]:
     """Each layer's weights for the fused kernels: norms, [q; k; v] and [gate; up] fused (once
-    per model, shared by every decoder over it), the output and down projections."""
+    per model, shared by every decoder over it), the output and down projections; and where
+    the model has them, the [q; k; v] bias ("qkv_bias"), the output bias ("out_bias") and the
+    per-head q and k norms ("q_norm", "k_norm")."""
     weights = []
     with torch.no_grad():
         for layer in model.model.layers:
             attn, mlp = layer.self_attn, layer.mlp
-            weights.append(
-                {
-                    "norm1": layer.input_layernorm.weight,
-                    "qkv": _fuse_once(attn.q_proj, attn.k_proj, attn.v_proj),
-                    "out": attn.o_proj.weight,
-                    "norm2": layer.post_attention_layernorm.weight,
-                    "gate_up": _fuse_once(mlp.gate_proj, mlp.up_proj),
-                    "down": mlp.down_proj.weight,
-                }
-            )
+            projections = (attn.q_proj, attn.k_proj, attn.v_proj)
+            w = {
+                "norm1": layer.input_layernorm.weight,
+                "qkv": _fuse_once(*projections),
+                "out": attn.o_proj.weight,
+                "norm2": layer.post_attention_layernorm.weight,
+                "gate_up": _fuse_once(mlp.gate_proj, mlp.up_proj),
+                "down": mlp.down_proj.weight,
+            }
+            if attn.q_proj.bias is not None:
+                w["qkv_bias"] = _fuse_once(*projections, part="bias")
+            if attn.o_proj.bias is not None:
+                w["out_bias"] = attn.o_proj.bias
+            if getattr(attn, "q_norm", None) is not None:
+                w["q_norm"], w["k_norm"] = attn.q_norm.weight, attn.k_norm.weight
+            weights.append(w)
     return weights
 
 
 def rotary_tables(model: Any, max_context: int, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(cos, sin) [max_context, head_dim]: the model's own rotary tables for every position,
-    the same values its transformers forward uses."""
+    the same values its transformers forward uses (rope scaling and yarn's attention scaling
+    included). `supports` has checked that a dynamic rotary embedding stays in its original
+    context here: past it, the call would change the module's frequencies."""
     inner = model.model
     weight = inner.embed_tokens.weight
     with torch.no_grad():
         positions = torch.arange(max_context, device=weight.device)[None, :]
         probe = torch.zeros(1, max_context, head_dim, device=weight.device, dtype=weight.dtype)
         cos, sin = inner.rotary_emb(probe, positions)
+    if cos.shape[-1] != head_dim:
+        raise ValueError(f"rotary tables of {cos.shape[-1]} dimensions for heads of {head_dim}")
     return cos[0].contiguous(), sin[0].contiguous()
 
 
-def _fuse(*linears: Any) -> torch.Tensor:
-    """One weight matrix for several projections of the same input; the model's layers are
-    pointed at slices of it, so the weights are not held twice."""
-    fused = torch.cat([linear.weight for linear in linears])
+def _fuse(*linears: Any, part: str = "weight") -> torch.Tensor:
+    """One tensor of several projections' weights (or biases) of the same input; the model's
+    layers are pointed at slices of it, so the weights are not held twice."""
+    fused = torch.cat([getattr(linear, part) for linear in linears])
     start = 0
     for linear in linears:
-        rows = linear.weight.shape[0]
-        linear.weight = torch.nn.Parameter(fused[start : start + rows], requires_grad=False)
+        rows = getattr(linear, part).shape[0]
+        setattr(linear, part, torch.nn.Parameter(fused[start : start + rows], requires_grad=False))
         start += rows
     return fused
 
 
-def _fuse_once(*linears: Any) -> torch.Tensor:
+def _fuse_once(*linears: Any, part: str = "weight") -> torch.Tensor:
     """`_fuse`, remembered on the first layer: a second decoder over the same model (the
     one-at-a-time and the batched decoder) shares the fused weights instead of copying them."""
-    fused = getattr(linears[0], "_altlas_fused", None)
+    name = f"_altlas_fused_{part}"
+    fused = getattr(linears[0], name, None)
     if fused is None:
-        fused = _fuse(*linears)
-        linears[0]._altlas_fused = fused
+        fused = _fuse(*linears, part=part)
+        setattr(linears[0], name, fused)
     assert isinstance(fused, torch.Tensor)
     return fused
 
@@ -252,3 +422,7 @@ def _layer_cache(cache: Any, index: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _pow2(n: int) -> int:
     return 1 << (n - 1).bit_length()
+
+
+def _floor_pow2(n: int) -> int:
+    return 1 << (max(n, 1).bit_length() - 1)

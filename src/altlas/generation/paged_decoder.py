@@ -1,4 +1,5 @@
-"""Decode steps for many sequences at once over a paged KV cache (Llama-family models).
+"""Decode steps for many sequences at once over a paged KV cache (Llama-family models: the
+families llama_decoder.supports accepts).
 
 Continuous batching (continuous.py) keeps up to `slots` sequences decoding together. A step
 runs up to `max_rows` *rows*, each a token at its position in its sequence (its slot): the
@@ -136,10 +137,13 @@ class PagedLlamaDecoder(LlamaWeights):
         table = self.table
         x = self.embed[tokens]
         for i, w in enumerate(self.weights):
-            qkv = self._norm(x, w["norm1"]) @ w["qkv"].t()
+            qkv = _linear(self._norm(x, w["norm1"]), w["qkv"], w.get("qkv_bias"))
             q = self._rope_and_store(qkv, positions, row_slots, table, i)
             attention = self._attend(q, positions, row_slots, table, i)
-            x = torch.addmm(x, attention, w["out"].t())  # the residual add inside the product
+            if "out_bias" in w:  # residual + o_proj(attention), as transformers rounds it
+                x = x + torch.addmm(w["out_bias"], attention, w["out"].t())
+            else:
+                x = torch.addmm(x, attention, w["out"].t())  # the residual add inside the product
             gate, up = (self._norm(x, w["norm2"]) @ w["gate_up"].t()).chunk(2, dim=-1)
             x = torch.addmm(x, torch.nn.functional.silu(gate) * up, w["down"].t())
         logits: torch.Tensor = self._norm(x, self.final_norm) @ self.lm_head.t()
@@ -159,19 +163,22 @@ class PagedLlamaDecoder(LlamaWeights):
         layer: int,
     ) -> torch.Tensor:  # fmt: skip
         k_pool, v_pool = self.k_pool[layer], self.v_pool[layer]
+        w = self.weights[layer]
+        q_norm, k_norm = w.get("q_norm"), w.get("k_norm")
         if not self.use_kernels:
             return rope_and_store_reference(
                 qkv, self.cos, self.sin, positions, table[row_slots.long()], k_pool, v_pool, self.heads,
-                self.kv_heads, self.page,
+                self.kv_heads, self.page, q_norm=q_norm, k_norm=k_norm, eps=self.eps,
             )  # fmt: skip
         from altlas.generation.paged_kernels import rope_paged_kernel
 
         q = torch.empty(qkv.shape[0], self.heads * self.head_dim, device=self.device, dtype=self.dtype)
         rope_paged_kernel[(qkv.shape[0],)](
             qkv, self.cos, self.sin, positions, row_slots, table, q, k_pool, v_pool, qkv.stride(0),
-            table.stride(0),
+            table.stride(0), q_norm if q_norm is not None else qkv, k_norm if k_norm is not None else qkv,
+            self.eps,
             HEADS=self.heads, KV_HEADS=self.kv_heads, HEAD_DIM=self.head_dim, PAGE=self.page,
-            BLOCK_HEADS=_pow2(max(self.heads, self.kv_heads)),
+            BLOCK_HEADS=_pow2(max(self.heads, self.kv_heads)), QK_NORM=q_norm is not None,
         )  # fmt: skip
         return q
 
@@ -196,6 +203,11 @@ class PagedLlamaDecoder(LlamaWeights):
         return out
 
 
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x @ weight.T (+ bias), as nn.Linear computes it (the bias added before the rounding)."""
+    return x @ weight.t() if bias is None else torch.addmm(bias, x, weight.t())
+
+
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """transformers' LlamaRMSNorm: normalise in fp32, round to the model's dtype, scale."""
     x32 = x.float()
@@ -205,14 +217,19 @@ def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor
 
 def rope_and_store_reference(
     qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, positions: torch.Tensor, table: torch.Tensor,
-    k_pool: torch.Tensor, v_pool: torch.Tensor, heads: int, kv_heads: int, page: int,
+    k_pool: torch.Tensor, v_pool: torch.Tensor, heads: int, kv_heads: int, page: int, *,
+    q_norm: torch.Tensor | None = None, k_norm: torch.Tensor | None = None, eps: float = 1e-6,
 ) -> torch.Tensor:  # fmt: skip
-    """Rotary embedding of each row's q and k at its position (in fp32, rounded once), k and
-    v written to the row's page; returns q [rows, heads * head_dim]."""
+    """Rotary embedding of each row's q and k at its position (q*cos + rotate_half(q)*sin, each
+    product and the sum rounded to the model's dtype like transformers), after per-head RMS
+    norms of q and k where given (Qwen3's q_norm, k_norm); k and v written to the row's page;
+    returns q [rows, heads * head_dim]."""
     rows, head_dim = qkv.shape[0], cos.shape[-1]
     q = qkv[:, : heads * head_dim].view(rows, heads, head_dim)
     k = qkv[:, heads * head_dim : (heads + kv_heads) * head_dim].view(rows, kv_heads, head_dim)
     v = qkv[:, (heads + kv_heads) * head_dim :].view(rows, kv_heads, head_dim)
+    if q_norm is not None and k_norm is not None:
+        q, k = _rms_norm(q, q_norm, eps), _rms_norm(k, k_norm, eps)
     at = positions.long()
     c, s = cos[at].float()[:, None, :], sin[at].float()[:, None, :]
 
@@ -220,7 +237,7 @@ def rope_and_store_reference(
         t32 = t.float()
         half = head_dim // 2
         turned = torch.cat((-t32[..., half:], t32[..., :half]), dim=-1)
-        return (t32 * c + turned * s).to(t.dtype)
+        return ((t32 * c).to(t.dtype).float() + (turned * s).to(t.dtype).float()).to(t.dtype)
 
     pool_rows = table[torch.arange(rows, device=qkv.device), at // page].long() * page + at % page
     k_pool[pool_rows] = rotate(k)

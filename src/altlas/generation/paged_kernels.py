@@ -24,20 +24,22 @@ __all__ = ["paged_attention_kernel", "rope_paged_kernel"]
 @triton.jit  # type: ignore[untyped-decorator]
 def rope_paged_kernel(  # type: ignore[no-untyped-def]
     qkv_ptr, cos_ptr, sin_ptr, pos_ptr, row_slot_ptr, table_ptr, q_out_ptr, k_pool_ptr, v_pool_ptr,
-    qkv_stride, table_stride,
+    qkv_stride, table_stride, q_norm_ptr, k_norm_ptr, eps,
     HEADS: tl.constexpr, KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, PAGE: tl.constexpr,
-    BLOCK_HEADS: tl.constexpr,
+    BLOCK_HEADS: tl.constexpr, QK_NORM: tl.constexpr,
 ):  # fmt: skip
     """For row = program 0: rotary embedding of its q and k at its position
-    (x*cos + rotate_half(x)*sin, like transformers), q to q_out, k and v into its slot's page."""
+    (x*cos + rotate_half(x)*sin, like transformers; QK_NORM: after Qwen3's per-head q/k RMS
+    norms), q to q_out, k and v into its slot's page."""
     row_id = tl.program_id(0)
     pos = tl.load(pos_ptr + row_id)
     slot = tl.load(row_slot_ptr + row_id)
     page = tl.load(table_ptr + slot * table_stride + pos // PAGE)
     row = page.to(tl.int64) * PAGE + pos % PAGE
     at, q, q_mask, k, v, kv_mask, _heads, _dims = rotate_qkv(
-        qkv_ptr + row_id * qkv_stride, cos_ptr, sin_ptr, pos, HEADS, KV_HEADS, HEAD_DIM, BLOCK_HEADS
-    )
+        qkv_ptr + row_id * qkv_stride, cos_ptr, sin_ptr, pos, q_norm_ptr, k_norm_ptr, eps,
+        HEADS, KV_HEADS, HEAD_DIM, BLOCK_HEADS, QK_NORM,
+    )  # fmt: skip
     tl.store(q_out_ptr + row_id * HEADS * HEAD_DIM + at, q, mask=q_mask)
     pool_at = row * KV_HEADS * HEAD_DIM + at
     tl.store(k_pool_ptr + pool_at, k, mask=kv_mask)
