@@ -10,6 +10,7 @@ not part of the answer) or the token budget.
 from __future__ import annotations
 
 import inspect
+import logging
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -33,8 +34,11 @@ __all__ = [
     "answer_budget",
     "cache_of",
     "collect",
+    "end_of_turn_ids",
     "last_event",
 ]
+
+log = logging.getLogger("altlas.generation")
 
 
 def cache_of(output: Any) -> Any:
@@ -85,7 +89,9 @@ class TextGenerator:
         when the model is Llama-shaped); otherwise every token goes through transformers.
         max_sequences > 0: continuous batching (continuous.py) of up to that many generations
         at once over a paged KV cache of `kv_cache_tokens` positions, for Llama-shaped models;
-        generations then no longer wait for each other's turn."""
+        generations then no longer wait for each other's turn. A model that neither fast path
+        takes decodes through transformers: `decode_fallback` says why, in a log line too; only
+        `fast_decode=True`, asked for by name, makes that an error."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.folder = folder
@@ -104,31 +110,43 @@ class TextGenerator:
         config = self.model.config
         limit = int(getattr(config, "max_position_embeddings", 0) or 2048)
         self.max_context = min(max_context or limit, limit)
-        eos = config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        if self.tokenizer.eos_token_id is not None:
-            eos_ids.add(int(self.tokenizer.eos_token_id))
-        self.eos_ids = frozenset(eos_ids)
+        self.eos_ids = end_of_turn_ids(self.model, self.tokenizer)
         self.decoder: LlamaDecoder | None = None
         self.continuous: ContinuousBatcher | None = None
         self.decode_path = "transformers"
-        if max_sequences > 0 and supports(self.model) is None:
+        self.decode_fallback: str | None = None  # why a model that could decode fast does not
+        batched = max_sequences > 0
+        wanted = batched or bool(fast_decode) or (fast_decode is None and device.type == "cuda")
+        reason = supports(self.model) if wanted else None
+        if reason is None and wanted:
+            try:
+                self._fast_path(batched, max_sequences, kv_cache_tokens, max_queue)
+            except ValueError as exc:  # a decoder's own refusal of this model's shape
+                reason = str(exc)
+        if reason is not None:
+            if fast_decode:  # asked for by name: an error, not a quiet fallback
+                raise InvalidInputError(f"fast decoding is not available: {reason}", field="fast_decode")
+            self.decode_fallback = reason
+            log.warning(
+                "fast decoding is not available for this model; it decodes through transformers",
+                extra={"folder": str(folder), "device": str(device), "reason": reason},
+            )
+        self.completion_tokens = 0  # counters over the engine's life
+        self._count_lock = threading.Lock()
+
+    def _fast_path(self, batched: bool, max_sequences: int, kv_cache_tokens: int, max_queue: int) -> None:
+        """Continuous batching over a paged cache when `batched`, else the batch-1 static-cache decoder."""
+        if batched:
             paged = PagedLlamaDecoder(self.model, self.max_context, max_sequences, kv_cache_tokens or 8192)
-            self.continuous = ContinuousBatcher(f"{folder.name}@{device}", paged, self.eos_ids, max_queue)
+            name = f"{self.folder.name}@{self.device}"
+            self.continuous = ContinuousBatcher(name, paged, self.eos_ids, max_queue)
             self.decode_path = f"continuous batching of up to {max_sequences} over a paged cache" + (
                 " + CUDA graphs" if paged.use_graph else ""
             )
-        elif fast_decode is None or fast_decode:
-            reason = supports(self.model)
-            if reason is None and (fast_decode or device.type == "cuda"):
-                self.decoder = LlamaDecoder(self.model, self.max_context)
-                self.decode_path = "static cache + " + (
-                    "CUDA graph" if self.decoder.use_graph else "eager kernels"
-                )
-            elif fast_decode:
-                raise InvalidInputError(f"fast decoding is not available: {reason}", field="fast_decode")
-        self.completion_tokens = 0  # counters over the engine's life
-        self._count_lock = threading.Lock()
+        else:
+            self.decoder = LlamaDecoder(self.model, self.max_context)
+            graph = "CUDA graph" if self.decoder.use_graph else "eager kernels"
+            self.decode_path = f"static cache + {graph}"
 
     # prompts
 
@@ -273,6 +291,17 @@ class TextGenerator:
             for length in range(PREFILL_BUCKET, min(1024, self.max_context - 1) + 1, PREFILL_BUCKET):
                 ids = (filler * (length // len(filler) + 1))[:length]
                 self.complete(ids, SamplingParams(max_tokens=2, temperature=0.0))
+
+
+def end_of_turn_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    """Every id that ends an answer: the model config's end-of-sequence id(s), its generation
+    config's (generation_config.json: Llama 3 lists three, <|end_of_text|>, <|eom_id|> and
+    <|eot_id|>; Qwen2.5 both <|im_end|> and <|endoftext|>) and the tokenizer's."""
+    generation = getattr(model, "generation_config", None)
+    found: set[int] = set()
+    for eos in (model.config.eos_token_id, getattr(generation, "eos_token_id", None), tokenizer.eos_token_id):
+        found.update(int(i) for i in (eos if isinstance(eos, list | tuple) else [eos]) if i is not None)
+    return frozenset(found)
 
 
 def answer_budget(ids: Sequence[int], params: SamplingParams, max_context: int, field: str) -> int:

@@ -110,7 +110,10 @@ class EmbeddingBackend:
 
 
 class GenerationBackend:
-    """One generation at a time, in arrival order; at most `policy.max_queue` waiting."""
+    """One generation at a time, in arrival order; at most `policy.max_queue` waiting (with
+    continuous batching, the engine's own queue instead). `decode_path` names how tokens are
+    decoded; `decode_fallback` why a model that could have had a fast path decodes through
+    transformers (None when it has one, or was never to)."""
 
     task = "generation"
 
@@ -119,6 +122,8 @@ class GenerationBackend:
     ) -> None:
         self.generator = generator
         self.device = device
+        self.decode_path = generator.decode_path
+        self.decode_fallback = generator.decode_fallback if isinstance(generator, TextGenerator) else None
         self.max_queue = policy.max_queue
         self._turn = threading.Lock()
         self._waiting = 0

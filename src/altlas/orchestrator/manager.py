@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from altlas.errors import AltlasError, InvalidInputError, NotFoundError
-from altlas.orchestrator.backends import Backend, add_cpu_replica, build_backend
+from altlas.orchestrator.backends import Backend, GenerationBackend, add_cpu_replica, build_backend
 from altlas.orchestrator.memory import IDLE_AFTER_S, MemoryCounters, Resident, activation_reserve, plan_room
 from altlas.orchestrator.placement import estimate_bytes
 from altlas.orchestrator.registry import ModelSpec, Registry, resolve_source, source_allowed
@@ -122,6 +122,7 @@ class ModelManager:
     def status(self, name: str) -> dict[str, Any]:
         entry = self._entry(name)
         spec = self.registry.get(name)
+        decode_path, decode_fallback = _decode_path(entry.backend)
         return {
             "name": name,
             "task": spec.task,
@@ -144,6 +145,8 @@ class ModelManager:
             "replica": _replica_device(entry.backend),
             "spillovers": _spillovers(entry.backend),
             "oom_splits": _oom_splits(entry.backend),
+            "decode_path": decode_path,
+            "decode_fallback": decode_fallback,
             "decoding": _decoding(entry.backend),
             "load_ms": entry.load_ms,
             "warmup_ms": entry.warmup_ms,
@@ -228,6 +231,8 @@ class ModelManager:
             facts = {"model": name, "version": version, "device": built.device, "gpu_bytes": built.gpu_bytes,
                      "reserve_bytes": built.reserve_bytes, "replica": _replica_device(built.backend),
                      "load_ms": round(built.load_ms, 1), "warmup_ms": round(built.warmup_ms, 1)}  # fmt: skip
+            if isinstance(built.backend, GenerationBackend):
+                facts["decode_path"] = built.backend.decode_path
             log.info("model loaded", extra=facts)
         return self.status(name)
 
@@ -563,6 +568,14 @@ def _oom_splits(backend: Backend | None) -> int:
 def _spillovers(backend: Backend | None) -> int:
     queue = getattr(backend, "batcher", None)
     return queue.spilled if isinstance(queue, SpilloverRouter) else 0
+
+
+def _decode_path(backend: Backend | None) -> tuple[str | None, str | None]:
+    """A loaded generation model's decode path, and why it is transformers' when a fast path
+    could have been (its fallback reason); (None, None) for other models."""
+    if isinstance(backend, GenerationBackend):
+        return backend.decode_path, backend.decode_fallback
+    return None, None
 
 
 def _decoding(backend: Backend | None) -> dict[str, Any] | None:

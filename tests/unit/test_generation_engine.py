@@ -1,0 +1,115 @@
+"""TextGenerator with the families' own files (issue 17): end-of-turn ids from the config, the
+generation config and the tokenizer; the chat template from chat_template.jinja or from
+tokenizer_config.json; the context from `max_context` within the model's positions; and a model
+no fast decoder takes falls back to transformers with its reason, never an error unless
+fast decoding was asked for by name."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from altlas.errors import InputTooLargeError, InvalidInputError
+from altlas.generation.engine import TextGenerator
+from altlas.generation.sampling import SamplingParams
+
+from ..tiny_llms import special_id, tiny_llm_folder
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny-llms")
+    return {name: tiny_llm_folder(root / name, name) for name in ("llama-3", "qwen2.5", "gpt2")}
+
+
+def test_end_of_turn_ids_include_the_generation_configs(folders: dict[str, Path]) -> None:
+    """Llama 3 ends a turn on <|eot_id|>, a tool call on <|eom_id|>, a text on <|end_of_text|>:
+    generation_config.json lists the three; the config and the tokenizer name one each."""
+    engine = TextGenerator(folders["llama-3"], CPU, torch.float32)
+    ids = {special_id("llama-3", token) for token in ("<|end_of_text|>", "<|eom_id|>", "<|eot_id|>")}
+    assert engine.eos_ids == ids
+    qwen = TextGenerator(folders["qwen2.5"], CPU, torch.float32)
+    assert qwen.eos_ids == {special_id("qwen2.5", "<|im_end|>"), special_id("qwen2.5", "<|endoftext|>")}
+
+
+def test_chat_ids_follow_the_familys_template(folders: dict[str, Path]) -> None:
+    engine = TextGenerator(folders["llama-3"], CPU, torch.float32)
+    ids = engine.chat_ids([{"role": "user", "content": "Hi"}])
+    text = engine.tokenizer.decode(ids, skip_special_tokens=False)
+    assert text == (
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
+    header = special_id("llama-3", "<|start_header_id|>")
+    assert ids[0] == special_id("llama-3", "<|begin_of_text|>") and ids.count(header) == 2  # one id each
+
+
+def test_a_chat_template_kept_in_tokenizer_config_json_is_read_too(
+    folders: dict[str, Path], tmp_path: Path
+) -> None:
+    """Older folders keep the template in tokenizer_config.json, newer ones in chat_template.jinja."""
+    folder = tmp_path / "qwen-old-layout"
+    folder.mkdir()
+    for part in folders["qwen2.5"].iterdir():
+        (folder / part.name).write_bytes(part.read_bytes())
+    template = (folder / "chat_template.jinja").read_text()
+    (folder / "chat_template.jinja").unlink()
+    settings = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**settings, "chat_template": template}))
+    old = TextGenerator(folder, CPU, torch.float32)
+    new = TextGenerator(folders["qwen2.5"], CPU, torch.float32)
+    messages = [{"role": "user", "content": "Merhaba"}]
+    assert old.chat_ids(messages) == new.chat_ids(messages)
+    assert old.tokenizer.decode(old.chat_ids(messages), skip_special_tokens=False).endswith(
+        "<|im_start|>user\nMerhaba<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+def test_the_context_is_max_context_within_the_models_positions(folders: dict[str, Path]) -> None:
+    """Llama 3.x has 131,072 positions: a 32k context is taken as asked, a prompt filling it is
+    refused before any work; GPT-2's 1,024 positions cap whatever is asked."""
+    long = TextGenerator(folders["llama-3"], CPU, torch.float32, max_context=32_768)
+    assert long.max_context == 32_768
+    assert TextGenerator(folders["llama-3"], CPU, torch.float32).max_context == 131_072
+    with pytest.raises(InputTooLargeError, match="32,768"):
+        long.complete([7] * 32_768, SamplingParams(max_tokens=4))
+    assert TextGenerator(folders["gpt2"], CPU, torch.float32, max_context=32_768).max_context == 1024
+
+
+def test_a_model_no_fast_decoder_takes_falls_back_with_its_reason(
+    folders: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="altlas.generation"):
+        engine = TextGenerator(folders["gpt2"], CPU, torch.float32, max_sequences=2, kv_cache_tokens=256)
+    assert engine.decode_path == "transformers" and engine.continuous is None
+    assert engine.decode_fallback is not None and "gpt2" in engine.decode_fallback
+    (record,) = [r for r in caplog.records if r.name == "altlas.generation"]  # one line
+    assert record.reason == engine.decode_fallback  # type: ignore[attr-defined]
+    assert record.folder == str(folders["gpt2"])  # type: ignore[attr-defined]
+    answer = engine.complete(
+        engine.chat_ids([{"role": "user", "content": "Hi"}]), SamplingParams(max_tokens=3)
+    )
+    assert answer.finish_reason in ("stop", "length") and answer.completion_tokens <= 3
+
+
+def test_no_fallback_is_reported_where_no_fast_path_was_to_be(
+    folders: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """On the CPU without batching the batch-1 fast decoder is not the default: nothing fell back."""
+    with caplog.at_level(logging.WARNING, logger="altlas.generation"):
+        engine = TextGenerator(folders["gpt2"], CPU, torch.float32)
+        plain = TextGenerator(folders["llama-3"], CPU, torch.float32, fast_decode=False)
+    assert engine.decode_fallback is None and plain.decode_fallback is None
+    assert not [r for r in caplog.records if r.name == "altlas.generation"]
+
+
+def test_fast_decode_asked_for_by_name_is_an_error_for_such_a_model(folders: dict[str, Path]) -> None:
+    with pytest.raises(InvalidInputError, match="fast decoding is not available") as raised:
+        TextGenerator(folders["gpt2"], CPU, torch.float32, fast_decode=True)
+    assert raised.value.field == "fast_decode"
