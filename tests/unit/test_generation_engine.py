@@ -17,7 +17,7 @@ from altlas.errors import InputTooLargeError, InvalidInputError
 from altlas.generation.engine import TextGenerator
 from altlas.generation.sampling import SamplingParams
 
-from ..tiny_llms import special_id, tiny_llm_folder
+from ..tiny_llms import FAMILIES, special_id, tiny_llm_folder
 
 CPU = torch.device("cpu")
 
@@ -113,3 +113,31 @@ def test_fast_decode_asked_for_by_name_is_an_error_for_such_a_model(folders: dic
     with pytest.raises(InvalidInputError, match="fast decoding is not available") as raised:
         TextGenerator(folders["gpt2"], CPU, torch.float32, fast_decode=True)
     assert raised.value.field == "fast_decode"
+
+
+@pytest.mark.parametrize("family", [name for name, family in FAMILIES.items() if family.fast])
+def test_every_fast_family_takes_the_paged_decoder(family: str, tmp_path: Path) -> None:
+    """With batching on, each family that the fast decoders take decodes over the paged cache."""
+    engine = TextGenerator(
+        tiny_llm_folder(tmp_path, family), CPU, torch.float32, max_sequences=2, kv_cache_tokens=256
+    )
+    try:
+        assert engine.decode_fallback is None, engine.decode_fallback
+        assert engine.decode_path == "continuous batching of up to 2 over a paged cache"
+    finally:
+        engine.close()
+
+
+def test_a_sliding_window_falls_back_only_where_the_context_reaches_past_it(tmp_path: Path) -> None:
+    """A window of 512 positions changes nothing over a 512-position context: the fast path takes
+    it; over 1,024 positions it would hide keys, and the model falls back."""
+    folder = tiny_llm_folder(tmp_path, "mistral")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "sliding_window": 512}))
+    within = TextGenerator(folder, CPU, torch.float32, max_context=512, max_sequences=2, kv_cache_tokens=256)
+    past = TextGenerator(folder, CPU, torch.float32, max_context=1024, max_sequences=2, kv_cache_tokens=256)
+    try:
+        assert within.decode_fallback is None and within.continuous is not None
+        assert past.decode_path == "transformers" and "sliding-window" in (past.decode_fallback or "")
+    finally:
+        within.close()

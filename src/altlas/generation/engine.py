@@ -117,7 +117,7 @@ class TextGenerator:
         self.decode_fallback: str | None = None  # why a model that could decode fast does not
         batched = max_sequences > 0
         wanted = batched or bool(fast_decode) or (fast_decode is None and device.type == "cuda")
-        reason = supports(self.model) if wanted else None
+        reason = supports(self.model, self.max_context) if wanted else None
         if reason is None and wanted:
             try:
                 self._fast_path(batched, max_sequences, kv_cache_tokens, max_queue)
