@@ -6,7 +6,8 @@ weights directly on the device, then:
 1. greedy: 64 greedy steps of the batch-1 decoder (CUDA graph) against transformers' greedy
    decoding with its cache: tokens equal, the first step they differ, and under teacher forcing
    (transformers' tokens fed to both) the least cosine of the two logit vectors of a step.
-   Pass: every token equal, or that cosine >= 0.999 (bf16 products round differently).
+   Pass: every token equal, or that cosine >= 0.999 (bf16 products round differently); the
+   same with attention split over positions at every step (flash-decoding, used from 512 on).
 2. speed: batch-1 decode tokens/s (graph replays back to back, 256 steps after a 32-token
    prompt) against the bandwidth floor: the bytes a step must read (weights, the LM head, the
    KV cache so far) at the device's copy bandwidth, measured here with a large torch copy.
@@ -289,7 +290,16 @@ def greedy_check(model: Any, decoder: LlamaDecoder, prompt: torch.Tensor, steps:
     result = agreement(got, want)
     _, forced_logits = batch1_run(model, decoder, prompt, steps, forced=want)
     result["min_cosine"] = round(min(cosines(forced_logits, want_logits)), 6)
-    result["pass"] = result["equal"] == steps or result["min_cosine"] >= PASS_COSINE
+    split_from, decoder.split_from = decoder.split_from, 0  # every step's attention split (flash-decoding)
+    decoder.graphs.clear()
+    split_tokens, split_logits = batch1_run(model, decoder, prompt, steps, forced=want)
+    decoder.split_from = split_from
+    decoder.graphs.clear()
+    result["split_equal"] = sum(a == b for a, b in zip(split_tokens, want, strict=True))
+    result["min_cosine_split"] = round(min(cosines(split_logits, want_logits)), 6)
+    cosine = min(result["min_cosine"], result["min_cosine_split"])
+    all_equal = result["equal"] == steps and result["split_equal"] == steps
+    result["pass"] = all_equal or cosine >= PASS_COSINE
     return result
 
 

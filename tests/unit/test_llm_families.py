@@ -99,7 +99,8 @@ def transformers_greedy(name: str) -> tuple[list[int], list[torch.Tensor]]:
 @needs_triton
 @pytest.mark.parametrize("name", list(CASES))
 def test_the_batch1_decoder_decodes_transformers_greedy_tokens(name: str) -> None:
-    """Prefill as the engine's: the prompt padded to 64 through model.model, its cache loaded."""
+    """Prefill as the engine's: the prompt padded to 64 through model.model, its cache loaded;
+    the steps' attention one program per head, then from half-way split over positions."""
     from altlas.generation.engine import cache_of
     from altlas.generation.llama_decoder import LlamaDecoder, supports
 
@@ -108,6 +109,7 @@ def test_the_batch1_decoder_decodes_transformers_greedy_tokens(name: str) -> Non
     want, want_logits = transformers_greedy(name)
     decoder = LlamaDecoder(model, CONTEXT, use_graph=False)
     decoder.gemv_rows = 1 << 14  # one program per product: the interpreter pays per program
+    decoder.split_from, decoder.splits = PROMPT + STEPS // 2, 2  # the second half: flash-decoding
     got, logits = [], []
     with torch.no_grad():
         padded = torch.cat([prompt, prompt[:, -1:].expand(1, 64 - PROMPT)], dim=1)

@@ -30,6 +30,7 @@ __all__ = ["FAMILIES", "ROPE_TYPES", "LlamaDecoder", "LlamaWeights", "describe",
 
 FAMILIES = ("llama", "mistral", "qwen2", "qwen3")  # transformers' model_type
 ROPE_TYPES = ("default", "linear", "llama3", "yarn", "dynamic")
+MAX_SPLITS = 64  # flash-decoding's programs per head at most
 
 
 def supports(model: Any, max_context: int | None = None) -> str | None:
@@ -224,10 +225,10 @@ class LlamaDecoder(LlamaWeights):
         self.tile_cols = 8192  # measured fast in one tile up to here (H100, SmolLM2's shapes)
         self.loop_cols = 1024
         # ~1,000 attention programs over long contexts (a head's positions split `splits` ways)
-        self.splits = min(64, max(2, _floor_pow2(1024 // self.heads)))
+        self.splits = min(MAX_SPLITS, max(2, _floor_pow2(1024 // self.heads)))
         self.split_from = 512
         self.partials = torch.zeros(
-            self.heads, self.splits, self.head_dim + 2, device=self.device, dtype=torch.float32
+            self.heads * MAX_SPLITS * (self.head_dim + 2), device=self.device, dtype=torch.float32
         )
         self.use_graph = self.device.type == "cuda" if use_graph is None else use_graph
         self.graphs: dict[bool, torch.cuda.CUDAGraph] = {}  # by split attention or not
@@ -304,6 +305,8 @@ class LlamaDecoder(LlamaWeights):
             attention_split_kernel,
         )
 
+        if not 1 <= self.splits <= MAX_SPLITS or self.splits & (self.splits - 1):
+            raise ValueError(f"splits must be a power of two up to {MAX_SPLITS}, not {self.splits}")
         strides = (k_cache.stride(0), k_cache.stride(1))
         shape = {"GROUP": self.heads // self.kv_heads, "HEAD_DIM": self.head_dim, "BLOCK_POS": 64}
         scale = self.head_dim**-0.5
