@@ -13,7 +13,8 @@ weights directly on the device, then:
    KV cache so far) at the device's copy bandwidth, measured here with a large torch copy.
    Also: tokens/s with rows over 2048 read in column blocks (tile_cols 2048: is the one-tile
    product fast on 4096-wide rows?), tokens/s near position 8192 with and without
-   flash-decoding, and each product's time (graph replays) against cuBLAS's torch.mv.
+   flash-decoding, and each product's time (graph replays) against cuBLAS's torch.mv; for
+   --sweep shapes the big products at other tile shapes.
 3. paged: the paged decoder's greedy tokens for 2 sequences at once against the batch-1
    decoder's, 32 steps (teacher forcing as in 1; pass likewise).
 
@@ -153,6 +154,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--bench-steps", type=int, default=256, help="decode steps timed")
     parser.add_argument("--paged-steps", type=int, default=32)
     parser.add_argument("--layers", type=int, default=0, help="fewer layers than the shape's (quick checks)")
+    parser.add_argument(
+        "--sweep", nargs="*", default=["llama-3.1-8b"], help="shapes whose products try other tiles"
+    )
     return parser.parse_args()
 
 
@@ -174,7 +178,8 @@ def run_shape(
         0, model.config.vocab_size, (1, PROMPT), device=device, generator=seeded(device, 1)
     )
     part(result, "greedy", greedy_check, model, decoder, prompt, args.steps)
-    part(result, "speed", speed, model, decoder, prompt, args.bench_steps, copy_gb_s, device)
+    sweep = name in args.sweep
+    part(result, "speed", speed, model, decoder, prompt, args.bench_steps, copy_gb_s, device, sweep)
     del decoder
     free(device)
     part(result, "paged", paged_check, model, prompt, args.paged_steps, device)
@@ -308,7 +313,7 @@ def greedy_check(model: Any, decoder: LlamaDecoder, prompt: torch.Tensor, steps:
 
 def speed(
     model: Any, decoder: LlamaDecoder, prompt: torch.Tensor, steps: int, copy_gb_s: float | None,
-    device: torch.device,
+    device: torch.device, sweep: bool,
 ) -> dict[str, Any]:  # fmt: skip
     result: dict[str, Any] = {
         "tokens_s": round(decode_rate(model, decoder, prompt, PROMPT, steps, device), 1)
@@ -343,6 +348,8 @@ def speed(
     decoder.split_from = split_from
     decoder.graphs.clear()
     result["products_us"] = product_times(decoder)
+    if sweep:
+        result["sweep_us"] = sweep_products(decoder)
     return result
 
 
@@ -374,6 +381,7 @@ def weight_bytes(model: Any) -> int:
     return int(total)
 
 
+@torch.no_grad()
 def product_times(decoder: LlamaDecoder) -> dict[str, Any]:
     """GPU time (µs, graph replays) of layer 0's products through gemv_kernel and through torch.mv
     (cuBLAS), and the share of the copy bandwidth each reaches."""
@@ -395,6 +403,36 @@ def product_times(decoder: LlamaDecoder) -> dict[str, Any]:
             "ours_gb_s": round(gb / (ours * 1e-6)), "torch_mv_gb_s": round(gb / (cublas * 1e-6)),
         }  # fmt: skip
     return times
+
+
+@torch.no_grad()
+def sweep_products(decoder: LlamaDecoder) -> list[dict[str, Any]]:
+    """Layer 0's gate/up and down products through gemv_kernel at other tile shapes: one tile
+    of BLOCK_R 2, 4 or 8 rows (rows up to 8192 wide), or column blocks of 512 to 2048 (µs)."""
+    from altlas.generation.decode_kernels import gemv_kernel
+
+    w = decoder.weights[0]
+    cases = {
+        "gate_up": (w["gate_up"], decoder.x, decoder.act, True),
+        "down": (w["down"], decoder.act, decoder.x, False),
+    }
+    found = []
+    for key, (weight, vector, out, swiglu) in cases.items():
+        rows, cols = weight.shape[0] // (2 if swiglu else 1), weight.shape[1]
+        variants = [(r, 1 << (cols - 1).bit_length(), 1) for r in (2, 4, 8) if cols <= 8192]
+        variants += [(r, c, -(-cols // c)) for r in (4, 8) for c in (512, 1024, 2048)]
+        for block_r, block_c, col_blocks in variants:
+            flags = {"NORM": swiglu, "SWIGLU": swiglu, "RESIDUAL": not swiglu, "BIAS": False}
+            try:
+                micros = graph_time(
+                    gemv_kernel[(-(-rows // block_r),)], weight, vector, w["norm2"], vector, out, rows, cols,
+                    decoder.eps, **flags, BLOCK_R=block_r, BLOCK_C=block_c, COL_BLOCKS=col_blocks,
+                )  # fmt: skip
+            except Exception as exc:  # a variant the compiler refuses
+                micros = f"{type(exc).__name__}"
+            found.append({"product": key, "block_r": block_r, "block_c": block_c, "col_blocks": col_blocks,
+                          "us": micros if isinstance(micros, str) else round(micros, 1)})  # fmt: skip
+    return found
 
 
 def graph_time(run: Any, *args: Any, reps: int = 50, **options: Any) -> float:
@@ -483,7 +521,7 @@ def paged_check(model: Any, prompt: torch.Tensor, steps: int, device: torch.devi
 
 
 def brief(part: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in part.items() if k not in ("products_us",))
+    return ", ".join(f"{k}={v}" for k, v in part.items() if k not in ("products_us", "sweep_us"))
 
 
 COLUMNS = [  # (title, part, key)
@@ -508,6 +546,10 @@ def print_table(results: dict[str, Any]) -> None:
         for key in ("greedy", "speed", "paged"):
             if "error" in shape.get(key, {}):
                 print(f"{'':16} {key} error: {shape[key]['error']}")
+        for key, product in shape.get("speed", {}).get("products_us", {}).items():
+            print(f"{'':16} {key} {product}")
+        for variant in shape.get("speed", {}).get("sweep_us", []):
+            print(f"{'':16} sweep {variant}")
 
 
 def cell(part: dict[str, Any], key: str) -> str:
