@@ -1,26 +1,42 @@
-"""Batch-1 decode speed: our generation engine vs plain `transformers.generate`, same model, same GPU.
+"""Decode speed by model shape: `transformers.generate` against altlas's paths, same model, same device.
 
-Model: SmolLM2-135M-Instruct, from a converted folder (--model) or, where the weights cannot
-travel, the same shapes with random weights (--random: the speed of a decode step does not
-depend on the weights' values). Prints tokens/s of
-- `generate`: transformers' greedy generate, eager (what a plain script gets);
-- engine: altlas's TextGenerator.stream, greedy, end to end (sampling, detokenising, stop
-  checks and a host sync per token included);
-- step: the decoder's CUDA-graph step alone, back to back (the GPU-side ceiling);
-and the memory-bandwidth floor: per token the decode reads every weight once plus the KV
-cache so far, at the copy bandwidth measured in the same run. Also the kernels per token
-(one step run eagerly under the profiler) and the gap between kernels.
+Shapes (--shape, one or several): SHAPES holds, for each model, the numbers of its public
+config.json that set the speed (hidden, intermediate, layers, heads, KV heads, head_dim,
+vocabulary, rope theta and scaling, tied embeddings, biases, positions). The weights are random,
+drawn on the device in the bench's dtype (normal, std 0.02): a decode step's speed does not
+depend on the weights' values, and an 8B model is drawn on a GPU in seconds. It is never written
+to disk: the engines share the one model, and the model's folder holds only a tokenizer (a byte
+per token, plus a token of three ASCII letters for every other id, so that each generated id
+decodes to text as a real vocabulary's do). --model FOLDER measures a real folder instead.
 
-    python bench/generation.py [--random | --model FOLDER] [--tokens 256] [--prompt-tokens 32]
-                               [--json out.json]
+For each shape, printed (and written to --json after each shape, so a cut-short run keeps what
+it measured):
+- tokens/s of `generate` (transformers' greedy generate, eager: what a plain script gets); of the
+  engine's batch-1 path (TextGenerator.stream, greedy, end to end: sampling, detokenising, stop
+  checks and a host sync per token; on a GPU the static-cache CUDA-graph decoder), median of 3;
+  of the engine decoding through transformers; of the decoder's CUDA-graph step alone; and the
+  memory-bandwidth floor: per token every weight is read once plus the KV cache so far, at the
+  copy bandwidth measured in the same run. On CUDA also the kernels per step and their GPU time;
+- time to first token of a --ttft-prompt-token prompt (1,024): `generate` of one token, the
+  batch-1 engine, continuous batching (a one-token answer, end to end);
+- continuous batching at --concurrency sequences (1 8 32): answer tokens/s over all and the
+  mean time to first token (bench/continuous.py's `run`).
+
+    python bench/generation.py --shape llama-3.1-8b qwen3-4b [--tokens 256] [--json out.json]
+    python bench/generation.py --shape all --tokens 128 --json gen.json       # every shape
+    python bench/generation.py --device cpu --shape smollm2-135m --tokens 8 --ttft-prompt 64 \\
+        --concurrency 1 2                                                     # a quick check
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,25 +45,93 @@ import torch
 from altlas.generation.engine import TextGenerator
 from altlas.generation.sampling import SamplingParams
 
-SMOLLM2_135M = {  # SmolLM2-135M-Instruct's config.json (the shapes that matter for speed)
-    "vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
-    "num_attention_heads": 9, "num_key_value_heads": 3, "max_position_embeddings": 8192,
-    "rms_norm_eps": 1e-5, "rope_theta": 100000.0, "tie_word_embeddings": True,
-    "bos_token_id": 1, "eos_token_id": 2,
+LLAMA3_ROPE = {"rope_type": "llama3", "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+               "original_max_position_embeddings": 8192}  # fmt: skip
+# Each model's config.json (the -Instruct releases; base models share the shapes): what sets the speed.
+SHAPES: dict[str, dict[str, Any]] = {
+    "smollm2-135m": {
+        "model_type": "llama", "vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536,
+        "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
+        "max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "rope_theta": 100000.0,
+        "tie_word_embeddings": True,
+    },
+    "qwen2.5-0.5b": {  # Qwen2: q/k/v biases always
+        "model_type": "qwen2", "vocab_size": 151936, "hidden_size": 896, "intermediate_size": 4864,
+        "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
+        "max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+        "tie_word_embeddings": True, "use_sliding_window": False,
+    },
+    "llama-3.2-1b": {
+        "model_type": "llama", "vocab_size": 128256, "hidden_size": 2048, "intermediate_size": 8192,
+        "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 64,
+        "max_position_embeddings": 131072, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
+        "rope_scaling": {**LLAMA3_ROPE, "factor": 32.0}, "tie_word_embeddings": True,
+    },
+    "qwen2.5-1.5b": {
+        "model_type": "qwen2", "vocab_size": 151936, "hidden_size": 1536, "intermediate_size": 8960,
+        "num_hidden_layers": 28, "num_attention_heads": 12, "num_key_value_heads": 2,
+        "max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+        "tie_word_embeddings": True, "use_sliding_window": False,
+    },
+    "llama-3.2-3b": {
+        "model_type": "llama", "vocab_size": 128256, "hidden_size": 3072, "intermediate_size": 8192,
+        "num_hidden_layers": 28, "num_attention_heads": 24, "num_key_value_heads": 8, "head_dim": 128,
+        "max_position_embeddings": 131072, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
+        "rope_scaling": {**LLAMA3_ROPE, "factor": 32.0}, "tie_word_embeddings": True,
+    },
+    "qwen3-4b": {  # Qwen3: per-head q/k norms, head_dim 128 (not 2560 / 32), no biases
+        "model_type": "qwen3", "vocab_size": 151936, "hidden_size": 2560, "intermediate_size": 9728,
+        "num_hidden_layers": 36, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
+        "max_position_embeddings": 40960, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+        "tie_word_embeddings": True, "use_sliding_window": False,
+    },
+    "qwen2.5-7b": {
+        "model_type": "qwen2", "vocab_size": 152064, "hidden_size": 3584, "intermediate_size": 18944,
+        "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
+        "max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+        "tie_word_embeddings": False, "use_sliding_window": False,
+    },
+    "llama-3.1-8b": {
+        "model_type": "llama", "vocab_size": 128256, "hidden_size": 4096, "intermediate_size": 14336,
+        "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
+        "max_position_embeddings": 131072, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
+        "rope_scaling": {**LLAMA3_ROPE, "factor": 8.0}, "tie_word_embeddings": False,
+    },
+    "mistral-7b": {  # v0.3: a 32,768-token vocabulary, no sliding window
+        "model_type": "mistral", "vocab_size": 32768, "hidden_size": 4096, "intermediate_size": 14336,
+        "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
+        "max_position_embeddings": 32768, "rms_norm_eps": 1e-5, "rope_theta": 1000000.0,
+        "sliding_window": None, "tie_word_embeddings": False,
+    },
 }  # fmt: skip
 
 
-def random_model_folder(path: Path, dtype: torch.dtype) -> Path:
-    """A SmolLM2-135M-shaped Llama with random weights and a byte-level tokenizer, saved as a folder."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+def random_model(shape: str, dtype: torch.dtype, device: torch.device, std: float = 0.02) -> Any:
+    """A model of `shape` with random weights (normal, `std`), drawn on `device` in `dtype`."""
+    from transformers import AutoConfig, AutoModelForCausalLM
 
+    settings = dict(SHAPES[shape])
+    config = AutoConfig.for_model(
+        settings.pop("model_type"), **settings, initializer_range=std, bos_token_id=1, eos_token_id=2
+    )
     torch.manual_seed(0)
-    # a wide initialisation, so that greedy decoding wanders over the vocabulary instead of repeating
-    model = LlamaForCausalLM(LlamaConfig(**SMOLLM2_135M, initializer_range=0.1)).to(dtype)
-    model.save_pretrained(path)
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())  # one token per byte, no merges
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    return model.eval()
+
+
+def tokenizer_folder(path: Path, vocab_size: int) -> Path:
+    """A byte-level tokenizer of `vocab_size` ids saved in `path`: <t0> <t1> (bos) <t2> (eos), a
+    token per byte (no merges, so text encodes byte by byte), then three ASCII letters per id up
+    to `vocab_size`; SmolLM2's ChatML chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())  # one character per byte
     vocab = {"<t0>": 0, "<t1>": 1, "<t2>": 2} | {char: 3 + i for i, char in enumerate(alphabet)}
+    letters = [chr(c) for c in range(33, 127)]  # printable ASCII stands for itself in ByteLevel
+    for i in range(vocab_size - len(vocab)):
+        vocab["".join(letters[i // len(letters) ** k % len(letters)] for k in range(3))] = len(vocab)
     tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -60,125 +144,176 @@ def random_model_folder(path: Path, dtype: torch.dtype) -> Path:
     return path
 
 
-def floors() -> float:
-    x = torch.empty(2**28, dtype=torch.uint8, device="cuda")
+def random_model_folder(path: Path, dtype: torch.dtype, shape: str = "smollm2-135m") -> Path:
+    """A folder of `shape` with random weights drawn on the CPU and the tokenizer (for
+    bench/continuous.py and the GPU tests). A wide initialisation (std 0.1), so that greedy
+    decoding wanders over the vocabulary instead of repeating."""
+    model = random_model(shape, dtype, torch.device("cpu"), std=0.1)
+    model.save_pretrained(path)
+    return tokenizer_folder(path, model.config.vocab_size)
+
+
+def copy_bandwidth(device: torch.device) -> float:
+    """GB/s of a device-to-device copy (read + write) of 256 MB."""
+    x = torch.empty(2**28, dtype=torch.uint8, device=device)
     y = torch.empty_like(x)
     y.copy_(x)
-    torch.cuda.synchronize()
+    _sync(device)
     start = time.perf_counter()
     for _ in range(10):
         y.copy_(x)
-    torch.cuda.synchronize()
-    return 2 * x.numel() * 10 / (time.perf_counter() - start) / 1e9  # GB/s
+    _sync(device)
+    return 2 * x.numel() * 10 / (time.perf_counter() - start) / 1e9
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", type=Path, help="a transformers folder (e.g. the converted SmolLM2 cache)")
-    parser.add_argument("--random", action="store_true", help="SmolLM2-135M shapes, random weights")
-    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
-    parser.add_argument("--tokens", type=int, default=256)
-    parser.add_argument("--prompt-tokens", type=int, default=32)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
-    device = torch.device("cuda")
-    folder = args.model or random_model_folder(Path("/tmp/altlas-bench-smollm2-random"), dtype)
-    bandwidth = floors()
-    engine = TextGenerator(folder, device, dtype, max_context=args.prompt_tokens + args.tokens + 8)
-    plain = TextGenerator(
-        folder, device, dtype, max_context=args.prompt_tokens + args.tokens + 8, fast_decode=False
-    )
-    prompt = [5 + (i * 7) % 200 for i in range(args.prompt_tokens)]
-    greedy = SamplingParams(max_tokens=args.tokens, temperature=0.0)
-    eos = set(engine.eos_ids)
-    engine.eos_ids = frozenset()  # decode exactly args.tokens tokens, whatever the weights say
-    plain.eos_ids = frozenset()
-    print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
-          f"{args.dtype}, {'random weights' if args.model is None else folder.name}")  # fmt: skip
-    print(f"# copy bandwidth {bandwidth:.0f} GB/s; decode path: {engine.decode_path}")
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
-    def engine_rate(generator: TextGenerator) -> float:
-        """Decode tokens/s end to end: the whole answer's time minus a one-token answer's (the prefill)."""
-        generator.complete(prompt, SamplingParams(max_tokens=8, temperature=0.0))  # warm
-        start = time.perf_counter()
-        generator.complete(prompt, SamplingParams(max_tokens=1, temperature=0.0))
-        one = time.perf_counter() - start
-        start = time.perf_counter()
-        result = generator.complete(prompt, greedy)
-        return (result.completion_tokens - 1) / (time.perf_counter() - start - one)
 
-    # transformers.generate, greedy, eager
-    model = plain.model
+class Progress:
+    """Lines of what the bench is doing, with the seconds since it started."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __call__(self, what: str) -> None:
+        print(f"[{time.perf_counter() - self.started:7.1f} s] {what}", flush=True)
+
+
+def prompt_ids(length: int, salt: int = 0) -> list[int]:
+    return [5 + (i * 7 + salt) % 200 for i in range(length)]
+
+
+def generate_rate(model: Any, prompt: list[int], tokens: int) -> float:
+    """tokens/s of transformers' greedy generate, eager, exactly `tokens` new tokens."""
+    device = model.device
     ids = torch.tensor([prompt], device=device)
     model.generate(ids, max_new_tokens=8, min_new_tokens=8, do_sample=False, pad_token_id=0)
-    torch.cuda.synchronize()
+    _sync(device)
     start = time.perf_counter()
-    out = model.generate(
-        ids, max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False, pad_token_id=0
-    )
-    torch.cuda.synchronize()
-    generate_rate = (out.shape[1] - ids.shape[1]) / (time.perf_counter() - start)
-    ours = [engine_rate(engine) for _ in range(3)]
-    eager_ours = engine_rate(plain)
-    # the CUDA-graph step alone, back to back
-    decoder = engine.decoder
-    assert decoder is not None
-    token = torch.tensor(7, device=device)
-    positions = range(args.prompt_tokens, args.prompt_tokens + args.tokens)
+    out = model.generate(ids, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False, pad_token_id=0)
+    _sync(device)
+    return (out.shape[1] - ids.shape[1]) / (time.perf_counter() - start)
+
+
+def generate_first_token_s(model: Any, prompt: list[int]) -> float:
+    """Seconds for `generate` to give one token after `prompt` (the second of two runs)."""
+    ids = torch.tensor([prompt], device=model.device)
+    for _ in range(2):
+        start = time.perf_counter()
+        model.generate(ids, max_new_tokens=1, min_new_tokens=1, do_sample=False, pad_token_id=0)
+        _sync(model.device)
+    return time.perf_counter() - start
+
+
+def engine_rate(generator: TextGenerator, prompt: list[int], tokens: int) -> float:
+    """Decode tokens/s end to end: the whole answer's time minus a one-token answer's (the prefill)."""
+    generator.complete(prompt, SamplingParams(max_tokens=8, temperature=0.0))  # warm
+    one = first_token_s(generator, prompt)
+    start = time.perf_counter()
+    result = generator.complete(prompt, SamplingParams(max_tokens=tokens, temperature=0.0))
+    return (result.completion_tokens - 1) / (time.perf_counter() - start - one)
+
+
+def first_token_s(generator: TextGenerator, prompt: list[int]) -> float:
+    """Seconds to a one-token answer after `prompt`, end to end (the second of two runs)."""
+    for _ in range(2):
+        start = time.perf_counter()
+        generator.complete(prompt, SamplingParams(max_tokens=1, temperature=0.0))
+    return time.perf_counter() - start
+
+
+def step_rate(decoder: Any, position: int, steps: int) -> float:
+    """Steps/s of the decoder's step alone (CUDA graph replays) back to back."""
+    token = torch.tensor(7, device=decoder.device)
+    positions = range(position, position + steps)
     for p in positions[:8]:
         decoder.step(token, p)
-    torch.cuda.synchronize()
+    _sync(decoder.device)
     start = time.perf_counter()
     for p in positions:
         decoder.step(token, p)
-    torch.cuda.synchronize()
-    step_rate = len(positions) / (time.perf_counter() - start)
-    kernels, busy_us = kernels_per_step(decoder, args.prompt_tokens)
-    # every weight is read once per token; an untied input embedding only for one row
+    _sync(decoder.device)
+    return len(positions) / (time.perf_counter() - start)
+
+
+def bytes_per_token(model: Any, position: float) -> tuple[int, float]:
+    """(weight bytes, KV-cache bytes) a batch-1 decode step reads at `position`: every weight
+    once (an untied input embedding only for one row), and the keys and values so far."""
     weight_bytes = sum(t.numel() * t.element_size() for t in model.parameters())
     if not model.config.tie_word_embeddings:
         embedding = model.get_input_embeddings().weight
         weight_bytes -= embedding.numel() * embedding.element_size()
-    mean_position = args.prompt_tokens + args.tokens / 2
-    kv_bytes = (
-        2
-        * decoder.layers
-        * decoder.kv_heads
-        * decoder.head_dim
-        * decoder.k_cache.element_size()
-        * mean_position
-    )
-    floor_rate = bandwidth * 1e9 / (weight_bytes + kv_bytes)
-    rows = {
-        "transformers.generate": generate_rate,
-        "engine, transformers decode (no graph)": eager_ours,
-        "engine, fast decode (median of 3)": statistics.median(ours),
-        "decoder step alone (CUDA graph)": step_rate,
-        "memory-bandwidth floor": floor_rate,
-    }
-    print(f"{'path':<42} {'tokens/s':>10} {'vs generate':>12} {'of floor':>9}")
-    for name, rate in rows.items():
-        print(f"{name:<42} {rate:>10.0f} {rate / generate_rate:>11.1f}x {rate / floor_rate:>8.1%}")
-    print(f"kernels per decode step: {kernels}; GPU busy {busy_us:.0f} us of a {1e6 / step_rate:.0f} us step "
-          f"(weights {weight_bytes / 1e6:.0f} MB + KV {kv_bytes / 1e6:.1f} MB per token)")  # fmt: skip
-    engine.eos_ids = frozenset(eos)
-    if args.json:
-        args.json.write_text(json.dumps({"rates": rows, "kernels_per_step": kernels, "gpu_busy_us": busy_us,
-                                         "bandwidth_gbps": bandwidth, "runs": ours}))  # fmt: skip
+    config = model.config
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    per_position = 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim
+    return weight_bytes, per_position * model.dtype.itemsize * position
 
 
-def kernels_per_step(decoder: Any, position: int) -> tuple[int, float]:
+def bench_model(
+    folder: Path, model: Any, args: argparse.Namespace, bandwidth: float, progress: Progress
+) -> dict[str, Any]:
+    """Every measure of one model (see the module's docstring)."""
+    from continuous import run  # bench/continuous.py (it imports this module: not at the top)
+
+    device, dtype = model.device, model.dtype
+    context = max(args.prompt_tokens, args.ttft_prompt) + args.tokens + 8
+    most = max(args.concurrency)
+    engine = TextGenerator(folder, device, dtype, max_context=context, model=model)
+    plain = TextGenerator(folder, device, dtype, max_context=context, fast_decode=False, model=model)
+    for generator in (engine, plain):
+        generator.eos_ids = frozenset()  # decode exactly the tokens asked, whatever the weights say
+    prompt, long_prompt = prompt_ids(args.prompt_tokens), prompt_ids(args.ttft_prompt, salt=3)
+    progress(f"  batch-1 ({engine.decode_path}) and transformers.generate, {args.tokens} tokens")
+    rates = {"transformers.generate": generate_rate(model, prompt, args.tokens)}
+    ours = [engine_rate(engine, prompt, args.tokens) for _ in range(3)]
+    rates["engine, transformers decode (no graph)"] = engine_rate(plain, prompt, args.tokens)
+    rates["engine, batch-1 path (median of 3)"] = statistics.median(ours)
+    kernels: dict[str, Any] = {}
+    if engine.decoder is not None and engine.decoder.use_graph:
+        rates["decoder step alone (CUDA graph)"] = step_rate(engine.decoder, args.prompt_tokens, args.tokens)
+        kernels = kernels_per_step(engine.decoder, args.prompt_tokens)
+    weight_bytes, kv_bytes = bytes_per_token(model, args.prompt_tokens + args.tokens / 2)
+    rates["memory-bandwidth floor"] = bandwidth * 1e9 / (weight_bytes + kv_bytes)
+    progress(f"  time to first token, {args.ttft_prompt}-token prompt")
+    first = {"transformers.generate": generate_first_token_s(model, long_prompt),
+             "engine, batch-1 path": first_token_s(engine, long_prompt)}  # fmt: skip
+    plain.close()
+    engine.close()
+    batched = TextGenerator(
+        folder, device, dtype, max_context=context, max_sequences=most,
+        kv_cache_tokens=most * (args.prompt_tokens + args.tokens + 8) + context, model=model,
+    )  # fmt: skip
+    continuous = {}
+    if batched.continuous is not None:  # else decode_fallback says why (in the report's paths)
+        batched.eos_ids = batched.continuous.eos_ids = frozenset()
+        first["continuous batching"] = first_token_s(batched, long_prompt)
+        progress(f"  continuous batching ({batched.decode_path}) at {args.concurrency}")
+        run(batched, 2, args.prompt_tokens, 8)  # warm
+        for concurrency in args.concurrency:
+            rate, first_s = run(batched, concurrency, args.prompt_tokens, args.tokens)
+            continuous[concurrency] = {"tokens_per_s": rate, "first_token_ms": first_s * 1e3}
+    batched.close()
+    paths = {"batch-1": engine.decode_path, "continuous": batched.decode_path}
+    fallbacks = {"batch-1": engine.decode_fallback, "continuous": batched.decode_fallback}
+    return {
+        "decode_paths": paths, "decode_fallbacks": fallbacks,
+        "tokens_per_s": rates, "first_token_ms": {k: v * 1e3 for k, v in first.items()},
+        "continuous": continuous, "weight_bytes": weight_bytes, "kv_bytes_per_token": kv_bytes, **kernels,
+    }  # fmt: skip
+
+
+def kernels_per_step(decoder: Any, position: int) -> dict[str, Any]:
     """Kernels launched by one eager decode step, and the GPU time they take together (us)."""
     from torch.profiler import ProfilerActivity, profile
 
     decoder.position.fill_(position)
-    decoder._forward()
+    decoder._forward(False)
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        decoder._forward()
+        decoder._forward(False)
         torch.cuda.synchronize()
     events = [
         e
@@ -190,7 +325,118 @@ def kernels_per_step(decoder: Any, position: int) -> tuple[int, float]:
         by_name.setdefault(e.name[:60], []).append(e.time_range.end - e.time_range.start)
     for name, times in sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:8]:
         print(f"  {len(times):4d} x {statistics.mean(times):6.2f} us = {sum(times):7.1f} us  {name}")
-    return len(events), sum(e.time_range.end - e.time_range.start for e in events)
+    busy = sum(e.time_range.end - e.time_range.start for e in events)
+    return {"kernels_per_step": len(events), "gpu_busy_us": busy}
+
+
+def report(name: str, result: dict[str, Any]) -> None:
+    rates, paths = result["tokens_per_s"], result["decode_paths"]
+    generate, floor = rates["transformers.generate"], rates["memory-bandwidth floor"]
+    print(f"\n{name}: batch-1 {paths['batch-1']}; continuous {paths['continuous']}")
+    print(f"{'path':<42} {'tokens/s':>10} {'vs generate':>12} {'of floor':>9}")
+    for path, rate in rates.items():
+        print(f"{path:<42} {rate:>10.1f} {rate / generate:>11.1f}x {rate / floor:>8.1%}")
+    weights, kv = result["weight_bytes"] / 1e6, result["kv_bytes_per_token"] / 1e6
+    print(f"weights {weights:,.0f} MB + KV {kv:.1f} MB per token")
+    if "kernels_per_step" in result:
+        print(
+            f"kernels per decode step: {result['kernels_per_step']}; GPU busy {result['gpu_busy_us']:.0f} us"
+        )
+    firsts = ", ".join(f"{path} {ms:,.1f} ms" for path, ms in result["first_token_ms"].items())
+    print(f"time to first token: {firsts}")
+    for concurrency, row in result["continuous"].items():
+        print(f"continuous, {concurrency:>3} at once: {row['tokens_per_s']:>10,.1f} tokens/s, "
+              f"first token {row['first_token_ms']:,.1f} ms")  # fmt: skip
+
+
+def summary(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
+    """One Markdown row per model."""
+    counts = "/".join(str(c) for c in args.concurrency)
+    first = f"first token, {args.ttft_prompt}-token prompt (generate / batch-1 / continuous)"
+    print(f"\n| shape | generate tok/s | batch-1 tok/s | floor tok/s | of floor | {first} | "
+          f"continuous tok/s at {counts} |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---|---|")
+    for name, result in results.items():
+        rates = result["tokens_per_s"]
+        generate, floor = rates["transformers.generate"], rates["memory-bandwidth floor"]
+        ours = rates["engine, batch-1 path (median of 3)"]
+        firsts = " / ".join(f"{ms:,.0f} ms" for ms in result["first_token_ms"].values())
+        together = " / ".join(f"{row['tokens_per_s']:,.0f}" for row in result["continuous"].values())
+        speeds = f"{generate:,.1f} | {ours:,.1f} | {floor:,.0f} | {ours / floor:.1%}"
+        print(f"| {name} | {speeds} | {firsts} | {together} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--shape", nargs="+", choices=[*SHAPES, "all"], help="model shapes, random weights")
+    parser.add_argument("--random", action="store_true", help="the same as --shape smollm2-135m")
+    parser.add_argument("--model", type=Path, help="a transformers folder (e.g. the converted SmolLM2 cache)")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument(
+        "--dtype", choices=["bf16", "fp16", "fp32"], help="default: bf16 on CUDA, fp32 on CPU"
+    )
+    parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--prompt-tokens", type=int, default=32)
+    parser.add_argument(
+        "--ttft-prompt", type=int, default=1024, help="prompt tokens for the first-token times"
+    )
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    precision = args.dtype or ("bf16" if device.type == "cuda" else "fp32")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+    shapes = list(SHAPES) if args.shape == ["all"] else args.shape or ([] if args.model else ["smollm2-135m"])
+    progress = Progress()
+    bandwidth = copy_bandwidth(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    meta = {"device": name, "torch": torch.__version__, "cuda": torch.version.cuda, "dtype": precision,
+            "bandwidth_gbps": bandwidth}  # fmt: skip
+    print(f"# {meta}; prompt {args.prompt_tokens} tokens, {args.tokens} greedy tokens", flush=True)
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for label, load in _loaders(args, shapes, device, dtype, Path(scratch)):
+            progress(f"{label}: loading")
+            folder, model = load()
+            results[label] = bench_model(folder, model, args, bandwidth, progress)
+            report(label, results[label])
+            del model
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if args.json:  # after each model: a run cut short keeps what it measured
+                body = {"meta": meta, "args": vars(args), "results": results}
+                args.json.write_text(json.dumps(body, default=str, indent=1))
+    summary(results, args)
+
+
+Loader = Callable[[], tuple[Path, Any]]
+
+
+def _loaders(
+    args: argparse.Namespace, shapes: list[str], device: torch.device, dtype: torch.dtype, scratch: Path
+) -> list[tuple[str, Loader]]:
+    """(label, a loader of (folder, model)) for --model and each shape, loaded one at a time."""
+    loaders: list[tuple[str, Loader]] = []
+    if args.model:
+        folder: Path = args.model
+        loaders.append((folder.name, lambda: (folder, _from_folder(folder, dtype, device))))
+    for shape in shapes:
+        loaders.append((shape, lambda shape=shape: _drawn(shape, dtype, device, scratch / shape)))
+    return loaders
+
+
+def _from_folder(folder: Path, dtype: torch.dtype, device: torch.device) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
+
+
+def _drawn(shape: str, dtype: torch.dtype, device: torch.device, folder: Path) -> tuple[Path, Any]:
+    model = random_model(shape, dtype, device)
+    return tokenizer_folder(folder, model.config.vocab_size), model
 
 
 if __name__ == "__main__":

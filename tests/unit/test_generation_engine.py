@@ -141,3 +141,16 @@ def test_a_sliding_window_falls_back_only_where_the_context_reaches_past_it(tmp_
         assert past.decode_path == "transformers" and "sliding-window" in (past.decode_fallback or "")
     finally:
         within.close()
+
+
+def test_engines_can_share_one_loaded_model(folders: dict[str, Path]) -> None:
+    """bench/generation.py runs several decode paths over one model (an 8B model is loaded once)."""
+    first = TextGenerator(folders["llama-3"], CPU, torch.float32, max_sequences=2, kv_cache_tokens=256)
+    second = TextGenerator(folders["llama-3"], CPU, torch.float32, model=first.model)
+    try:
+        assert second.model is first.model and second.continuous is None and first.continuous is not None
+        prompt = second.text_ids("Merhaba")
+        greedy = SamplingParams(max_tokens=4, temperature=0.0)
+        assert first.complete(prompt, greedy).token_ids == second.complete(prompt, greedy).token_ids
+    finally:
+        first.close()

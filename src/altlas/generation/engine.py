@@ -84,6 +84,7 @@ class TextGenerator:
         max_sequences: int = 0,
         kv_cache_tokens: int = 0,
         max_queue: int = 1024,
+        model: Any = None,
     ) -> None:
         """fast_decode: the static-cache, CUDA-graph decoder of llama_decoder.py (default: on CUDA
         when the model is Llama-shaped); otherwise every token goes through transformers.
@@ -91,7 +92,8 @@ class TextGenerator:
         at once over a paged KV cache of `kv_cache_tokens` positions, for Llama-shaped models;
         generations then no longer wait for each other's turn. A model that neither fast path
         takes decodes through transformers: `decode_fallback` says why, in a log line too; only
-        `fast_decode=True`, asked for by name, makes that an error."""
+        `fast_decode=True`, asked for by name, makes that an error. model: the folder's model
+        already loaded (benchmarks share one between engines); the folder then gives the tokenizer."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.folder = folder
@@ -99,7 +101,8 @@ class TextGenerator:
         self.dtype = dtype
         try:
             self.tokenizer: Any = AutoTokenizer.from_pretrained(folder)
-            model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+            if model is None:
+                model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
         except (OSError, ValueError, KeyError) as exc:
             raise InvalidInputError(f"cannot load a causal LM from {folder}: {exc}", field="source") from None
         self.model = model.to(device).eval()
