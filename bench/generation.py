@@ -1,8 +1,10 @@
 """Decode speed by model shape: `transformers.generate` against altlas's paths, same model, same device.
 
-Shapes (--shape, one or several): SHAPES holds, for each model, the numbers of its public
-config.json that set the speed (hidden, intermediate, layers, heads, KV heads, head_dim,
-vocabulary, rope theta and scaling, tied embeddings, biases, positions). The weights are random,
+Shapes (--shape, one or several, or all): smollm2-135m, qwen2.5-0.5b, llama-3.2-1b,
+qwen2.5-1.5b, llama-3.2-3b, qwen3-4b, qwen2.5-7b, llama-3.1-8b, mistral-7b-v0.3; SHAPES (in
+scripts/gpu_families.py, which checks the decoders on the same shapes) holds each one's public
+config.json: hidden, intermediate, layers, heads, KV heads, head_dim, vocabulary, rope theta and
+scaling, tied embeddings, positions (Qwen2's q/k/v biases come with its type). The weights are random,
 drawn on the device in the bench's dtype (normal, std 0.02): a decode step's speed does not
 depend on the weights' values, and an 8B model is drawn on a GPU in seconds. It is never written
 to disk: the engines share the one model, and the model's folder holds only a tokenizer (a byte
@@ -31,9 +33,9 @@ it measured):
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -45,79 +47,13 @@ import torch
 from altlas.generation.engine import TextGenerator
 from altlas.generation.sampling import SamplingParams
 
-LLAMA3_ROPE = {"rope_type": "llama3", "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-               "original_max_position_embeddings": 8192}  # fmt: skip
-# Each model's config.json (the -Instruct releases; base models share the shapes): what sets the speed.
-SHAPES: dict[str, dict[str, Any]] = {
-    "smollm2-135m": {
-        "model_type": "llama", "vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536,
-        "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
-        "max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "rope_theta": 100000.0,
-        "tie_word_embeddings": True,
-    },
-    "qwen2.5-0.5b": {  # Qwen2: q/k/v biases always
-        "model_type": "qwen2", "vocab_size": 151936, "hidden_size": 896, "intermediate_size": 4864,
-        "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
-        "max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
-        "tie_word_embeddings": True, "use_sliding_window": False,
-    },
-    "llama-3.2-1b": {
-        "model_type": "llama", "vocab_size": 128256, "hidden_size": 2048, "intermediate_size": 8192,
-        "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 64,
-        "max_position_embeddings": 131072, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
-        "rope_scaling": {**LLAMA3_ROPE, "factor": 32.0}, "tie_word_embeddings": True,
-    },
-    "qwen2.5-1.5b": {
-        "model_type": "qwen2", "vocab_size": 151936, "hidden_size": 1536, "intermediate_size": 8960,
-        "num_hidden_layers": 28, "num_attention_heads": 12, "num_key_value_heads": 2,
-        "max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
-        "tie_word_embeddings": True, "use_sliding_window": False,
-    },
-    "llama-3.2-3b": {
-        "model_type": "llama", "vocab_size": 128256, "hidden_size": 3072, "intermediate_size": 8192,
-        "num_hidden_layers": 28, "num_attention_heads": 24, "num_key_value_heads": 8, "head_dim": 128,
-        "max_position_embeddings": 131072, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
-        "rope_scaling": {**LLAMA3_ROPE, "factor": 32.0}, "tie_word_embeddings": True,
-    },
-    "qwen3-4b": {  # Qwen3: per-head q/k norms, head_dim 128 (not 2560 / 32), no biases
-        "model_type": "qwen3", "vocab_size": 151936, "hidden_size": 2560, "intermediate_size": 9728,
-        "num_hidden_layers": 36, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
-        "max_position_embeddings": 40960, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
-        "tie_word_embeddings": True, "use_sliding_window": False,
-    },
-    "qwen2.5-7b": {
-        "model_type": "qwen2", "vocab_size": 152064, "hidden_size": 3584, "intermediate_size": 18944,
-        "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
-        "max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
-        "tie_word_embeddings": False, "use_sliding_window": False,
-    },
-    "llama-3.1-8b": {
-        "model_type": "llama", "vocab_size": 128256, "hidden_size": 4096, "intermediate_size": 14336,
-        "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
-        "max_position_embeddings": 131072, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
-        "rope_scaling": {**LLAMA3_ROPE, "factor": 8.0}, "tie_word_embeddings": False,
-    },
-    "mistral-7b": {  # v0.3: a 32,768-token vocabulary, no sliding window
-        "model_type": "mistral", "vocab_size": 32768, "hidden_size": 4096, "intermediate_size": 14336,
-        "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
-        "max_position_embeddings": 32768, "rms_norm_eps": 1e-5, "rope_theta": 1000000.0,
-        "sliding_window": None, "tie_word_embeddings": False,
-    },
-}  # fmt: skip
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from gpu_families import SHAPES, build, free, synchronize, weight_bytes  # one table of the released shapes
 
 
-def random_model(shape: str, dtype: torch.dtype, device: torch.device, std: float = 0.02) -> Any:
-    """A model of `shape` with random weights (normal, `std`), drawn on `device` in `dtype`."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    settings = dict(SHAPES[shape])
-    config = AutoConfig.for_model(
-        settings.pop("model_type"), **settings, initializer_range=std, bos_token_id=1, eos_token_id=2
-    )
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    return model.eval()
+def random_model(shape: str, dtype: torch.dtype, device: torch.device) -> Any:
+    """A model of `shape` with random weights (normal, std 0.02), drawn on `device` in `dtype`."""
+    return build(SHAPES[shape], device, dtype, layers=0)
 
 
 def tokenizer_folder(path: Path, vocab_size: int) -> Path:
@@ -144,13 +80,17 @@ def tokenizer_folder(path: Path, vocab_size: int) -> Path:
     return path
 
 
-def random_model_folder(path: Path, dtype: torch.dtype, shape: str = "smollm2-135m") -> Path:
-    """A folder of `shape` with random weights drawn on the CPU and the tokenizer (for
-    bench/continuous.py and the GPU tests). A wide initialisation (std 0.1), so that greedy
-    decoding wanders over the vocabulary instead of repeating."""
-    model = random_model(shape, dtype, torch.device("cpu"), std=0.1)
-    model.save_pretrained(path)
-    return tokenizer_folder(path, model.config.vocab_size)
+def random_model_folder(path: Path, dtype: torch.dtype) -> Path:
+    """A SmolLM2-135M-shaped folder with random weights and the tokenizer (for bench/continuous.py
+    and the GPU tests). A wide initialisation (std 0.1), so that greedy decoding wanders over the
+    vocabulary instead of repeating."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    settings = dict(SHAPES["smollm2-135m"])
+    config = AutoConfig.for_model(settings.pop("model_type"), **settings, initializer_range=0.1)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config, dtype=dtype).save_pretrained(path)
+    return tokenizer_folder(path, config.vocab_size)
 
 
 def copy_bandwidth(device: torch.device) -> float:
@@ -158,17 +98,12 @@ def copy_bandwidth(device: torch.device) -> float:
     x = torch.empty(2**28, dtype=torch.uint8, device=device)
     y = torch.empty_like(x)
     y.copy_(x)
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(10):
         y.copy_(x)
-    _sync(device)
+    synchronize(device)
     return 2 * x.numel() * 10 / (time.perf_counter() - start) / 1e9
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class Progress:
@@ -190,10 +125,10 @@ def generate_rate(model: Any, prompt: list[int], tokens: int) -> float:
     device = model.device
     ids = torch.tensor([prompt], device=device)
     model.generate(ids, max_new_tokens=8, min_new_tokens=8, do_sample=False, pad_token_id=0)
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     out = model.generate(ids, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False, pad_token_id=0)
-    _sync(device)
+    synchronize(device)
     return (out.shape[1] - ids.shape[1]) / (time.perf_counter() - start)
 
 
@@ -203,7 +138,7 @@ def generate_first_token_s(model: Any, prompt: list[int]) -> float:
     for _ in range(2):
         start = time.perf_counter()
         model.generate(ids, max_new_tokens=1, min_new_tokens=1, do_sample=False, pad_token_id=0)
-        _sync(model.device)
+        synchronize(model.device)
     return time.perf_counter() - start
 
 
@@ -230,26 +165,22 @@ def step_rate(decoder: Any, position: int, steps: int) -> float:
     positions = range(position, position + steps)
     for p in positions[:8]:
         decoder.step(token, p)
-    _sync(decoder.device)
+    synchronize(decoder.device)
     start = time.perf_counter()
     for p in positions:
         decoder.step(token, p)
-    _sync(decoder.device)
+    synchronize(decoder.device)
     return len(positions) / (time.perf_counter() - start)
 
 
 def bytes_per_token(model: Any, position: float) -> tuple[int, float]:
     """(weight bytes, KV-cache bytes) a batch-1 decode step reads at `position`: every weight
     once (an untied input embedding only for one row), and the keys and values so far."""
-    weight_bytes = sum(t.numel() * t.element_size() for t in model.parameters())
-    if not model.config.tie_word_embeddings:
-        embedding = model.get_input_embeddings().weight
-        weight_bytes -= embedding.numel() * embedding.element_size()
     config = model.config
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     per_position = 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim
-    return weight_bytes, per_position * model.dtype.itemsize * position
+    return weight_bytes(model), per_position * model.dtype.itemsize * position
 
 
 def bench_model(
@@ -275,8 +206,8 @@ def bench_model(
     if engine.decoder is not None and engine.decoder.use_graph:
         rates["decoder step alone (CUDA graph)"] = step_rate(engine.decoder, args.prompt_tokens, args.tokens)
         kernels = kernels_per_step(engine.decoder, args.prompt_tokens)
-    weight_bytes, kv_bytes = bytes_per_token(model, args.prompt_tokens + args.tokens / 2)
-    rates["memory-bandwidth floor"] = bandwidth * 1e9 / (weight_bytes + kv_bytes)
+    weights, kv_bytes = bytes_per_token(model, args.prompt_tokens + args.tokens / 2)
+    rates["memory-bandwidth floor"] = bandwidth * 1e9 / (weights + kv_bytes)
     progress(f"  time to first token, {args.ttft_prompt}-token prompt")
     first = {"transformers.generate": generate_first_token_s(model, long_prompt),
              "engine, batch-1 path": first_token_s(engine, long_prompt)}  # fmt: skip
@@ -301,7 +232,7 @@ def bench_model(
     return {
         "decode_paths": paths, "decode_fallbacks": fallbacks,
         "tokens_per_s": rates, "first_token_ms": {k: v * 1e3 for k, v in first.items()},
-        "continuous": continuous, "weight_bytes": weight_bytes, "kv_bytes_per_token": kv_bytes, **kernels,
+        "continuous": continuous, "weight_bytes": weights, "kv_bytes_per_token": kv_bytes, **kernels,
     }  # fmt: skip
 
 
@@ -403,9 +334,7 @@ def main() -> None:
             results[label] = bench_model(folder, model, args, bandwidth, progress)
             report(label, results[label])
             del model
-            gc.collect()
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+            free(device)
             if args.json:  # after each model: a run cut short keeps what it measured
                 body = {"meta": meta, "args": vars(args), "results": results}
                 args.json.write_text(json.dumps(body, default=str, indent=1))
