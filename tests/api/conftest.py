@@ -22,6 +22,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# A client's read timeout: generous, so that only a hung server fails a test, never a busy machine.
+TIMEOUT = 300
+
+
 @dataclass
 class Server:
     url: str
@@ -30,7 +34,7 @@ class Server:
     log_path: Path
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30)
+        return httpx.Client(base_url=self.url, timeout=TIMEOUT)
 
     def stop(self) -> None:
         self.process.terminate()

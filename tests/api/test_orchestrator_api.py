@@ -23,7 +23,7 @@ from tokenizers import Tokenizer
 
 from altlas.orchestrator.registry import default_registry_text
 
-from .conftest import Server, start_server
+from .conftest import TIMEOUT, Server, start_server
 
 LLM = "smollm2-135m-instruct"
 EMBEDDER = "all-minilm-l6-v2"
@@ -109,7 +109,7 @@ def test_completions_plain_and_streamed_over_raw_sse(oai: openai.OpenAI, server:
     assert done.object == "text_completion" and done.choices[0].finish_reason == "length"
     assert done.usage is not None and done.usage.completion_tokens == 6
     body = {"model": LLM, "prompt": "One, two, three,", "max_tokens": 6, "temperature": 0, "stream": True}
-    with httpx.stream("POST", server.url + "/v1/completions", json=body, timeout=120) as response:
+    with httpx.stream("POST", server.url + "/v1/completions", json=body, timeout=TIMEOUT) as response:
         assert response.status_code == 200 and response.headers["content-type"].startswith(
             "text/event-stream"
         )
@@ -173,7 +173,7 @@ def test_sampling_is_reproducible_from_a_seed_and_stops_at_stop_sequences(oai: o
 def test_bad_requests_get_openai_errors(
     server: Server, path: str, body: dict[str, Any], status: int, param: str
 ) -> None:
-    response = httpx.post(server.url + path, json=body, timeout=120)
+    response = httpx.post(server.url + path, json=body, timeout=TIMEOUT)
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["param"] == param, error
@@ -184,7 +184,7 @@ def test_a_text_that_is_not_valid_unicode_is_refused_alone(server: Server) -> No
     joins a batch, naming the text, and never fails the requests batched beside it."""
     body = b'{"model": "%s", "input": ["fine", "a\\ud800b"]}' % EMBEDDER.encode()
     headers = {"content-type": "application/json"}
-    with httpx.Client(base_url=server.url, timeout=120) as client:
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as client:
         refused = client.post("/v1/embeddings", content=body, headers=headers)
         fine = client.post("/v1/embeddings", json={"model": EMBEDDER, "input": ["fine"]})
     assert refused.status_code == 422, refused.text
@@ -323,7 +323,9 @@ def test_vad_finds_no_speech_in_silence_or_noise_and_finds_it_far_into_a_long_fi
     rng = np.random.default_rng(1)
     for quiet in (np.zeros(3 * rate, np.float32), (rng.standard_normal(3 * rate) * 0.02).astype(np.float32)):
         response = httpx.post(
-            server.url + "/v1/audio/vad", files={"file": ("q.wav", encoded(quiet, rate, "WAV"))}
+            server.url + "/v1/audio/vad",
+            files={"file": ("q.wav", encoded(quiet, rate, "WAV"))},
+            timeout=TIMEOUT,
         )
         assert response.status_code == 200 and response.json()["segments"] == [], response.text
     long = np.zeros(75 * rate, np.float32)  # three 30 s pieces side by side
@@ -345,7 +347,7 @@ def test_vad_bad_input(server: Server) -> None:
         ({"file": ("x.wav", encoded(samples, rate, "WAV"))}, {"model": LLM}, 400, "model"),
         (None, {}, 422, "file"),
     ]:
-        response = httpx.post(server.url + "/v1/audio/vad", files=files, data=data, timeout=60)
+        response = httpx.post(server.url + "/v1/audio/vad", files=files, data=data, timeout=TIMEOUT)
         assert response.status_code == status, response.text
         assert response.json()["error"]["param"] == param, response.text
 
@@ -397,10 +399,10 @@ def test_a_users_torchscript_classifier_by_path(server: Server) -> None:
     path.with_suffix(".labels.txt").write_text("red\ngreen\nblue\n")
     spec = {"name": "tiny-classifier", "task": "image-classification", "backend": "torchscript",
             "versions": {"1": str(path)}, "options": {"size": 32}}  # fmt: skip
-    assert httpx.post(server.url + "/v1/models", json=spec).status_code == 201
+    assert httpx.post(server.url + "/v1/models", json=spec, timeout=TIMEOUT).status_code == 201
     data = (IMAGES / "coffee.jpg").read_bytes()
     response = httpx.post(server.url + "/v1/images/classify", files={"file": ("c.jpg", data)},
-                          data={"model": "tiny-classifier", "top_k": "3"}, timeout=120)  # fmt: skip
+                          data={"model": "tiny-classifier", "top_k": "3"}, timeout=TIMEOUT)  # fmt: skip
     assert response.status_code == 200, response.text
     assert sorted(p["label"] for p in response.json()["predictions"]) == ["blue", "green", "red"]
 
@@ -422,10 +424,10 @@ def test_a_users_onnx_classifier_by_path(server: Server) -> None:
                           dynamic_axes={"x": {0: "n"}})  # fmt: skip
     spec = {"name": "tiny-onnx", "task": "image-classification", "backend": "onnx",
             "versions": {"1": str(path)}, "options": {"size": 32}}  # fmt: skip
-    assert httpx.post(server.url + "/v1/models", json=spec).status_code == 201
+    assert httpx.post(server.url + "/v1/models", json=spec, timeout=TIMEOUT).status_code == 201
     data = (IMAGES / "chelsea.jpg").read_bytes()
     response = httpx.post(server.url + "/v1/images/classify", files={"file": ("c.jpg", data)},
-                          data={"model": "tiny-onnx", "top_k": "4"}, timeout=120)  # fmt: skip
+                          data={"model": "tiny-onnx", "top_k": "4"}, timeout=TIMEOUT)  # fmt: skip
     assert response.status_code == 200, response.text
     predictions = response.json()["predictions"]
     assert sorted(p["label"] for p in predictions) == ["0", "1", "2", "3"]  # no labels file: the indices
@@ -441,7 +443,7 @@ def test_classify_bad_input(server: Server) -> None:
         ({"file": ("x.jpg", data)}, {"model": EMBEDDER}, 400, "model"),
         ({"file": ("x.jpg", data)}, {"model": "nope"}, 404, "model"),
     ]:
-        response = httpx.post(server.url + "/v1/images/classify", files=files, data=form, timeout=60)
+        response = httpx.post(server.url + "/v1/images/classify", files=files, data=form, timeout=TIMEOUT)
         assert response.status_code == status, response.text
         assert response.json()["error"]["param"] == param, response.text
 
@@ -548,7 +550,7 @@ def test_a_client_that_leaves_frees_its_generation_slot(server: Server, client: 
 
 def test_metrics_after_traffic_show_models_and_every_request(server: Server) -> None:
     """Embedding requests take the server protocol's direct lane: they are counted all the same."""
-    with httpx.Client(base_url=server.url, timeout=120) as client:
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as client:
         before = _counted(client, "/v1/embeddings")
         for i in range(5):
             response = client.post("/v1/embeddings", json={"model": EMBEDDER, "input": f"metrics {i}"})

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from ..media_bytes import flac_silence, png, wav
-from .conftest import Server, peak_rss_growth
+from .conftest import TIMEOUT, Server, peak_rss_growth
 
 LIMIT = 256 * 2**20
 AUDIO = Path(__file__).resolve().parents[1] / "data" / "audio"
@@ -40,7 +40,8 @@ def warm(server: Server) -> Server:
     assert photo.status_code == 200, photo.text
     deadline = time.monotonic() + 600
     while any(
-        m["altlas"]["status"] == "loading" for m in httpx.get(server.url + "/v1/models").json()["data"]
+        m["altlas"]["status"] == "loading"
+        for m in httpx.get(server.url + "/v1/models", timeout=TIMEOUT).json()["data"]
     ):
         assert time.monotonic() < deadline, "a model was still loading after 600 s"
         time.sleep(0.2)
