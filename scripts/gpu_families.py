@@ -42,7 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from altlas.generation.llama_decoder import LlamaDecoder, describe, supports
+from altlas.generation.llama_decoder import LlamaDecoder, describe, graph_time, supports
 from altlas.generation.paged_decoder import PagedLlamaDecoder
 
 LLAMA3_1B_3B = {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
@@ -154,9 +154,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--bench-steps", type=int, default=256, help="decode steps timed")
     parser.add_argument("--paged-steps", type=int, default=32)
     parser.add_argument("--layers", type=int, default=0, help="fewer layers than the shape's (quick checks)")
-    parser.add_argument(
-        "--sweep", nargs="*", default=["llama-3.1-8b"], help="shapes whose products try other tiles"
-    )
+    parser.add_argument("--sweep", nargs="*", default=[], help="shapes whose products try other tiles")
+    parser.add_argument("--long", action="store_true", help="also time steps near position 8192")
     return parser.parse_args()
 
 
@@ -178,8 +177,8 @@ def run_shape(
         0, model.config.vocab_size, (1, PROMPT), device=device, generator=seeded(device, 1)
     )
     part(result, "greedy", greedy_check, model, decoder, prompt, args.steps)
-    sweep = name in args.sweep
-    part(result, "speed", speed, model, decoder, prompt, args.bench_steps, copy_gb_s, device, sweep)
+    options = (name in args.sweep, args.long)
+    part(result, "speed", speed, model, decoder, prompt, args.bench_steps, copy_gb_s, device, *options)
     del decoder
     free(device)
     part(result, "paged", paged_check, model, prompt, args.paged_steps, device)
@@ -313,7 +312,7 @@ def greedy_check(model: Any, decoder: LlamaDecoder, prompt: torch.Tensor, steps:
 
 def speed(
     model: Any, decoder: LlamaDecoder, prompt: torch.Tensor, steps: int, copy_gb_s: float | None,
-    device: torch.device, sweep: bool,
+    device: torch.device, sweep: bool, long: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     result: dict[str, Any] = {
         "tokens_s": round(decode_rate(model, decoder, prompt, PROMPT, steps, device), 1)
@@ -330,11 +329,20 @@ def speed(
         result["of_floor_pct"] = round(100 * result["tokens_s"] / floor, 1)
     if device.type != "cuda":
         return result
-    decoder.tile_cols = 2048  # rows of 4096 in column blocks: one tile or blocks, which is faster?
-    decoder.graphs.clear()
-    result["tokens_s_tile_2048"] = round(decode_rate(model, decoder, prompt, PROMPT, steps, device), 1)
-    decoder.tile_cols = 8192
-    decoder.graphs.clear()
+    result["products"] = decoder.products  # fused kernel or cuBLAS, as timed at the first step
+    if long:
+        long_rates(result, model, decoder, prompt, steps, device)
+    result["products_us"] = product_times(decoder)
+    if sweep:
+        result["sweep_us"] = sweep_products(decoder)
+    return result
+
+
+def long_rates(
+    result: dict[str, Any], model: Any, decoder: LlamaDecoder, prompt: torch.Tensor, steps: int,
+    device: torch.device,
+) -> None:  # fmt: skip
+    """Tokens/s near position 8192, attention split over positions and one program per head."""
     long_steps = min(steps, decoder.max_context - LONG_POSITION - 1)
     result["tokens_s_at_8192_split"] = round(
         decode_rate(model, decoder, prompt, LONG_POSITION, long_steps, device), 1
@@ -347,10 +355,6 @@ def speed(
     )
     decoder.split_from = split_from
     decoder.graphs.clear()
-    result["products_us"] = product_times(decoder)
-    if sweep:
-        result["sweep_us"] = sweep_products(decoder)
-    return result
 
 
 def decode_rate(
@@ -433,29 +437,6 @@ def sweep_products(decoder: LlamaDecoder) -> list[dict[str, Any]]:
             found.append({"product": key, "block_r": block_r, "block_c": block_c, "col_blocks": col_blocks,
                           "us": micros if isinstance(micros, str) else round(micros, 1)})  # fmt: skip
     return found
-
-
-def graph_time(run: Any, *args: Any, reps: int = 50, **options: Any) -> float:
-    """µs per call of run(*args, **options), from a CUDA graph of `reps` calls replayed (no
-    launch overhead in the time)."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        run(*args, **options)
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(reps):
-            run(*args, **options)
-    graph.replay()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(5):
-        graph.replay()
-    end.record()
-    torch.cuda.synchronize()
-    return float(start.elapsed_time(end)) * 1e3 / (5 * reps)
 
 
 def copy_bandwidth(device: torch.device) -> float:

@@ -97,17 +97,21 @@ def transformers_greedy(name: str) -> tuple[list[int], list[torch.Tensor]]:
 
 
 @needs_triton
+@pytest.mark.parametrize("products", ["fused", "library"])
 @pytest.mark.parametrize("name", list(CASES))
-def test_the_batch1_decoder_decodes_transformers_greedy_tokens(name: str) -> None:
+def test_the_batch1_decoder_decodes_transformers_greedy_tokens(name: str, products: str) -> None:
     """Prefill as the engine's: the prompt padded to 64 through model.model, its cache loaded;
-    the steps' attention one program per head, then from half-way split over positions."""
+    the steps' attention one program per head, then from half-way split over positions. The
+    products through the fused kernel, or through torch's between small kernels (what the GPU
+    picks for wide rows)."""
     from altlas.generation.engine import cache_of
-    from altlas.generation.llama_decoder import LlamaDecoder, supports
+    from altlas.generation.llama_decoder import PRODUCTS, LlamaDecoder, supports
 
     model, prompt = tiny(name), prompt_of(name)
     assert supports(model) is None and supports(model, CONTEXT) is None
     want, want_logits = transformers_greedy(name)
     decoder = LlamaDecoder(model, CONTEXT, use_graph=False)
+    decoder.products = dict.fromkeys(PRODUCTS, products)
     decoder.gemv_rows = 1 << 14  # one program per product: the interpreter pays per program
     decoder.split_from, decoder.splits = PROMPT + STEPS // 2, 2  # the second half: flash-decoding
     got, logits = [], []

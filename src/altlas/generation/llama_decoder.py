@@ -26,7 +26,7 @@ import torch
 
 from altlas.observability.nvtx import ranged
 
-__all__ = ["FAMILIES", "ROPE_TYPES", "LlamaDecoder", "LlamaWeights", "describe", "supports"]
+__all__ = ["FAMILIES", "PRODUCTS", "ROPE_TYPES", "LlamaDecoder", "LlamaWeights", "describe", "supports"]
 
 FAMILIES = ("llama", "mistral", "qwen2", "qwen3")  # transformers' model_type
 ROPE_TYPES = ("default", "linear", "llama3", "yarn", "dynamic")
@@ -232,6 +232,15 @@ class LlamaDecoder(LlamaWeights):
         )
         self.use_graph = self.device.type == "cuda" if use_graph is None else use_graph
         self.graphs: dict[bool, torch.cuda.CUDAGraph] = {}  # by split attention or not
+        # How each of a layer's products runs: "fused" (gemv_kernel, norm / bias / SwiGLU /
+        # residual folded in) or "library" (cuBLAS's matrix-vector product between small kernels).
+        # The fused kernel wins on narrow rows (launches dominate), cuBLAS on 4096-wide ones (its
+        # gemv reads at ~90 % of the bandwidth, our one-tile kernel spills). None: on CUDA each
+        # product is timed both ways (graph replays) before the first capture, else fused.
+        self.products: dict[str, str] | None = None if self.use_graph else dict.fromkeys(PRODUCTS, "fused")
+        widest = max(w.shape[0] for w in self.weights[0].values() if w.dim() == 2)
+        self.normed = torch.zeros(self.hidden, device=self.device, dtype=self.dtype)
+        self.product = torch.zeros(widest, device=self.device, dtype=self.dtype)
 
     def load_prefill(self, cache: Any, length: int) -> None:
         """Copy transformers' cache of the prompt (keys after rotary embedding) into ours."""
@@ -254,6 +263,8 @@ class LlamaDecoder(LlamaWeights):
         if not self.use_graph:
             self._forward(split)
             return self.logits
+        if self.products is None:
+            self.products = self._choose_products()
         if not self.graphs:  # both graphs at the first step: no capture in the middle of an answer
             for kind in (False, True) if self.max_context > self.split_from else (False,):
                 self.graphs[kind] = self._capture(kind)
@@ -279,7 +290,7 @@ class LlamaDecoder(LlamaWeights):
         torch.index_select(self.embed, 0, self.token, out=self.x[None, :])
         cache_head_stride, cache_pos_stride = self.k_cache.stride(1), self.k_cache.stride(2)
         for i, w in enumerate(self.weights):
-            self._gemv(w["qkv"], self.x, self.qkv, norm=w["norm1"], bias=w.get("qkv_bias"))
+            self._product("qkv", w)
             k_cache, v_cache = self.k_cache[i], self.v_cache[i]
             rope_cache_kernel[(1,)](
                 self.qkv, self.cos, self.sin, self.position, self.q, k_cache, v_cache,
@@ -289,9 +300,8 @@ class LlamaDecoder(LlamaWeights):
                 BLOCK_HEADS=_pow2(max(self.heads, self.kv_heads)), QK_NORM=self.qk_norm,
             )  # fmt: skip
             self._attend(k_cache, v_cache, split)
-            self._gemv(w["out"], self.attn, self.x, residual=True, bias=w.get("out_bias"))
-            self._gemv(w["gate_up"], self.x, self.act, norm=w["norm2"], swiglu=True)
-            self._gemv(w["down"], self.act, self.x, residual=True)
+            for kind in ("out", "gate_up", "down"):
+                self._product(kind, w)
         hidden_block = _pow2(self.hidden)
         rmsnorm_kernel[(1,)](self.x, self.final_norm, self.h, self.hidden, self.eps, BLOCK=hidden_block)
         torch.mv(self.lm_head, self.h, out=self.logits)
@@ -323,6 +333,63 @@ class LlamaDecoder(LlamaWeights):
             self.partials, self.attn, HEAD_DIM=self.head_dim, SPLITS=self.splits
         )
 
+    def _product(self, kind: str, w: dict[str, torch.Tensor]) -> None:
+        """One of a layer's products (PRODUCTS), the way `self.products` says."""
+        weight, vector, out, options = self._product_args(kind, w)
+        if self.products is not None and self.products[kind] == "library":
+            self._library_gemv(weight, vector, out, **options)
+        else:
+            self._gemv(weight, vector, out, **options)
+
+    def _product_args(
+        self, kind: str, w: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        if kind == "qkv":
+            return w["qkv"], self.x, self.qkv, {"norm": w["norm1"], "bias": w.get("qkv_bias")}
+        if kind == "out":
+            return w["out"], self.attn, self.x, {"residual": True, "bias": w.get("out_bias")}
+        if kind == "gate_up":
+            return w["gate_up"], self.x, self.act, {"norm": w["norm2"], "swiglu": True}
+        return w["down"], self.act, self.x, {"residual": True}
+
+    @torch.no_grad()
+    def _choose_products(self) -> dict[str, str]:
+        """Each product the faster way on this GPU: layer 0's, timed in CUDA graphs both ways."""
+        chosen = {}
+        for kind in PRODUCTS:
+            weight, vector, out, options = self._product_args(kind, self.weights[0])
+            fused = graph_time(self._gemv, weight, vector, out, **options)
+            library = graph_time(self._library_gemv, weight, vector, out, **options)
+            chosen[kind] = "library" if library < fused else "fused"
+        return chosen
+
+    def _library_gemv(
+        self, weight: torch.Tensor, vector: torch.Tensor, out: torch.Tensor, *,
+        norm: torch.Tensor | None = None, bias: torch.Tensor | None = None, swiglu: bool = False,
+        residual: bool = False,
+    ) -> None:  # fmt: skip
+        """What _gemv computes, with cuBLAS's product: the norm (a kernel) first, the product with
+        its bias (rounded once, like nn.Linear), then SwiGLU or the residual add in torch, each
+        rounded to the model's dtype as transformers rounds it."""
+        from altlas.generation.decode_kernels import rmsnorm_kernel
+
+        if norm is not None:
+            size = vector.shape[0]
+            rmsnorm_kernel[(1,)](vector, norm, self.normed, size, self.eps, BLOCK=_pow2(size))
+            vector = self.normed
+        product = self.product[: weight.shape[0]]
+        if bias is not None:
+            torch.addmv(bias, weight, vector, out=product)
+        else:
+            torch.mv(weight, vector, out=product)
+        if swiglu:
+            gate, up = product.chunk(2)
+            torch.mul(torch.nn.functional.silu(gate), up, out=out)
+        elif residual:
+            out.add_(product)
+        else:
+            out.copy_(product)
+
     def _gemv(
         self, weight: torch.Tensor, vector: torch.Tensor, out: torch.Tensor, *,
         norm: torch.Tensor | None = None, bias: torch.Tensor | None = None, swiglu: bool = False,
@@ -345,6 +412,33 @@ class LlamaDecoder(LlamaWeights):
             NORM=norm is not None, SWIGLU=swiglu, RESIDUAL=residual, BIAS=bias is not None,
             BLOCK_R=block_r, BLOCK_C=block_c, COL_BLOCKS=col_blocks,
         )  # fmt: skip
+
+
+PRODUCTS = ("qkv", "out", "gate_up", "down")  # a layer's matrix-vector products
+
+
+def graph_time(run: Any, *args: Any, reps: int = 20, **options: Any) -> float:
+    """µs per call of run(*args, **options) on CUDA, from a CUDA graph of `reps` calls replayed
+    (no launch overhead in the time)."""
+    stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        run(*args, **options)  # compile, settle cuBLAS's workspace
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        for _ in range(reps):
+            run(*args, **options)
+    graph.replay()
+    torch.cuda.synchronize()
+    start = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+    end = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+    start.record()
+    for _ in range(5):
+        graph.replay()
+    end.record()
+    torch.cuda.synchronize()
+    return float(start.elapsed_time(end)) * 1e3 / (5 * reps)
 
 
 def layer_weights(model: Any) -> list[dict[str, torch.Tensor]]:
