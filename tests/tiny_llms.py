@@ -112,20 +112,27 @@ def byte_level_tokenizer(specials: tuple[str, ...], bos: str, eos: str, template
     return fast
 
 
-def tiny_llm_folder(path: Path, family: str, seed: int = 0) -> Path:
+def tiny_llm_folder(
+    path: Path, family: str, seed: int = 0, *, settings: dict[str, Any] | None = None,
+    device: str = "cpu", dtype: Any = None,
+) -> Path:  # fmt: skip
     """`family`'s tiny random model saved under `path` with its tokenizer (chat_template.jinja)
-    and, where the family has one, a generation_config.json listing its end-of-turn ids."""
+    and, where the family has one, a generation_config.json listing its end-of-turn ids.
+    `settings` replace the tiny shape (a released model's config, its vocabulary kept: ids past
+    the tokenizer's decode to nothing); `device` and `dtype`: where and in what the random weights
+    are made (a billion-parameter model on the GPU, in bf16, in seconds)."""
     import torch
     import transformers
 
     spec = FAMILIES[family]
     tokenizer = byte_level_tokenizer(spec.specials, spec.bos, spec.eos, spec.template)
     ids = {token: i for i, token in enumerate(spec.specials)}
-    config = getattr(transformers, spec.config)(
-        **spec.settings, vocab_size=len(tokenizer), bos_token_id=ids[spec.bos], eos_token_id=ids[spec.eos]
-    )
+    shape = {"vocab_size": len(tokenizer), **spec.settings} if settings is None else settings
+    specials = {"bos_token_id": ids[spec.bos], "eos_token_id": ids[spec.eos]}
+    config = getattr(transformers, spec.config)(**shape, **specials)
     torch.manual_seed(seed)
-    model = transformers.AutoModelForCausalLM.from_config(config)
+    with torch.device(device):
+        model = transformers.AutoModelForCausalLM.from_config(config, **({"dtype": dtype} if dtype else {}))
     if spec.generation_eos:
         model.generation_config = transformers.GenerationConfig(
             bos_token_id=ids[spec.bos], eos_token_id=[ids[token] for token in spec.generation_eos]
