@@ -21,6 +21,7 @@ __all__ = [
     "LANGUAGE_NAMES",
     "TR_COMPOUNDS",
     "TR_FILLERS",
+    "TR_LIGHT_VERBS",
     "TR_MARKERS",
     "TR_STEMS",
     "Marker",
@@ -158,6 +159,15 @@ EN_FILLERS: tuple[tuple[str, ...], ...] = tuple(
         "make sure to", "make sure you", "don't forget to", "do not forget to", "remember to",
         "let's", "lets", "you should", "you need to", "first", "hey", "ok", "okay", "altlas",
         "for me", "me",
+        # polite frames: "would you mind" and "how about" take a gerund ("mind closing the window")
+        "do you mind", "mind", "would you kindly", "will you kindly", "can you kindly", "could u",
+        "would u", "would you be so kind as to", "could you be so kind as to", "be so kind as to",
+        "would you be able to", "are you able to", "is it possible to", "is it possible for you to",
+        "would it be possible to", "could i ask you to", "can i ask you to", "if you could",
+        "i'd appreciate it if you could", "i would appreciate it if you could",
+        "i'd appreciate if you could", "i'd be grateful if you could", "i wonder if you could",
+        "i was wondering if you could", "do me a favor and", "do me a favour and", "how about",
+        "what about", "feel free to", "i'd love you to", "i'd love it if you could",
     ]
 )  # fmt: skip
 
@@ -205,6 +215,9 @@ TR_STEMS: dict[str, TaskType | None] = {
         None,
     ),
 }  # fmt: skip
+
+# The light verbs above (folded): they need their noun, so one never leads a clause alone.
+TR_LIGHT_VERBS = frozenset({"et", "yap", "al", "at", "cek", "cikar", "gecir", "degistir", "birak"})
 
 # Noun (+ noun) before a verb stem that together make one action. The nouns are folded
 # prefixes: "yedeğini" and "yedek" both start with "yede" / "yedek".
@@ -272,7 +285,8 @@ TR_FILLERS: tuple[tuple[str, ...], ...] = tuple(
     tuple(p.split())
     for p in [
         "lutfen", "hemen", "simdi", "acilen", "hizlica", "derhal", "bana", "benim icin", "da", "de",
-        "tamam", "rica etsem", "ltf", "bir zahmet", "mumkunse", "hadi",
+        "tamam", "rica etsem", "ltf", "bir zahmet", "mumkunse", "hadi", "acaba", "zahmet olmazsa",
+        "rica ederim", "rica ediyorum",
     ]
 )  # fmt: skip
 
@@ -280,11 +294,22 @@ TR_FILLERS: tuple[tuple[str, ...], ...] = tuple(
 
 
 class Marker:
-    """Kinds of clause-boundary words."""
+    """Kinds of clause-boundary words.
+
+    The last four introduce a subordinate clause, whose action is ordered against its
+    main clause's: "after X, Y" and "Y after X" both do X first, "before X, Y" does Y
+    first, "while X, Y" does both at once, and "Y without X" / "X-madan Y" never does X.
+    """
 
     CONJUNCTION = "conjunction"
     SEQUENCE = "sequence"
     PARALLEL = "parallel"
+    AFTER = "after"
+    BEFORE = "before"
+    WHILE = "while"
+    WITHOUT = "without"
+
+    SUBORDINATE = frozenset({AFTER, BEFORE, WHILE, WITHOUT})
 
 
 def _markers(kind: str, phrases: str) -> dict[tuple[str, ...], str]:
@@ -308,6 +333,17 @@ EN_MARKERS: dict[tuple[str, ...], str] = {
         "and at the same time,and simultaneously,and meanwhile,and in parallel,and concurrently,"
         "while at it,while you're at it,at once",
     ),
+    # Subordinators. Only a clause with an action after them stays apart ("after the
+    # meeting" has none); their verb may be a gerund or participle ("after saving it").
+    **_markers(
+        Marker.AFTER,
+        "after,right after,just after,immediately after,soon after,upon,once,as soon as,"
+        "when you have,when you've,when you are done,when you're done,when you are finished,"
+        "when you're finished,when you finish",
+    ),
+    **_markers(Marker.BEFORE, "before,right before,just before,prior to"),
+    **_markers(Marker.WHILE, "while"),
+    **_markers(Marker.WITHOUT, "without,instead of,rather than"),
 }
 TR_MARKERS: dict[tuple[str, ...], str] = {
     **_markers(
