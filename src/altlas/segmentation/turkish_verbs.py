@@ -8,6 +8,11 @@ A: a/e), the d/t alternation (D) and the buffer y after a vowel (Y). Harmony is
 applied leniently (every variant is accepted): typos and phone-typed text rarely
 respect it, and no form generated this way collides with a common noun in a way
 the clause-final rule (see classifier) does not already absorb.
+
+Some converbs also say how their action is ordered against the next clause's (their
+`link`): "açtıktan sonra" and "açınca" open first, "açarken" opens meanwhile,
+"açmadan" is "without opening" (before "önce": "before opening"). `guess` tells a
+verb the lexicon does not know by an ending only verbs take ("sulayıp").
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from altlas.plans.model import TaskType
 from altlas.segmentation.lexicon import TR_STEMS
 from altlas.segmentation.text import fold
 
-__all__ = ["VerbForm", "VerbShape", "lookup"]
+__all__ = ["Link", "VerbForm", "VerbShape", "guess", "lookup"]
 
 
 class VerbShape(StrEnum):
@@ -31,21 +36,35 @@ class VerbShape(StrEnum):
     REQUEST = "request"
 
 
+class Link(StrEnum):
+    """How a converb orders its action against the next clause's (see `lexicon.Marker`)."""
+
+    AFTER = "after"  # indirdikten (sonra), açınca: this action first
+    WHILE = "while"  # indirirken: both at once
+    WITHOUT = "without"  # kaydetmeden: not this action; before "önce": the next one first
+
+
 @dataclass(frozen=True, slots=True)
 class VerbForm:
     stem: str  # folded stem
     task_type: TaskType | None  # None for light verbs (et, al, ...) that need a compound
     shape: VerbShape
+    link: Link | None = None  # converbs only
+    nominal: bool = False  # infinitive-like requests (silmek, silmeni): never lead a clause
 
 
 _TEMPLATES: dict[VerbShape, tuple[str, ...]] = {
-    VerbShape.IMPERATIVE: ("", "YHn", "YHnHz", "sAnA", "YHver", "YHverHn", "YHvers"),
-    VerbShape.CONVERB: ("YHp", "YArAk", "YHncA", "DHktAn", "DHgHndA"),
+    VerbShape.IMPERATIVE: ("", "YHn", "YHnHz", "sAnA", "sAnHzA", "YHver", "YHverHn", "YHvers"),
+    VerbShape.CONVERB: ("YHp", "YArAk", "YHncA", "DHktAn", "DHgHndA", "Rken", "mAdAn", "mAksHzHn"),
     VerbShape.REQUEST: (
         "YAbHlHr", "YAbHlHrmHsHn", "YAbHlHrmHsHnHz", "YAbHlHrsHn", "YAbHlHrsHnHz", "R", "RmHsHn",
-        "RmHsHnHz", "mAk", "mAnH", "mAnHzH", "mAsHnH", "mAyH", "YAlHm", "mAlHsHn", "mAlHyHz",
-        "YAcAksHn", "YAcAksHnHz", "mAnHzHrHcA",
+        "RmHsHnHz", "mAk", "mAn", "mAnHz", "mAnH", "mAnHzH", "mAsHnH", "mAyH", "YAlHm", "mAlHsHn",
+        "mAlHsHnHz", "mAlHyHz", "YAcAksHn", "YAcAksHnHz", "mAnHzHrHcA", "YHverHr",
     ),
+}  # fmt: skip
+_LINKS = {
+    "YHncA": Link.AFTER, "DHktAn": Link.AFTER, "DHgHndA": Link.AFTER, "Rken": Link.WHILE,
+    "mAdAn": Link.WITHOUT, "mAksHzHn": Link.WITHOUT,
 }  # fmt: skip
 
 _VOWELS = frozenset("aeiou")
@@ -59,15 +78,20 @@ def _expand(template: str) -> list[str]:
     return ["".join(p) for p in itertools.product(*slots)] if slots else [""]
 
 
+_Kind = tuple[VerbShape, Link | None, bool]  # shape, link, nominal
+
+
 @functools.cache
-def _suffixes(ends_in_vowel: bool) -> list[tuple[str, bool, VerbShape]]:
-    """Every suffix for stems ending in a vowel or not: (suffix, starts with a vowel, shape).
+def _suffixes(ends_in_vowel: bool) -> list[tuple[str, bool, _Kind]]:
+    """Every suffix for stems ending in a vowel or not: (suffix, starts with a vowel, kind).
 
     The same for all stems of a kind, so it is expanded once, not once per stem.
     """
-    out: list[tuple[str, bool, VerbShape]] = []
+    out: list[tuple[str, bool, _Kind]] = []
     for shape, templates in _TEMPLATES.items():
         for template in templates:
+            nominal = shape is VerbShape.REQUEST and template.startswith("m")
+            kind = (shape, _LINKS.get(template), nominal)
             if template.startswith("R"):  # aorist: ara -> arar, aç -> açar / açır
                 heads = ["r"] if ends_in_vowel else ["Ar", "Hr"]
                 variants = [head + template[1:] for head in heads]
@@ -76,25 +100,31 @@ def _suffixes(ends_in_vowel: bool) -> list[tuple[str, bool, VerbShape]]:
             for tpl in variants:
                 tpl = tpl.replace("Y", "y" if ends_in_vowel else "")
                 vowel_initial = tpl[:1] in ("H", "A")
-                out.extend((suffix, vowel_initial, shape) for suffix in _expand(tpl))
+                out.extend((suffix, vowel_initial, kind) for suffix in _expand(tpl))
     return out
 
 
-def _forms_of(stem: str) -> Iterator[tuple[str, VerbShape]]:
+def _forms_of(stem: str) -> Iterator[tuple[str, _Kind]]:
     softened = stem[:-1] + "d" if stem in _SOFTENING else stem
-    for suffix, vowel_initial, shape in _suffixes(stem[-1] in _VOWELS):
-        yield (softened if vowel_initial else stem) + suffix, shape
+    for suffix, vowel_initial, kind in _suffixes(stem[-1] in _VOWELS):
+        yield (softened if vowel_initial else stem) + suffix, kind
+
+
+# Generated forms that are common words first: Alman (German), etmen (factor), seçmen (voter).
+_NOT_FORMS = frozenset({"alman", "etmen", "secmen", "yazman"})
 
 
 def _build_table() -> dict[str, VerbForm]:
     table: dict[str, VerbForm] = {}
     for raw_stem, task_type in TR_STEMS.items():
         stem = fold(raw_stem)
-        by_shape = {shape: VerbForm(stem, task_type, shape) for shape in VerbShape}  # shared, not per form
-        for form, shape in _forms_of(stem):
+        by_kind: dict[_Kind, VerbForm] = {}  # one object per kind of a stem, shared by its forms
+        for form, kind in _forms_of(stem):
             # A form two stems share keeps the first stem's meaning (lexicon order).
-            if form not in table:
-                table[form] = by_shape[shape]
+            if form not in table and form not in _NOT_FORMS:
+                if kind not in by_kind:
+                    by_kind[kind] = VerbForm(stem, task_type, *kind)
+                table[form] = by_kind[kind]
     return table
 
 
@@ -104,3 +134,29 @@ _TABLE = _build_table()
 def lookup(key: str) -> VerbForm | None:
     """The verb form a folded Turkish word is, or None when it is not a known verb."""
     return _TABLE.get(key)
+
+
+# Endings that only verbs take, for verbs the lexicon does not know ("sulayıp", "bekledikten
+# sonra", "uyutabilir misin"): (folded ending, shape, link, the word that must follow or "").
+# Each is long or needs its companion word, so that no common noun ends that way.
+_GUESSES: tuple[tuple[str, VerbShape, Link | None, str], ...] = (
+    *((e, VerbShape.CONVERB, Link.AFTER, "sonra") for e in _expand("DHktAn")),
+    *((e, VerbShape.CONVERB, Link.WITHOUT, "once") for e in _expand("mAdAn")),
+    *((e, VerbShape.CONVERB, None, "") for e in _expand("yHp")),
+    *((e, VerbShape.CONVERB, Link.WHILE, "") for e in ("arken", "erken", "irken", "urken")),
+    *((e, VerbShape.REQUEST, None, "") for e in _expand("AbHlHr")),
+)  # fmt: skip
+_NOT_VERBS = frozenset({"erken", "ayip", "sahip", "garip"})
+
+
+def guess(key: str, next_key: str = "") -> VerbForm | None:
+    """A verb the lexicon does not know, told by an ending only verbs take; None if unsure.
+
+    Its task type is None: an action, but not one of the 20 types.
+    """
+    if len(key) < 6 or key in _NOT_VERBS or not key.isalpha():
+        return None
+    for ending, shape, link, companion in _GUESSES:
+        if key.endswith(ending) and (not companion or next_key == companion):
+            return VerbForm(key[: -len(ending)], None, shape, link)
+    return None
