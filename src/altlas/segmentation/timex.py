@@ -32,6 +32,7 @@ _EN = [
     r"\b(?:at|by|before|after|until|around|from) " + _CLOCK + r"\s?(?:am|pm|a\.m\.|p\.m\.|o'clock)?(?=\W|$)",
     r"\b" + _CLOCK + r"\s?(?:am|pm|a\.m\.|p\.m\.)(?=\W|$)",
     r"\b(?:at|by|around) (?:noon|midnight|midday)\b",
+    r"\b\d{1,2}:\d{2}\b",
     r"\b(?:on |by |before |until )?(?:the )?\d{1,2}(?:st|nd|rd|th)?(?: of)? " + _MONTH_EN + r"(?: \d{4})?\b",
     r"\b(?:on |by |before |until )?" + _MONTH_EN + r" \d{1,2}(?:st|nd|rd|th)?(?:,? \d{4})?\b",
     r"\b(?:on |by |before |until )?\d{4}-\d{2}-\d{2}(?:[ t]\d{2}:\d{2})?\b",
@@ -43,11 +44,21 @@ _EN = [
 
 _NUM_TR = r"(?:\d+|bir|iki|uc|dort|bes|alti|yedi|sekiz|dokuz|on|yirmi|otuz|kirk|elli|yarim)"
 _UNIT_TR = r"(?:saniye|dakika|dk|saat|gun|hafta|ay|yil)"
-_DAY_TR = r"(?:pazartesi|sali|carsamba|persembe|cuma|cumartesi|pazar)\w*"
+# A weekday with a case ending, not any word it starts ("pazarlama" is marketing).
+_DAY_TR = (
+    r"(?:pazartesi|sali|carsamba|persembe|cumartesi|cuma|pazar)"
+    r"(?:'?(?:y?[ae]|[dt][ae]|[dt][ae]n|y?[iu]|l[ae]r[iu]?))?(?: gun[iu](?:n[ae]|nd[ae])?)?"
+)
+# Case endings of a day word; "yarınki", "bugünkü" (tomorrow's, today's) are no times.
+_TR_SUFFIX = r"(?:'?(?:y?[ae]|[dt][ae]n|n[ae]|l[ae]r[iu]|leyin|layin|[iu]))?"
 _MONTH_TR = r"(?:ocak|subat|mart|nisan|mayis|haziran|temmuz|agustos|eylul|ekim|kasim|aralik)\w*"
+_PERIOD_TR = r"(?:sabah|aksam|gece|ogleden sonra|ogle|oglen|ogleyin)"
 _TR = [
+    r"\b" + _PERIOD_TR + r" " + _CLOCK + r"(?:'?(?:[dt][ae]|y?[ae]))?(?=\W|$)",
     r"\b(?:bugun|yarin|obur gun|ertesi gun|haftaya|simdi|bu gece|bu aksam|bu sabah|yarin sabah|"
-    r"yarin aksam|yarin ogleden sonra|ogleden sonra|aksam|sabah|ogle|ogleyin|gece)\w*\b",
+    r"yarin aksam|yarin ogleden sonra|ogleden sonra|aksam|sabah|oglen|ogleyin|ogle|gece)"
+    + _TR_SUFFIX
+    + r"\b",
     r"\b(?:bu|gelecek|onumuzdeki|her|ertesi) (?:sabah|aksam|gece|gun|hafta|ay|yil|hafta ?sonu|"
     + _DAY_TR
     + r")\w*\b",
