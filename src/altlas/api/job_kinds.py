@@ -122,12 +122,14 @@ def job_kinds(app_state: Any) -> dict[str, JobKind]:
     segmentation = getattr(app_state, "segmentation", None)
     manager = getattr(app_state, "models", None)
     if segmentation is not None:
-        from altlas.api.routes.segmentation import segmentation_options
+        from altlas.api.routes.segmentation import segmentation_options, time_reference
         from altlas.plans.codec import plan_to_dict
 
         def segment(context: JobContext) -> JobOutcome:
             body = SegmentRequest.model_validate(context.job.input)
-            plan = segmentation.segment(body.command, segmentation_options(body), store=body.store)
+            plan = segmentation.segment(
+                body.command, segmentation_options(body), store=body.store, reference=time_reference(body)
+            )
             return JobOutcome(result={"plan": plan_to_dict(plan)})
 
         def segment_bulk(context: JobContext) -> JobOutcome:
@@ -139,7 +141,11 @@ def job_kinds(app_state: Any) -> dict[str, JobKind]:
                 prototypes = _prototypes(manager)
             total, failed, lines = len(body.commands), 0, []
             results = segment_lines(
-                body.commands, segmentation_options(body), workers=1, prototypes=prototypes
+                body.commands,
+                segmentation_options(body),
+                workers=1,
+                prototypes=prototypes,
+                reference=time_reference(body),
             )
             for done, (text, ok) in enumerate(results, start=1):
                 lines.append(text)

@@ -6,9 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
+from altlas.errors import InvalidInputError
 from altlas.plans.model import Language, Mode, Persona, TaskType
+from altlas.segmentation.when import zone_named
 
 __all__ = [
     "ERROR_RESPONSES",
@@ -36,6 +38,17 @@ class SegmentOptionsBody(BaseModel):
     seed: StrictInt | None = _SEED
     urgency: StrictInt = Field(default=5, ge=1, le=10)
     deadline: datetime | None = Field(default=None, description="ISO 8601; a near deadline raises urgency")
+    now: datetime | None = Field(
+        default=None,
+        description="ISO 8601 date-time that schedule times (when_iso) are resolved against; "
+        "default the server's clock. Without an offset it is a wall-clock time in `timezone`",
+    )
+    timezone: StrictStr | None = Field(
+        default=None,
+        max_length=64,
+        description="IANA time zone of the user (Europe/Istanbul); default now's offset, else the "
+        "server's zone",
+    )
     user_preferences: dict[TaskType, StrictInt] = Field(
         default_factory=dict, description="task type -> preference 1-10 (default 5)"
     )
@@ -43,6 +56,16 @@ class SegmentOptionsBody(BaseModel):
         default=None, description="Stored with the plan under metadata.user"
     )
     store: StrictBool = Field(default=True, description="Keep the plan under the data dir")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str | None) -> str | None:
+        if name is not None:
+            try:
+                zone_named(name)
+            except InvalidInputError as exc:
+                raise ValueError(exc.message) from None
+        return name
 
 
 class SegmentRequest(SegmentOptionsBody):

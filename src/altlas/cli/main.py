@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from tqdm import tqdm
 
     from altlas.segmentation.prototypes import TypePrototypes
+    from altlas.segmentation.when import TimeReference
 
 import altlas
 from altlas.cli.jobs import add_jobs_parser, run_jobs
@@ -68,6 +69,12 @@ def _build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--seed", type=int, help="same seed, same plan")
     seg.add_argument("--urgency", type=int, default=5, help="1-10 (default 5)")
     seg.add_argument("--deadline", help="ISO 8601 date-time; a near deadline raises urgency")
+    seg.add_argument(
+        "--now", help="ISO 8601 date-time that schedule times (when_iso) are resolved against (default: now)"
+    )
+    seg.add_argument(
+        "--timezone", help="IANA time zone, e.g. Europe/Istanbul (default: --now's offset, else local)"
+    )
     seg.add_argument("--workers", type=int, help="processes for --input (default: all cores)")
     seg.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
     seg.add_argument(
@@ -187,23 +194,29 @@ def _options(args: argparse.Namespace) -> object:
     )
 
 
-_FLAGS = {"chaos_level": "--chaos-level", "urgency": "--urgency", "seed": "--seed"}
+_FLAGS = {
+    "chaos_level": "--chaos-level", "urgency": "--urgency", "seed": "--seed", "now": "--now",
+    "timezone": "--timezone",
+}  # fmt: skip
 
 
 def _segment(args: argparse.Namespace) -> int:
     if (args.text is None) == (args.input is None):
         _fail("give either a COMMAND or --input FILE")
+    from altlas.segmentation.when import TimeReference, add_when_iso
+
     try:
         options = _options(args)
+        reference = TimeReference.of(args.now, args.timezone)
     except AltlasError as exc:
         flag = _FLAGS.get(exc.field or "", exc.field)
         _fail(f"{flag}: {exc.message}" if flag else exc.message)
     if args.input is not None:
-        return _segment_file(args, options)
+        return _segment_file(args, options, reference)
     from altlas.plans.codec import dumps
     from altlas.segmentation.segmenter import segment_command
 
-    plan = segment_command(args.text, options)  # type: ignore[arg-type]
+    plan = add_when_iso(segment_command(args.text, options), reference)  # type: ignore[arg-type]
     fmt = args.format or "yaml"
     text = dumps(plan, "yaml") if fmt == "yaml" else dumps(plan, "json", indent=None if fmt == "jsonl" else 2)
     _write_text(args.output, text if text.endswith("\n") else text + "\n")
@@ -220,7 +233,7 @@ def _write_text(path: Path | None, text: str) -> None:
         _fail(f"--output: cannot write {path}: {exc.strerror}")
 
 
-def _segment_file(args: argparse.Namespace, options: object) -> int:
+def _segment_file(args: argparse.Namespace, options: object, reference: TimeReference) -> int:
     from altlas.segmentation.bulk import segment_lines
 
     if args.format not in (None, "jsonl"):
@@ -232,7 +245,14 @@ def _segment_file(args: argparse.Namespace, options: object) -> int:
     failed = 0
     stage = _prototype_stage(args) if args.embeddings else None
     with out, _progress(len(lines), disabled=args.no_progress) as bar:
-        results = segment_lines(lines, options, workers=args.workers, expected=len(lines), prototypes=stage)  # type: ignore[arg-type]
+        results = segment_lines(
+            lines,
+            options,  # type: ignore[arg-type]
+            workers=args.workers,
+            expected=len(lines),
+            prototypes=stage,
+            reference=reference,
+        )
         for text, ok in results:
             out.write(text + "\n")
             failed += not ok

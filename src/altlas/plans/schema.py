@@ -25,7 +25,11 @@ def plan_json_schema() -> dict[str, Any]:
         "additionalProperties": False,
         "properties": {
             "name": {"type": "string", "minLength": 1},
-            "value": {"description": "Typed by `type`; extracted values are substrings of the command"},
+            "value": {
+                "description": "Typed by `type`; extracted values are substrings of the command, "
+                "except `when_iso`: a schedule's `when` resolved to ISO 8601 (a date-time with its "
+                "offset, or a date)"
+            },
             "type": {"enum": _values(ParameterType), "default": "string"},
             "required": {"type": "boolean", "default": False},
             "description": {"type": "string"},

@@ -22,6 +22,7 @@ from altlas.plans.model import Language, Mode, Persona
 from altlas.segmentation.classifier import CONFIDENCE_UNKNOWN
 from altlas.segmentation.prototypes import TypePrototypes, apply_decisions, decide, refine_plan_lines
 from altlas.segmentation.segmenter import SegmentationOptions, segment_command
+from altlas.segmentation.when import TimeReference, add_when_iso
 
 __all__ = ["BulkResult", "segment_lines"]
 
@@ -35,19 +36,26 @@ BulkResult = tuple[str, bool]  # (output line without newline, ok)
 _WorkerResult = tuple[str, bool, list[tuple[int, str]]]
 
 _OPTION_FIELDS = {"language", "mode", "persona", "chaos_level", "seed", "urgency", "metadata"}
+_TIME_FIELDS = {"now", "timezone"}
+_Defaults = tuple[SegmentationOptions, TimeReference]
 
 
-def _line_options(raw: str, defaults: SegmentationOptions) -> tuple[str, SegmentationOptions]:
-    """The command and options of one input line (plain text or a JSON object)."""
+def _line_options(raw: str, defaults: _Defaults) -> tuple[str, SegmentationOptions, TimeReference]:
+    """The command, options and clock of one input line (plain text or a JSON object)."""
+    options, reference = defaults
     if not raw.lstrip().startswith("{"):
-        return raw, defaults
+        return raw, options, reference
     try:
         data = json.loads(raw)
     except ValueError:
-        return raw, defaults  # a command that happens to start with "{"
+        return raw, options, reference  # a command that happens to start with "{"
     if not isinstance(data, dict) or "command" not in data:
         raise AltlasError("a JSON line must be an object with a 'command' field", field="command")
-    unknown = sorted(set(data) - _OPTION_FIELDS - {"command"})
+    if _TIME_FIELDS & set(data):  # the line's own clock; what it leaves out comes from the run's
+        reference = TimeReference.of(
+            data.get("now", reference.now), data.get("timezone"), default_zone=reference.zone
+        )
+    unknown = sorted(set(data) - _OPTION_FIELDS - _TIME_FIELDS - {"command"})
     if unknown:
         raise AltlasError("is not a field of a bulk line", field=unknown[0])
     changes: dict[str, Any] = {k: v for k, v in data.items() if k in _OPTION_FIELDS}
@@ -60,13 +68,13 @@ def _line_options(raw: str, defaults: SegmentationOptions) -> tuple[str, Segment
             changes["persona"] = Persona(changes["persona"])
     except ValueError as exc:
         raise AltlasError(str(exc), field="options") from None
-    return data["command"], replace(defaults, **changes)
+    return data["command"], replace(options, **changes), reference
 
 
-def _segment_one(line_no: int, raw: str, defaults: SegmentationOptions) -> _WorkerResult:
+def _segment_one(line_no: int, raw: str, defaults: _Defaults) -> _WorkerResult:
     try:
-        command, options = _line_options(raw, defaults)
-        plan = segment_command(command, options)
+        command, options, reference = _line_options(raw, defaults)
+        plan = add_when_iso(segment_command(command, options), reference)
     except AltlasError as exc:
         record = {"line": line_no, "error": {"message": str(exc), "param": exc.field}}
         return json.dumps(record, ensure_ascii=False), False, []
@@ -76,9 +84,9 @@ def _segment_one(line_no: int, raw: str, defaults: SegmentationOptions) -> _Work
     return json.dumps(plan_to_dict(plan), ensure_ascii=False, separators=(",", ":")), True, undecided
 
 
-def _segment_chunk(chunk: tuple[SegmentationOptions, list[tuple[int, str]]]) -> list[_WorkerResult]:
-    options, jobs = chunk  # the options travel once per chunk, not once per line
-    return [_segment_one(line_no, text, options) for line_no, text in jobs]
+def _segment_chunk(chunk: tuple[_Defaults, list[tuple[int, str]]]) -> list[_WorkerResult]:
+    defaults, jobs = chunk  # the options travel once per chunk, not once per line
+    return [_segment_one(line_no, text, defaults) for line_no, text in jobs]
 
 
 def _jobs(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
@@ -106,6 +114,7 @@ def segment_lines(
     workers: int | None = None,
     expected: int | None = None,
     prototypes: Callable[[], TypePrototypes] | None = None,
+    reference: TimeReference | None = None,
 ) -> Iterator[BulkResult]:
     """Segment each non-blank line; yields (output line, ok) in input order.
 
@@ -115,19 +124,21 @@ def segment_lines(
     this process embeds the undecided segments of earlier chunks (on the GPU if the
     embedder has one); it is called after the workers start, so that no worker is
     forked from a process holding a CUDA context.
+    `reference`: the clock schedule times are resolved against (default: the server's, read
+    once for the run); a JSON line may give its own `now` and `timezone`.
     """
-    options = options or SegmentationOptions()
+    defaults = (options or SegmentationOptions(), reference or TimeReference.of())
     workers = workers or os.cpu_count() or 1
     jobs = _jobs(lines)
     if workers == 1 or (expected is not None and expected < _PARALLEL_THRESHOLD):
         stage = prototypes() if prototypes is not None else None
         for chunk in _chunks(jobs, _CHUNK):
-            yield from _finish(_segment_chunk((options, chunk)), stage)
+            yield from _finish(_segment_chunk((defaults, chunk)), stage)
         return
     context = multiprocessing.get_context(
         "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     )
-    chunks = ((options, chunk) for chunk in _chunks(jobs, _CHUNK))
+    chunks = ((defaults, chunk) for chunk in _chunks(jobs, _CHUNK))
     with context.Pool(workers) as pool:
         results = pool.imap(_segment_chunk, chunks)
         if prototypes is None:

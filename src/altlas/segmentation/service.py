@@ -8,6 +8,7 @@ from altlas.errors import AltlasError, InputTooLargeError, InvalidInputError
 from altlas.plans.model import AltFile
 from altlas.plans.priorities import PriorityRequest, prioritize
 from altlas.segmentation.segmenter import SegmentationOptions, check_command, segment_command
+from altlas.segmentation.when import TimeReference, add_when_iso
 from altlas.storage.plan_store import PlanStore, UnstorablePlanError
 
 __all__ = ["SegmentationService"]
@@ -18,8 +19,16 @@ class SegmentationService:
         self.store = store
         self.max_batch = max_batch
 
-    def segment(self, command: str, options: SegmentationOptions, *, store: bool = True) -> AltFile:
-        plan = segment_command(command, options)
+    def segment(
+        self,
+        command: str,
+        options: SegmentationOptions,
+        *,
+        store: bool = True,
+        reference: TimeReference | None = None,
+    ) -> AltFile:
+        """`reference`: the clock schedule times are resolved against (default: the server's)."""
+        plan = add_when_iso(segment_command(command, options), reference)
         if store:
             try:
                 self.store.save(plan)
@@ -28,7 +37,12 @@ class SegmentationService:
         return plan
 
     def segment_batch(
-        self, commands: Sequence[str], options: SegmentationOptions, *, store: bool = True
+        self,
+        commands: Sequence[str],
+        options: SegmentationOptions,
+        *,
+        store: bool = True,
+        reference: TimeReference | None = None,
     ) -> list[AltFile]:
         """All commands or none: every command is segmented, and every plan encoded, before the
         first plan is stored (PlanStore.save_many); an error names the command, `commands[i]`."""
@@ -42,7 +56,8 @@ class SegmentationService:
                 check_command(command)
             except AltlasError as exc:
                 raise type(exc)(exc.message, field=f"commands[{i}]") from None
-        plans = [segment_command(c, options) for c in commands]
+        reference = reference or TimeReference.of()  # one clock for the whole batch
+        plans = [add_when_iso(segment_command(c, options), reference) for c in commands]
         if store:
             try:
                 self.store.save_many(plans)

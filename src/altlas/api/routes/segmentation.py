@@ -6,6 +6,7 @@ A stored plan always reaches its client: the answer is the bytes the store encod
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -16,9 +17,10 @@ from altlas.plans.codec import plan_from_dict, plan_to_dict
 from altlas.plans.priorities import PriorityRequest, PriorityWeights
 from altlas.segmentation.segmenter import SegmentationOptions
 from altlas.segmentation.service import SegmentationService
+from altlas.segmentation.when import TimeReference
 from altlas.storage.plan_store import encode_plan
 
-__all__ = ["segmentation_options", "segmentation_router"]
+__all__ = ["segmentation_options", "segmentation_router", "time_reference"]
 
 
 def segmentation_options(body: SegmentOptionsBody) -> SegmentationOptions:
@@ -35,6 +37,11 @@ def segmentation_options(body: SegmentOptionsBody) -> SegmentationOptions:
     )
 
 
+def time_reference(body: SegmentOptionsBody) -> TimeReference:
+    """The clock of a request's schedule times (a bad `timezone` is a 422 naming it)."""
+    return TimeReference.of(body.now, body.timezone)
+
+
 def segmentation_router(service: SegmentationService) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["segmentation"])
 
@@ -46,7 +53,10 @@ def segmentation_router(service: SegmentationService) -> APIRouter:
     )
     async def segment(body: SegmentRequest) -> Response:
         plan = await run_in_threadpool(
-            service.segment, body.command, segmentation_options(body), store=body.store
+            partial(service.segment, reference=time_reference(body)),
+            body.command,
+            segmentation_options(body),
+            store=body.store,
         )
         headers = {"Location": f"/v1/alt-files/{plan.id}"} if body.store else None
         return _json(encode_plan(plan), headers)
@@ -59,7 +69,10 @@ def segmentation_router(service: SegmentationService) -> APIRouter:
     )
     async def segment_batch(body: BatchSegmentRequest) -> Response:
         plans = await run_in_threadpool(
-            service.segment_batch, body.commands, segmentation_options(body), store=body.store
+            partial(service.segment_batch, reference=time_reference(body)),
+            body.commands,
+            segmentation_options(body),
+            store=body.store,
         )
         data = b",".join(encode_plan(plan) for plan in plans)
         return _json(b'{"count":%d,"data":[%s]}' % (len(plans), data))
