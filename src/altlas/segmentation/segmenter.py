@@ -20,12 +20,12 @@ from altlas.errors import InputTooLargeError, InvalidInputError
 from altlas.plans.codec import check_chaos_level, non_finite_path
 from altlas.plans.model import AltFile, Language, Mode, Persona, Segment, TaskType
 from altlas.plans.priorities import PriorityRequest, PriorityWeights, prioritize
-from altlas.segmentation.classifier import CONFIDENCE_UNKNOWN
+from altlas.segmentation.classifier import CONFIDENCE_UNKNOWN, Action
 from altlas.segmentation.language import detect_language
 from altlas.segmentation.modes import apply_mode, apply_persona, chaos_probability, seeded_rng
 from altlas.segmentation.parameters import extract_parameters
-from altlas.segmentation.splitter import Clause, split_clauses
-from altlas.segmentation.text import fold, quoted_spans, tokenize
+from altlas.segmentation.splitter import Clause, Merged, split_clauses
+from altlas.segmentation.text import Token, fold, quoted_spans, tokenize
 
 __all__ = ["MAX_COMMAND_CHARS", "SEGMENTER_NAME", "SegmentationOptions", "segment_command"]
 
@@ -126,14 +126,40 @@ def _segment(command: str, folded: str, clause: Clause, index: int, language: La
     metadata: dict[str, Any] = {
         "confidence": confidence,
         "span": [start, end],
-        "verb": " ".join(w.text for w in words[action.start : action.end]) if action else None,
+        "verb": _verb(words, action),
         "marker": _marker_name(clause),
         "parallel": clause.parallel,
     }
+    if clause.merged:
+        # The content covers what was merged ("Close Word without saving"); the parameters
+        # are the clause's own.
+        start = min(start, *(m.clause.span[0] for m in clause.merged))
+        end = max(end, *(m.clause.span[1] for m in clause.merged))
+        metadata["span"] = [start, end]
+        metadata["merged"] = [_merged(command, merged) for merged in clause.merged]
     return Segment(f"seg-{index + 1}", task_type, command[start:end], parameters, [], metadata)
 
 
+def _verb(words: list[Token], action: Action | None) -> str | None:
+    return " ".join(w.text for w in words[action.start : action.end]) if action else None
+
+
+def _merged(command: str, merged: Merged) -> dict[str, Any]:
+    """A clause with a verb that is part of the segment, and why: nothing is lost silently."""
+    start, end = merged.clause.span
+    action = merged.clause.action
+    return {
+        "reason": merged.reason,
+        "content": command[start:end],
+        "span": [start, end],
+        "verb": _verb(merged.clause.words, action),
+        "task_type": action.task_type.value if action else None,
+    }
+
+
 def _marker_name(clause: Clause) -> str | None:
+    if clause.relation is not None:  # after, before, while, without: a subordinate clause
+        return clause.relation
     for kind in ("parallel", "sequence", "conjunction"):
         if kind in clause.markers:
             return kind

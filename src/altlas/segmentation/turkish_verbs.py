@@ -136,27 +136,27 @@ def lookup(key: str) -> VerbForm | None:
     return _TABLE.get(key)
 
 
-# Endings that only verbs take, for verbs the lexicon does not know ("sulayıp", "bekledikten
-# sonra", "uyutabilir misin"): (folded ending, shape, link, the word that must follow or "").
-# Each is long or needs its companion word, so that no common noun ends that way.
-_GUESSES: tuple[tuple[str, VerbShape, Link | None, str], ...] = (
-    *((e, VerbShape.CONVERB, Link.AFTER, "sonra") for e in _expand("DHktAn")),
-    *((e, VerbShape.CONVERB, Link.WITHOUT, "once") for e in _expand("mAdAn")),
-    *((e, VerbShape.CONVERB, None, "") for e in _expand("yHp")),
-    *((e, VerbShape.CONVERB, Link.WHILE, "") for e in ("arken", "erken", "irken", "urken")),
-    *((e, VerbShape.REQUEST, None, "") for e in _expand("AbHlHr")),
+# Endings that only verbs take, for verbs the lexicon does not know ("sulayıp", "bekledikten",
+# "uyutabilir"): (folded ending, shape, link). Each is long enough that no common noun ends so;
+# not -madan, which ends "cumadan" (from Friday) and every -ma noun in the ablative.
+_GUESSES: tuple[tuple[str, VerbShape, Link | None], ...] = (
+    *((e, VerbShape.CONVERB, Link.AFTER) for e in _expand("DHktAn")),
+    *((e, VerbShape.CONVERB, None) for e in _expand("yHp")),
+    *((e, VerbShape.CONVERB, Link.WHILE) for e in ("arken", "erken", "irken", "urken")),
+    *((e, VerbShape.REQUEST, None) for e in _expand("AbHlHr")),
 )  # fmt: skip
+_ENDINGS = tuple(ending for ending, _, _ in _GUESSES)  # one endswith() call rejects most words
 _NOT_VERBS = frozenset({"erken", "ayip", "sahip", "garip"})
 
 
-def guess(key: str, next_key: str = "") -> VerbForm | None:
+def guess(key: str) -> VerbForm | None:
     """A verb the lexicon does not know, told by an ending only verbs take; None if unsure.
 
     Its task type is None: an action, but not one of the 20 types.
     """
-    if len(key) < 6 or key in _NOT_VERBS or not key.isalpha():
+    if len(key) < 6 or not key.endswith(_ENDINGS) or key in _NOT_VERBS or not key.isalpha():
         return None
-    for ending, shape, link, companion in _GUESSES:
-        if key.endswith(ending) and (not companion or next_key == companion):
+    for ending, shape, link in _GUESSES:
+        if key.endswith(ending):
             return VerbForm(key[: -len(ending)], None, shape, link)
     return None
