@@ -54,6 +54,12 @@ _FILE_WORDS = (
 )  # fmt: skip
 
 
+# What one installs rather than uploads: "güncellemeyi yükle", "programı yükle".
+_SOFTWARE_WORDS = (
+    "guncelleme", "program", "uygulama", "surucu", "yazilim", "eklenti", "uzanti", "yama", "kurulum",
+)  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class Action:
     task_type: TaskType
@@ -264,11 +270,14 @@ def _find_tr(words: list[Token]) -> Action | None:
     if last < 0:
         return None
     verb = turkish_verbs.lookup(words[last].key)
-    if verb is not None:
+    if verb is not None and not (verb.nominal and last == len(words) - 1):
         return _tr_action(words, last, verb, at_head=True)
+    # A verbal noun last ("Yükle bu güncellemeyi": the update) is the verb only with no verb first.
     leading = _tr_leading_verb(words, last)
     if leading is not None:
         return leading
+    if verb is not None:
+        return _tr_action(words, last, verb, at_head=True)
     if _tr_unknown_verb(words, last):
         return Action(TaskType.EXECUTE, CONFIDENCE_UNKNOWN, last, last + 1, True)
     # No verb at the end: take the last verb form anywhere, as a weaker guess.
@@ -315,6 +324,8 @@ def _tr_leading_verb(words: list[Token], last: int) -> Action | None:
 
 # Endings of the accusative object a bare verb follows: "bitkileri sula", "kediyi besle".
 _TR_ACCUSATIVE_ENDS = ("i", "u", "'i", "'u", "'yi", "'yu", "'ni", "'nu")
+# Causative endings (karart, kısalt, küçült, söndür): verbs, when long enough.
+_TR_CAUSATIVE_ENDS = ("art", "ert", "alt", "elt", "ult", "ilt", "dir", "dur", "tir", "tur")
 # Words ending in -la / -le that are no verbs.
 _TR_NOT_LA_VERBS = frozenset(
     "ile bile aile cumle soyle boyle oyle hala kale lale sila mahalle tabela kola yayla hele sahile".split()
@@ -323,7 +334,8 @@ _TR_NOT_LA_VERBS = frozenset(
 
 def _tr_unknown_verb(words: list[Token], last: int) -> bool:
     """A clause-final verb the lexicon does not know: a form only verbs take ("sulayıp",
-    "uyutur musun"), or a -la/-le verb after its object ("bitkileri sula")."""
+    "uyutur musun"), or a -la/-le or causative verb after its object ("bitkileri sula",
+    "ışıkları karart")."""
     word = words[last]
     key = word.key
     following = words[last + 1].key if last + 1 < len(words) else ""
@@ -333,14 +345,10 @@ def _tr_unknown_verb(words: list[Token], last: int) -> bool:
         return False
     if following in _TR_QUESTION and len(key) >= 4:  # "sular mısın"
         return True
-    return (
-        len(key) >= 4
-        and key.endswith(("la", "le"))
-        and key not in _TR_NOT_LA_VERBS
-        and last > 0
-        and len(words[last - 1].key) >= 4
-        and words[last - 1].key.endswith(_TR_ACCUSATIVE_ENDS)
-    )
+    if last == 0 or len(words[last - 1].key) < 4 or not words[last - 1].key.endswith(_TR_ACCUSATIVE_ENDS):
+        return False
+    denominal = len(key) >= 4 and key.endswith(("la", "le")) and key not in _TR_NOT_LA_VERBS
+    return denominal or (len(key) >= 6 and key.endswith(_TR_CAUSATIVE_ENDS))
 
 
 def _tr_action(words: list[Token], i: int, verb: turkish_verbs.VerbForm, *, at_head: bool) -> Action:
@@ -388,10 +396,16 @@ def mentions_format(words: list[Token]) -> Token | None:
 
 
 def _disambiguate(action: Action, words: list[Token]) -> Action:
-    """Decide verbs whose type depends on their object: çevir / convert a file or a text."""
+    """Decide verbs whose type depends on their object: çevir / convert a file or a text,
+    yükle (upload) a file or (install) a program."""
     verb_key = words[action.start].key
     verb = turkish_verbs.lookup(verb_key)
     stem = verb.stem if verb is not None else verb_key
+    if stem == "yukle" and action.task_type is TaskType.SEND:
+        others = words[: action.start] + words[action.end :]
+        if any(w.key.startswith(_SOFTWARE_WORDS) for w in others):
+            return _with_type(action, TaskType.EXECUTE, action.confidence)
+        return action
     if action.task_type not in (TaskType.TRANSFORM, TaskType.TRANSLATE) or (
         stem not in _AMBIGUOUS_CONVERT and verb_key not in _AMBIGUOUS_CONVERT
     ):
