@@ -99,6 +99,14 @@ def test_issue_19_examples(command: str, task_type: str, expected: dict[str, str
         ("Sunumu Zeynep'le paylaş", {"recipient": "Zeynep", "object": "Sunumu"}),
         ("Sonucu ekip kanalında paylaş", {"recipient": "ekip kanalında", "object": "Sonucu"}),
         ("Slack'te genel kanala duyuruyu paylaş", {"recipient": "genel kanala", "object": "duyuruyu"}),
+        (
+            "Bu e-postayı Ayşe Hanım ile paylaşabilir misin?",
+            {"recipient": "Ayşe Hanım", "object": "e-postayı"},
+        ),
+        (
+            "Sevgili Mehmet Bey'e teşekkür mesajı gönder",
+            {"recipient": "Mehmet Bey", "object": "teşekkür mesajı"},
+        ),
         # move, copy, save: a dative alone is the destination; accusative + dative both
         ("Şu dosyayı yeni klasöre taşı", {"source": "dosyayı", "destination": "yeni klasöre"}),
         ("Belgeleri harici diske kopyala", {"source": "Belgeleri", "destination": "harici diske"}),
@@ -125,6 +133,11 @@ def test_issue_19_examples(command: str, task_type: str, expected: dict[str, str
         ("Email Prof. Miller", {"recipient": "Prof. Miller", "object": None}),
         ("Email the report", {"object": "report", "recipient": None}),
         ("Forward this email to Mr. John Carter", {"recipient": "Mr. John Carter", "object": "email"}),
+        (
+            "Please send over the contract to Dr. Jane Smith",
+            {"recipient": "Dr. Jane Smith", "object": "contract"},
+        ),
+        ("Can you please email the team the agenda?", {"recipient": "team", "object": "agenda"}),
         ("Could you please close Bluetooth?", {"target": "Bluetooth"}),
         ("Open the Downloads folder, please", {"target": "Downloads folder"}),
         ("Play The Beatles", {"object": "The Beatles"}),

@@ -70,7 +70,7 @@ _REQUIRED = {
 _EN_TO = frozenset({"to", "into", "onto", "in", "inside", "under", "on"})
 _EN_RECIPIENT = frozenset({"to", "with"})
 _EN_RECIPIENT_END = frozenset({"via", "using", "through", "by", "on", "over", "at", "in", "as"})
-_EN_LEADING = frozenset({"for", "about", "of", "up", "me", "out", "from", "to"})
+_EN_LEADING = frozenset({"for", "about", "of", "up", "me", "out", "from", "to", "over", "along"})
 _EN_TRAILING = (("on", "google"), ("online",), ("on", "the", "web"), ("on", "the", "internet"), ("for", "me"))
 _EN_FILLER_SET = PhraseSet(EN_FILLERS)
 _TR_FILLER_SET = PhraseSet(TR_FILLERS)
@@ -96,7 +96,6 @@ _EN_TIME_PREPOSITIONS = frozenset({"for", "at", "on", "by", "in", "from", "until
 _QUOTES = frozenset("\"'“”«»")
 _CLOSERS = {'"': '"', "'": "'", "“": "”", "«": "»"}
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.\w+")
-_TR_EXTRA_POLITENESS = frozenset({"lutfen", "ltf", "ltfn"})
 
 
 class _Builder:
@@ -135,15 +134,12 @@ class _Builder:
 
 def _with_quotes(command: str, start: int, end: int) -> tuple[int, int]:
     """The span with a quote that opens just before it (and closes inside) or closes just after it."""
-    if start > 0 and command[start - 1] in _QUOTES and _closing(command[start - 1]) in command[start:end]:
+    opening = command[start - 1] if start > 0 else ""
+    if opening in _CLOSERS and _CLOSERS[opening] in command[start:end]:
         start -= 1
     if end < len(command) and command[end] in _QUOTES and command[end] in _CLOSERS.get(command[start], ""):
         end += 1
     return start, end
-
-
-def _closing(quote: str) -> str:
-    return {"“": "”", "«": "»"}.get(quote, quote)
 
 
 def _without_determiners(words: list[Token], language: Language) -> list[Token]:
@@ -200,7 +196,7 @@ def _tr_clean(words: list[Token]) -> list[Token]:
     kept: list[Token] = []
     for word in words:
         if is_question_particle(word.key):
-            if kept and kept[-1].key not in _TR_EXTRA_POLITENESS:
+            if kept:
                 kept.pop()  # "özetler misin", "bakar mısın": the verb asked about
             continue
         if word.key in TR_POLITENESS:
@@ -464,11 +460,14 @@ def _goal_head(
 
 
 def _modifies_next(args: list[Token], index: dict[int, int], i: int) -> bool:
-    return (
-        i + 1 < len(args)
-        and _adjacent(args[i], args[i + 1], index)
-        and bool(_POSSESSED.search(args[i + 1].key))
-    )
+    """Is args[i] part of the phrase after it: a compound's first noun ("bütçe tablosunu") or a
+    name's first word ("Ayşe Hanım", "Ayşe Yılmaz")?"""
+    if i + 1 >= len(args) or not _adjacent(args[i], args[i + 1], index):
+        return False
+    after = args[i + 1]
+    if after.base in POST_TITLES or _POSSESSED.search(after.key):
+        return True
+    return args[i].text[0].isupper() and after.text[0].isupper() and index.get(args[i].start) != 0
 
 
 def _adjacent(a: Token, b: Token, index: dict[int, int]) -> bool:

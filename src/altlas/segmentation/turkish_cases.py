@@ -72,10 +72,11 @@ _ABLATIVE = ("dan", "den", "tan", "ten")
 # Titles written after a name ("Mehmet Bey", "Ayşe Hanım", "Ahmet Hoca"): the word before
 # one is part of the name, whatever its ending.
 POST_TITLES = frozenset("bey beyefendi hanim hanimefendi hoca hocam usta abi abla efendi pasa".split())
-# Determiners, folded; "şu" folds to "su" (water), so it is told by its written form.
-TR_DETERMINERS = frozenset({"bu", "o", "bir", "bi"})
+# Determiners (and "sevgili", dear, before a name), folded; "şu" folds to "su" (water), so it
+# is told by its written form.
+TR_DETERMINERS = frozenset({"bu", "o", "bir", "bi", "sevgili"})
 TR_POLITENESS = frozenset(
-    "lutfen ltf ltfn hey tesekkurler tesekkur sagol sagolun hadi haydi bakalim acaba zahmet "
+    "lutfen ltf ltfn hey tesekkurler sagol sagolun hadi haydi bakalim acaba zahmet "
     "mumkunse bi".split()
 )
 _QUESTION = re.compile(r"m[iu](?:s[iu]n(?:[iu]z)?|y[iu]z|y[iu]m|d[iu]r|yd[iu](?:n|k|m)?)?")
