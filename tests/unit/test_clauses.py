@@ -221,6 +221,29 @@ def test_a_subordinator_without_an_action_splits_nothing(command: str) -> None:
     assert len(plan.segments) == 1 and "merged" not in plan.segments[0].metadata
 
 
+@pytest.mark.parametrize(
+    "command",
+    ["Save the file; when you're done, send it to me", "Download the report. After, email it to Ali"],
+)
+def test_a_subordinator_with_nothing_after_it_means_then(command: str) -> None:
+    plan = segment_command(command)
+    assert [s.metadata["marker"] for s in plan.segments] == [None, "sequence"]
+    assert plan.segments[0].content.startswith(("Save", "Download"))
+
+
+@pytest.mark.parametrize(
+    ("command", "content"),
+    [
+        ("Before 5 pm, back up the database", "Before 5 pm, back up the database"),
+        ("After the meeting, send the notes", "After the meeting, send the notes"),
+        ("Send the notes after the meeting", "Send the notes after the meeting"),
+    ],
+)
+def test_a_verbless_subordinate_clause_stays_in_its_segment(command: str, content: str) -> None:
+    (segment,) = segment_command(command).segments
+    assert segment.content == content
+
+
 # --- unknown verbs: their own segment, confidence <= 0.5 ---------------------------------------------
 
 

@@ -54,6 +54,7 @@ class Clause:
     chained: bool = False  # joined by "and" to the subordinate clause before it, in the same form
     glued: bool = False  # its subordinator follows the previous clause directly: "close it after saving"
     initial: bool = False  # starts a sentence
+    opener: int | None = None  # token index of the subordinator that introduced it ("after")
     gerund: bool = False  # an English gerund may lead it: "... and opening the settings"
     merged: list[Merged] = field(default_factory=list)
     # Token indices of Turkish negated converbs inside ("kaydetmeden", "silmek yerine"): not part
@@ -155,14 +156,19 @@ def _candidates(tokens: list[Token], language: Language, quoted: list[tuple[int,
     relation: str | None = None
     punctuated = False  # punctuation in the gap before the clause being read
     negated: list[int] = []
+    opener: int | None = None
     start = i = 0
 
     def close(end: int) -> Clause | None:
         nonlocal pending, relation, punctuated, negated
         if not any(t.is_word for t in tokens[start:end]):
+            if relation is not None:  # "when you're done, send it", "after, email it": then
+                pending.add(Marker.SEQUENCE)
+                relation = None
             return None
         glued = relation is not None and not punctuated and not pending and bool(clauses)
         clause = Clause(tokens, start, end, frozenset(pending), relation=relation, glued=glued)
+        clause.opener = opener if relation is not None else None
         clause.initial = _sentence_start(tokens, start)
         clause.negated = tuple(negated)
         clauses.append(clause)
@@ -190,7 +196,7 @@ def _candidates(tokens: list[Token], language: Language, quoted: list[tuple[int,
                     trailing_parallel()
             length = 1 if marker is None else marker[0]
             if marker is not None and marker[1] in Marker.SUBORDINATE:
-                relation = marker[1]
+                relation, opener = marker[1], i
             elif marker is not None:
                 pending.add(marker[1])
             i += length
@@ -277,8 +283,10 @@ def _classify(clauses: list[Clause], language: Language) -> None:
 
 def _join(first: Clause, second: Clause, language: Language, holder: Clause) -> Clause:
     """One clause of `first` and `second`; `holder` is the one whose action it keeps."""
+    # A verbless subordinate clause brings its subordinator along: "Before 5 pm, back it up".
+    start = first.opener if first.opener is not None and first is not holder else first.start
     clause = Clause(
-        first.tokens, first.start, second.end, first.markers, relation=holder.relation,
+        first.tokens, start, second.end, first.markers, relation=holder.relation,
         chained=holder.chained, glued=first.glued, initial=first.initial, gerund=holder.gerund,
         merged=first.merged + second.merged, negated=first.negated + second.negated,
     )  # fmt: skip
