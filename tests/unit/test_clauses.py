@@ -139,6 +139,7 @@ def test_a_gerund_frame_carries_over_and() -> None:
         ("After downloading and unzipping the archive, open the folder", ["download", "compress", "open"]),
         ("Before shutting down, close all open apps and save my work", ["close", "save", "close"]),
         ("Turn the lights off after closing the blinds", ["close", "execute"]),
+        ("Before you send the invoice, double-check the totals", ["analyze", "send"]),
         ("Dosyayı indirdikten sonra çalıştır", ["download", "execute"]),
         ("Kapatmadan önce kaydet", ["save", "close"]),
         ("Word'ü kapatmadan önce belgeyi kaydet", ["save", "close"]),

@@ -130,7 +130,10 @@ def _en_verb_at(words: list[Token], i: int, *, inflected: bool = False) -> tuple
     inflected: the first word is a gerund, participle or third person ("backing it up"),
     and may be an action none of the 20 types names (type None: "after muting it").
     """
-    base = base_of_inflected(words[i].key) if inflected else words[i].key
+    key = words[i].key
+    if "-" in key and key not in EN_VERBS:  # "double-check", "re-run": the verb is the last part
+        key = key.rsplit("-", 1)[1]
+    base = base_of_inflected(key) if inflected else key
     if base is None:
         return None
     for phrase, task_type in _PHRASES_BY_FIRST.get(base, ()):
@@ -230,7 +233,7 @@ def _looks_like_en_verb(words: list[Token], head: int, initial: bool) -> bool:
     function words are not taken."""
     word = words[head]
     key = word.key
-    if len(key) < 3 or not word.text.isalpha() or key in _EN_NOT_VERBS:
+    if len(key) < 3 or not word.text.replace("-", "").isalpha() or key in _EN_NOT_VERBS:
         return False
     if word.text[0].isupper() and not initial:
         return False
