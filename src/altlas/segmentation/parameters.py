@@ -164,9 +164,10 @@ def extract_parameters(
     builder = _Builder(command, task_type, language)
     argument_words = _en_argument_words if language is Language.EN else _tr_argument_words
     args = argument_words(words, action)
-    args = _take_time(builder, folded, args, language, task_type)
-    # Politeness the time hid from the first strip: "iki saat sonra bana ... hatırlat".
-    args = (_EN_FILLER_SET if language is Language.EN else _TR_FILLER_SET).strip(args)
+    timeless = _take_time(builder, folded, args, language, task_type)
+    if len(timeless) < len(args):  # politeness the time hid: "iki saat sonra bana ... hatırlat"
+        timeless = (_EN_FILLER_SET if language is Language.EN else _TR_FILLER_SET).strip(timeless)
+    args = timeless
     extractor = _EXTRACTORS[language].get(task_type, _en_object if language is Language.EN else _tr_object)
     extractor(builder, args, words)
     return builder.parameters
