@@ -33,6 +33,7 @@ from altlas.segmentation.turkish_cases import (
     TR_DETERMINERS,
     TR_POLITENESS,
     Case,
+    apostrophe_cut,
     case_of,
     case_suffix_cut,
     is_question_particle,
@@ -389,6 +390,7 @@ class _TrPhrases:
 
 
 _CLOSING = frozenset({Case.ACC, Case.LOC, Case.ABL, Case.INS})
+_ACCUSATIVE_LOOKING = re.compile(r"[^aeiou][iu]$")  # mail+i, model+i: also önemli, harici
 _POSSESSED = re.compile(r"(?:s[iu]|s[iu]n[iu]|s[iu]n[ae]|s[iu]nd[ae])$")  # dosyası(nı): a compound's head
 
 
@@ -477,12 +479,16 @@ def _adjacent(a: Token, b: Token, index: dict[int, int]) -> bool:
 
 def _phrase_start(args: list[Token], cases: list[tuple[Case, bool]], index: dict[int, int], head: int) -> int:
     """First word of the phrase ending at `head`: back over unmarked words, to the word after a
-    case ending; a name before a title ("Nuri Bey") and capitalised names are taken whole."""
+    case ending; a name before a title ("Nuri Bey") and capitalised names are taken whole. Before
+    a name ("Ali'ye") a lower-case word ending like an accusative is one ("maili Ali'ye")."""
     start = head
+    name_head = apostrophe_cut(args[head].key) is not None
     while start > 0 and _adjacent(args[start - 1], args[start], index):
         case, strong = cases[start - 1]
         before = args[start - 1]
         if case is Case.DAT and strong:
+            break
+        if name_head and before.text.islower() and _ACCUSATIVE_LOOKING.search(before.key):
             break
         if case in _CLOSING:
             after_title = args[start].base in POST_TITLES
