@@ -103,6 +103,7 @@ def test_issue_19_examples(command: str, task_type: str, expected: dict[str, str
             "Bu e-postayı Ayşe Hanım ile paylaşabilir misin?",
             {"recipient": "Ayşe Hanım", "object": "e-postayı"},
         ),
+        ("Bi zahmet şu maili Ali'ye at", {"recipient": "Ali", "object": "maili"}),
         (
             "Sevgili Mehmet Bey'e teşekkür mesajı gönder",
             {"recipient": "Mehmet Bey", "object": "teşekkür mesajı"},
