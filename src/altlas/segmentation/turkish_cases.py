@@ -76,8 +76,7 @@ POST_TITLES = frozenset("bey beyefendi hanim hanimefendi hoca hocam usta abi abl
 # is told by its written form.
 TR_DETERMINERS = frozenset({"bu", "o", "bir", "bi", "sevgili"})
 TR_POLITENESS = frozenset(
-    "lutfen ltf ltfn hey tesekkurler sagol sagolun hadi haydi bakalim acaba zahmet "
-    "mumkunse bi".split()
+    "lutfen ltf ltfn hey tesekkurler sagol sagolun hadi haydi bakalim acaba zahmet mumkunse bi".split()
 )
 _QUESTION = re.compile(r"m[iu](?:s[iu]n(?:[iu]z)?|y[iu]z|y[iu]m|d[iu]r|yd[iu](?:n|k|m)?)?")
 
