@@ -154,3 +154,26 @@ def test_engines_can_share_one_loaded_model(folders: dict[str, Path]) -> None:
         assert first.complete(prompt, greedy).token_ids == second.complete(prompt, greedy).token_ids
     finally:
         first.close()
+
+
+def test_without_triton_the_cpu_still_batches_and_only_the_kernel_paths_fall_back(
+    folders: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CPU install without triton (the service's own dependencies do not bring it): continuous
+    batching over the paged cache runs torch alone there; the batch-1 decoder, all Triton
+    kernels, falls back with the reason."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "triton", None)  # `import triton` raises ImportError
+    cpu = torch.device("cpu")
+    batched = TextGenerator(folders["llama-3"], cpu, torch.float32, 256, max_sequences=2, kv_cache_tokens=256)
+    try:
+        assert batched.decode_path.startswith("continuous batching") and batched.decode_fallback is None
+        ids = batched.chat_ids([{"role": "user", "content": "Hi"}])
+        assert batched.complete(ids, SamplingParams(max_tokens=3, temperature=0.0)).completion_tokens > 0
+    finally:
+        batched.close()
+    alone = TextGenerator(folders["llama-3"], cpu, torch.float32, 256, fast_decode=None)
+    assert alone.decode_path == "transformers" and alone.decode_fallback is None  # not wanted on the CPU
+    with pytest.raises(InvalidInputError, match="triton is not installed"):
+        TextGenerator(folders["llama-3"], cpu, torch.float32, 256, fast_decode=True)

@@ -120,7 +120,8 @@ class TextGenerator:
         self.decode_fallback: str | None = None  # why a model that could decode fast does not
         batched = max_sequences > 0
         wanted = batched or bool(fast_decode) or (fast_decode is None and device.type == "cuda")
-        reason = supports(self.model, self.max_context) if wanted else None
+        kernels = not batched or device.type == "cuda"  # the paged decoder on the CPU runs torch alone
+        reason = supports(self.model, self.max_context, kernels=kernels) if wanted else None
         if reason is None and wanted:
             try:
                 self._fast_path(batched, max_sequences, kv_cache_tokens, max_queue)

@@ -33,13 +33,16 @@ ROPE_TYPES = ("default", "linear", "llama3", "yarn", "dynamic")
 MAX_SPLITS = 64  # flash-decoding's programs per head at most
 
 
-def supports(model: Any, max_context: int | None = None) -> str | None:
+def supports(model: Any, max_context: int | None = None, *, kernels: bool = True) -> str | None:
     """None if the fast decoders can run this model over `max_context` positions (default:
-    the model's max_position_embeddings), else the reason they cannot."""
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return "triton is not installed"
+    the model's max_position_embeddings), else the reason they cannot. `kernels`: with the
+    Triton kernels (the batch-1 decoder always; the paged one on CUDA), which need triton; the
+    paged decoder on the CPU runs torch alone."""
+    if kernels:
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return "triton is not installed"
     config = model.config
     model_type = getattr(config, "model_type", "?")
     if model_type not in FAMILIES:
@@ -169,9 +172,10 @@ class LlamaWeights:
     embedding, final norm and LM head, each layer's fused weights (views of the model's) and
     the rotary tables."""
 
-    def __init__(self, model: Any, max_context: int, decoder: str) -> None:
-        """`decoder` names the decoder in the error for a model it does not support."""
-        reason = supports(model, max_context)
+    def __init__(self, model: Any, max_context: int, decoder: str, *, kernels: bool = True) -> None:
+        """`decoder` names the decoder in the error for a model it does not support; `kernels`:
+        whether it runs the Triton kernels."""
+        reason = supports(model, max_context, kernels=kernels)
         if reason is not None:
             raise ValueError(f"the {decoder} does not support this model: {reason}")
         config = model.config

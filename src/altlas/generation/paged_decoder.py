@@ -39,7 +39,9 @@ class PagedLlamaDecoder(LlamaWeights):
     ) -> None:  # fmt: skip
         if slots < 1 or page < 1 or page & (page - 1):
             raise ValueError("slots must be >= 1 and the page size a power of two")
-        super().__init__(model, max_context, "paged decoder")
+        device_type = next(model.parameters()).device.type
+        kernels = device_type == "cuda" if use_kernels is None else use_kernels
+        super().__init__(model, max_context, "paged decoder", kernels=kernels)
         self.slots = slots
         self.max_rows = _pow2(max(max_rows, slots))
         self.page = page
@@ -55,7 +57,7 @@ class PagedLlamaDecoder(LlamaWeights):
         self.tokens = torch.zeros(self.max_rows, dtype=torch.long, device=self.device)
         self.positions = torch.zeros(self.max_rows, dtype=torch.int32, device=self.device)
         self.row_slots = torch.full((self.max_rows,), slots, dtype=torch.int32, device=self.device)
-        self.use_kernels = self.device.type == "cuda" if use_kernels is None else use_kernels
+        self.use_kernels = kernels
         self.use_graph = self.device.type == "cuda" if use_graph is None else use_graph
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self._pool: Any = None  # a graph memory pool handle, shared by the buckets
