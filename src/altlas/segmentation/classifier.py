@@ -251,12 +251,8 @@ def _looks_like_en_verb(words: list[Token], head: int, initial: bool) -> bool:
 def _last_content_index(words: list[Token]) -> int:
     """Index of the last word that is not politeness or a question particle."""
     end = len(words)
-    while end > 0:
-        key = words[end - 1].key
-        if key in _TR_PARTICLES or any(len(f) == 1 and f[0] == key for f in TR_FILLERS):
-            end -= 1
-            continue
-        break
+    while end > 0 and words[end - 1].key in _TR_SKIPPED_LAST:
+        end -= 1
     return end - 1
 
 
@@ -266,6 +262,7 @@ _TR_PARTICLES = frozenset(
     "hadi tesekkurler sagol acaba istiyorum isterim istiyoruz rica ederim ediyorum lazim gerek "
     "gerekiyor unutma unutmayin unutmayiniz".split()
 )
+_TR_SKIPPED_LAST = _TR_PARTICLES | {f[0] for f in TR_FILLERS if len(f) == 1}
 
 
 def _find_tr(words: list[Token]) -> Action | None:
@@ -365,25 +362,33 @@ def _tr_action(words: list[Token], i: int, verb: turkish_verbs.VerbForm, *, at_h
 
 
 def _tr_compound(words: list[Token], i: int, verb: turkish_verbs.VerbForm) -> tuple[TaskType, int] | None:
-    for (nouns, verb_stem), task_type in _COMPOUNDS_LONGEST_FIRST:
-        if verb.stem != verb_stem and words[i].key != verb_stem:
-            continue
+    for _, nouns, task_type in _compounds_for(verb.stem, words[i].key):
         start = i - len(nouns)
-        if start < 0:
-            continue
-        if all(words[start + k].key.startswith(noun) for k, noun in enumerate(nouns)):
+        if start >= 0 and all(words[start + k].key.startswith(noun) for k, noun in enumerate(nouns)):
             return task_type, start
     if verb.task_type is None:
         # A light verb may sit apart from its noun: "adını sunum.pptx olarak değiştir".
-        for (nouns, verb_stem), task_type in _COMPOUNDS_LONGEST_FIRST:
-            if len(nouns) == 1 and verb.stem == verb_stem:
+        for _, nouns, task_type in _COMPOUNDS_BY_VERB.get(verb.stem, ()):
+            if len(nouns) == 1:
                 for j in range(i - 2, -1, -1):
                     if words[j].key.startswith(nouns[0]):
                         return task_type, i
     return None
 
 
+def _compounds_for(stem: str, key: str) -> list[tuple[int, tuple[str, ...], TaskType]]:
+    """Compounds whose verb is `stem` or the word itself, longest first."""
+    found = _COMPOUNDS_BY_VERB.get(stem, [])
+    if key != stem and key in _COMPOUNDS_BY_VERB:
+        found = sorted(found + _COMPOUNDS_BY_VERB[key])
+    return found
+
+
 _COMPOUNDS_LONGEST_FIRST = sorted(TR_COMPOUNDS.items(), key=lambda kv: -len(kv[0][0]))
+# By verb stem, in that order (the rank first): a verb is checked against its own compounds only.
+_COMPOUNDS_BY_VERB: dict[str, list[tuple[int, tuple[str, ...], TaskType]]] = {}
+for _rank, ((_nouns, _verb_stem), _compound_type) in enumerate(_COMPOUNDS_LONGEST_FIRST):
+    _COMPOUNDS_BY_VERB.setdefault(_verb_stem, []).append((_rank, _nouns, _compound_type))
 
 
 def mentions_language(words: list[Token]) -> Token | None:

@@ -119,7 +119,7 @@ def _converb(tokens: list[Token], i: int) -> turkish_verbs.VerbForm | None:
     key = tokens[i].key
     verb = turkish_verbs.lookup(key)
     if verb is None:
-        verb = turkish_verbs.guess(key)
+        verb = turkish_verbs.guess(key) if len(key) >= 6 else None
     elif verb.nominal and i + 1 < len(tokens) and tokens[i + 1].key == _TR_INSTEAD:
         # "silmek yerine": instead of deleting
         return turkish_verbs.VerbForm(verb.stem, verb.task_type, verb.shape, turkish_verbs.Link.WITHOUT)
@@ -152,6 +152,7 @@ def _sentence_start(tokens: list[Token], start: int) -> bool:
 def _candidates(tokens: list[Token], language: Language, quoted: list[tuple[int, int]]) -> list[Clause]:
     """Split at every candidate boundary; boundary tokens fall in the gaps between clauses."""
     clauses: list[Clause] = []
+    first_words = _MARKERS[language]  # first words of the marker phrases
     pending: set[str] = set()
     relation: str | None = None
     punctuated = False  # punctuation in the gap before the clause being read
@@ -187,7 +188,7 @@ def _candidates(tokens: list[Token], language: Language, quoted: list[tuple[int,
         if any(qs < token.start < qe for qs, qe in quoted):
             i += 1  # quoted text ("... saying 'I'll be late, start without me'") is never split
             continue
-        marker = None if not token.is_word else _marker_at(tokens, i, language)
+        marker = _marker_at(tokens, i, language) if token.is_word and token.key in first_words else None
         if not token.is_word or marker is not None:
             close(i)
             if not token.is_word:

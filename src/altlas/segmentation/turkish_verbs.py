@@ -54,17 +54,17 @@ class VerbForm:
 
 
 _TEMPLATES: dict[VerbShape, tuple[str, ...]] = {
-    VerbShape.IMPERATIVE: ("", "YHn", "YHnHz", "sAnA", "sAnHzA", "YHver", "YHverHn", "YHvers"),
-    VerbShape.CONVERB: ("YHp", "YArAk", "YHncA", "DHktAn", "DHgHndA", "Rken", "mAdAn", "mAksHzHn"),
+    VerbShape.IMPERATIVE: ("", "YHn", "YHnHz", "sAnA", "YHver", "YHverHn", "YHvers"),
+    VerbShape.CONVERB: ("YHp", "YArAk", "YHncA", "DHktAn", "DHgHndA", "Rken", "mAdAn"),
     VerbShape.REQUEST: (
         "YAbHlHr", "YAbHlHrmHsHn", "YAbHlHrmHsHnHz", "YAbHlHrsHn", "YAbHlHrsHnHz", "R", "RmHsHn",
         "RmHsHnHz", "mAk", "mAn", "mAnHz", "mAnH", "mAnHzH", "mAsHnH", "mAyH", "YAlHm", "mAlHsHn",
-        "mAlHsHnHz", "mAlHyHz", "YAcAksHn", "YAcAksHnHz", "mAnHzHrHcA", "YHverHr",
+        "mAlHyHz", "YAcAksHn", "YAcAksHnHz", "mAnHzHrHcA",
     ),
 }  # fmt: skip
 _LINKS = {
     "YHncA": Link.AFTER, "DHktAn": Link.AFTER, "DHgHndA": Link.AFTER, "Rken": Link.WHILE,
-    "mAdAn": Link.WITHOUT, "mAksHzHn": Link.WITHOUT,
+    "mAdAn": Link.WITHOUT,
 }  # fmt: skip
 
 _VOWELS = frozenset("aeiou")
@@ -78,20 +78,28 @@ def _expand(template: str) -> list[str]:
     return ["".join(p) for p in itertools.product(*slots)] if slots else [""]
 
 
-_Kind = tuple[VerbShape, Link | None, bool]  # shape, link, nominal
+# The kinds of form a template makes: (shape, link, nominal), numbered so that a form's kind
+# is a small int (hashing enums runs Python code: 50,000 forms notice it).
+_KINDS: list[tuple[VerbShape, Link | None, bool]] = []
+
+
+def _kind(shape: VerbShape, template: str) -> int:
+    kind = (shape, _LINKS.get(template), shape is VerbShape.REQUEST and template.startswith("m"))
+    if kind not in _KINDS:
+        _KINDS.append(kind)
+    return _KINDS.index(kind)
 
 
 @functools.cache
-def _suffixes(ends_in_vowel: bool) -> list[tuple[str, bool, _Kind]]:
+def _suffixes(ends_in_vowel: bool) -> list[tuple[str, bool, int]]:
     """Every suffix for stems ending in a vowel or not: (suffix, starts with a vowel, kind).
 
     The same for all stems of a kind, so it is expanded once, not once per stem.
     """
-    out: list[tuple[str, bool, _Kind]] = []
+    out: list[tuple[str, bool, int]] = []
     for shape, templates in _TEMPLATES.items():
         for template in templates:
-            nominal = shape is VerbShape.REQUEST and template.startswith("m")
-            kind = (shape, _LINKS.get(template), nominal)
+            kind = _kind(shape, template)
             if template.startswith("R"):  # aorist: ara -> arar, aç -> açar / açır
                 heads = ["r"] if ends_in_vowel else ["Ar", "Hr"]
                 variants = [head + template[1:] for head in heads]
@@ -104,7 +112,7 @@ def _suffixes(ends_in_vowel: bool) -> list[tuple[str, bool, _Kind]]:
     return out
 
 
-def _forms_of(stem: str) -> Iterator[tuple[str, _Kind]]:
+def _forms_of(stem: str) -> Iterator[tuple[str, int]]:
     softened = stem[:-1] + "d" if stem in _SOFTENING else stem
     for suffix, vowel_initial, kind in _suffixes(stem[-1] in _VOWELS):
         yield (softened if vowel_initial else stem) + suffix, kind
@@ -118,12 +126,12 @@ def _build_table() -> dict[str, VerbForm]:
     table: dict[str, VerbForm] = {}
     for raw_stem, task_type in TR_STEMS.items():
         stem = fold(raw_stem)
-        by_kind: dict[_Kind, VerbForm] = {}  # one object per kind of a stem, shared by its forms
+        by_kind: dict[int, VerbForm] = {}  # one object per kind of a stem, shared by its forms
         for form, kind in _forms_of(stem):
             # A form two stems share keeps the first stem's meaning (lexicon order).
             if form not in table and form not in _NOT_FORMS:
                 if kind not in by_kind:
-                    by_kind[kind] = VerbForm(stem, task_type, *kind)
+                    by_kind[kind] = VerbForm(stem, task_type, *_KINDS[kind])
                 table[form] = by_kind[kind]
     return table
 
