@@ -5,8 +5,6 @@ and every merge of a clause with a verb recorded with its reason."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,8 @@ from altlas.plans.model import AltFile
 from altlas.segmentation import segment_command
 from altlas.segmentation import turkish_verbs as tv
 from altlas.segmentation.english_verbs import base_of_inflected, is_unknown_gerund
+
+from .test_parameter_eval import segment_through_the_cli
 
 
 def _types(plan: AltFile) -> list[str]:
@@ -322,15 +322,7 @@ def test_the_clauses_set_through_the_cli(tmp_path: Path) -> None:
     unless parallel, and the language, for at least 95 % of the commands."""
     data = Path(__file__).parent.parent / "data" / "segmentation_eval_clauses.jsonl"
     rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
-    source, target = tmp_path / "commands.txt", tmp_path / "plans.jsonl"
-    source.write_text("".join(row["command"] + "\n" for row in rows), encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-m", "altlas", "segment", "--input", str(source), "--format", "jsonl",
-         "--output", str(target), "--workers", "1"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    plans = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+    plans = segment_through_the_cli(rows, tmp_path)
     misses = []
     for row, plan in zip(rows, plans, strict=True):
         segments = plan["segments"]

@@ -46,7 +46,9 @@ def test_the_scoring_rule() -> None:
     assert value_is_right(None, None) and not value_is_right("mısın", None)
 
 
-def _segment_through_the_cli(rows: list[dict[str, Any]], tmp_path: Path) -> list[dict[str, Any]]:
+def segment_through_the_cli(rows: list[dict[str, Any]], tmp_path: Path) -> list[dict[str, Any]]:
+    """The plans of the rows' commands (with their `now` / `timezone`) from `altlas segment
+    --input FILE --format jsonl`, as the issue's hidden sets run."""
     source, target = tmp_path / "commands.jsonl", tmp_path / "plans.jsonl"
     lines = [{"command": r["command"], **{k: r[k] for k in ("now", "timezone") if k in r}} for r in rows]
     source.write_text(
@@ -64,7 +66,7 @@ def _segment_through_the_cli(rows: list[dict[str, Any]], tmp_path: Path) -> list
 def test_parameter_values_on_the_issue_19_set(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in SET.read_text(encoding="utf-8").splitlines() if line.strip()]
     assert len(rows) >= 100
-    plans = _segment_through_the_cli(rows, tmp_path)
+    plans = segment_through_the_cli(rows, tmp_path)
     values = right_values = right_plans = 0
     misses: list[str] = []
     for row, plan in zip(rows, plans, strict=True):
