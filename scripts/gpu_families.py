@@ -43,7 +43,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from altlas.generation.llama_decoder import LlamaDecoder, describe, graph_time, supports
+from altlas.generation.llama_decoder import PRODUCTS, LlamaDecoder, describe, graph_time, supports
 from altlas.generation.paged_decoder import PagedLlamaDecoder
 
 LLAMA3_1B_3B = {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
@@ -414,15 +414,9 @@ def weight_bytes(model: Any) -> int:
 def product_times(decoder: LlamaDecoder) -> dict[str, Any]:
     """GPU time (µs, graph replays) of layer 0's products through gemv_kernel and through torch.mv
     (cuBLAS), and the share of the copy bandwidth each reaches."""
-    w = decoder.weights[0]
-    cases = {
-        "qkv": (w["qkv"], decoder.x, decoder.qkv, {"norm": w["norm1"], "bias": w.get("qkv_bias")}),
-        "out": (w["out"], decoder.attn, decoder.x, {"residual": True, "bias": w.get("out_bias")}),
-        "gate_up": (w["gate_up"], decoder.x, decoder.act, {"norm": w["norm2"], "swiglu": True}),
-        "down": (w["down"], decoder.act, decoder.x, {"residual": True}),
-    }
     times: dict[str, Any] = {}
-    for key, (weight, vector, out, options) in cases.items():
+    for key in PRODUCTS:
+        weight, vector, out, options = decoder.product_args(key, decoder.weights[0])
         full = torch.empty(weight.shape[0], device=weight.device, dtype=weight.dtype)
         ours = graph_time(decoder._gemv, weight, vector, out, **options)
         cublas = graph_time(torch.mv, weight, vector, out=full)

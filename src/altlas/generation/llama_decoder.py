@@ -339,15 +339,16 @@ class LlamaDecoder(LlamaWeights):
 
     def _product(self, kind: str, w: dict[str, torch.Tensor]) -> None:
         """One of a layer's products (PRODUCTS), the way `self.products` says."""
-        weight, vector, out, options = self._product_args(kind, w)
+        weight, vector, out, options = self.product_args(kind, w)
         if self.products is not None and self.products[kind] == "library":
             self._library_gemv(weight, vector, out, **options)
         else:
             self._gemv(weight, vector, out, **options)
 
-    def _product_args(
+    def product_args(
         self, kind: str, w: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """(weight, input, output, the fused options) of one of layer `w`'s products (PRODUCTS)."""
         if kind == "qkv":
             return w["qkv"], self.x, self.qkv, {"norm": w["norm1"], "bias": w.get("qkv_bias")}
         if kind == "out":
@@ -361,7 +362,7 @@ class LlamaDecoder(LlamaWeights):
         """Each product the faster way on this GPU: layer 0's, timed in CUDA graphs both ways."""
         chosen = {}
         for kind in PRODUCTS:
-            weight, vector, out, options = self._product_args(kind, self.weights[0])
+            weight, vector, out, options = self.product_args(kind, self.weights[0])
             fused = graph_time(self._gemv, weight, vector, out, **options)
             library = graph_time(self._library_gemv, weight, vector, out, **options)
             chosen[kind] = "library" if library < fused else "fused"
