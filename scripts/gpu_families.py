@@ -13,9 +13,9 @@ weights directly on the device, then:
 2. speed: batch-1 decode tokens/s (graph replays back to back, 256 steps after a 32-token
    prompt) against the bandwidth floor: the bytes a step must read (weights, the LM head, the
    KV cache so far) at the device's copy bandwidth, measured here with a large torch copy.
-   Also: how each product runs (fused kernel or cuBLAS, as the decoder timed them), each
-   product's time (graph replays) both ways; with --long tokens/s near position 8192 with and
-   without flash-decoding; for --sweep shapes the big products at other tile shapes.
+   Also: how each product runs (a tile of the fused kernel or cuBLAS, as the decoder timed
+   them), each product's time per layer every way; with --long tokens/s near position 8192
+   with and without flash-decoding.
 3. paged: the paged decoder's greedy tokens for 2 sequences at once against the batch-1
    decoder's, 32 steps (teacher forcing as in 1; pass likewise).
 
@@ -43,7 +43,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from altlas.generation.llama_decoder import PRODUCTS, LlamaDecoder, describe, graph_time, supports
+from altlas.generation.llama_decoder import PRODUCTS, LlamaDecoder, describe, supports
 from altlas.generation.paged_decoder import PagedLlamaDecoder
 
 LLAMA3_1B_3B = {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
@@ -156,7 +156,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--bench-steps", type=int, default=256, help="decode steps timed")
     parser.add_argument("--paged-steps", type=int, default=32)
     parser.add_argument("--layers", type=int, default=0, help="fewer layers than the shape's (quick checks)")
-    parser.add_argument("--sweep", nargs="*", default=[], help="shapes whose products try other tiles")
     parser.add_argument("--long", action="store_true", help="also time steps near position 8192")
     return parser.parse_args()
 
@@ -179,8 +178,7 @@ def run_shape(
         0, model.config.vocab_size, (1, PROMPT), device=device, generator=seeded(device, 1)
     )
     part(result, "greedy", greedy_check, model, decoder, prompt, args.steps)
-    options = (name in args.sweep, args.long)
-    part(result, "speed", speed, model, decoder, prompt, args.bench_steps, copy_gb_s, device, *options)
+    part(result, "speed", speed, model, decoder, prompt, args.bench_steps, copy_gb_s, device, args.long)
     del decoder
     free(device)
     part(result, "paged", paged_check, model, prompt, args.paged_steps, device)
@@ -337,7 +335,7 @@ def fp32_logits(model: Any, prompt: torch.Tensor, tokens: list[int]) -> list[tor
 
 def speed(
     model: Any, decoder: LlamaDecoder, prompt: torch.Tensor, steps: int, copy_gb_s: float | None,
-    device: torch.device, sweep: bool, long: bool = False,
+    device: torch.device, long: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     result: dict[str, Any] = {
         "tokens_s": round(decode_rate(model, decoder, prompt, PROMPT, steps, device), 1)
@@ -354,12 +352,11 @@ def speed(
         result["of_floor_pct"] = round(100 * result["tokens_s"] / floor, 1)
     if device.type != "cuda":
         return result
-    result["products"] = decoder.products  # fused kernel or cuBLAS, as timed at the first step
+    # each product's tile of the fused kernel or cuBLAS, as timed at the first step
+    result["products"] = {kind: str(way) for kind, way in (decoder.products or {}).items()}
     if long:
         long_rates(result, model, decoder, prompt, steps, device)
     result["products_us"] = product_times(decoder)
-    if sweep:
-        result["sweep_us"] = sweep_products(decoder)
     return result
 
 
@@ -412,50 +409,20 @@ def weight_bytes(model: Any) -> int:
 
 @torch.no_grad()
 def product_times(decoder: LlamaDecoder) -> dict[str, Any]:
-    """GPU time (µs, graph replays) of layer 0's products through gemv_kernel and through torch.mv
-    (cuBLAS), and the share of the copy bandwidth each reaches."""
+    """Each product's GPU time per layer (µs, graph replays over every layer's weights) every
+    way the decoder can run it (its tiles of gemv_kernel, cuBLAS), with the share of the copy
+    bandwidth the fastest way reaches."""
     times: dict[str, Any] = {}
     for key in PRODUCTS:
-        weight, vector, out, options = decoder.product_args(key, decoder.weights[0])
-        full = torch.empty(weight.shape[0], device=weight.device, dtype=weight.dtype)
-        ours = graph_time(decoder._gemv, weight, vector, out, **options)
-        cublas = graph_time(torch.mv, weight, vector, out=full)
+        weight = decoder.product_args(key, decoder.weights[0])[0]
+        ways = decoder.product_times(key)
+        best = min(ways, key=ways.__getitem__)
         gb = weight.numel() * weight.element_size() / 1e9
         times[key] = {
-            "shape": list(weight.shape), "ours": round(ours, 1), "torch_mv": round(cublas, 1),
-            "ours_gb_s": round(gb / (ours * 1e-6)), "torch_mv_gb_s": round(gb / (cublas * 1e-6)),
+            "shape": list(weight.shape), "best": str(best), "best_gb_s": round(gb / (ways[best] * 1e-6)),
+            "us": {str(way): round(micros, 2) for way, micros in ways.items()},
         }  # fmt: skip
     return times
-
-
-@torch.no_grad()
-def sweep_products(decoder: LlamaDecoder) -> list[dict[str, Any]]:
-    """Layer 0's gate/up and down products through gemv_kernel at other tile shapes: one tile
-    of BLOCK_R 2, 4 or 8 rows (rows up to 8192 wide), or column blocks of 512 to 2048 (µs)."""
-    from altlas.generation.decode_kernels import gemv_kernel
-
-    w = decoder.weights[0]
-    cases = {
-        "gate_up": (w["gate_up"], decoder.x, decoder.act, True),
-        "down": (w["down"], decoder.act, decoder.x, False),
-    }
-    found = []
-    for key, (weight, vector, out, swiglu) in cases.items():
-        rows, cols = weight.shape[0] // (2 if swiglu else 1), weight.shape[1]
-        variants = [(r, 1 << (cols - 1).bit_length(), 1) for r in (2, 4, 8) if cols <= 8192]
-        variants += [(r, c, -(-cols // c)) for r in (4, 8) for c in (512, 1024, 2048)]
-        for block_r, block_c, col_blocks in variants:
-            flags = {"NORM": swiglu, "SWIGLU": swiglu, "RESIDUAL": not swiglu, "BIAS": False}
-            try:
-                micros = graph_time(
-                    gemv_kernel[(-(-rows // block_r),)], weight, vector, w["norm2"], vector, out, rows, cols,
-                    decoder.eps, **flags, BLOCK_R=block_r, BLOCK_C=block_c, COL_BLOCKS=col_blocks,
-                )  # fmt: skip
-            except Exception as exc:  # a variant the compiler refuses
-                micros = f"{type(exc).__name__}"
-            found.append({"product": key, "block_r": block_r, "block_c": block_c, "col_blocks": col_blocks,
-                          "us": micros if isinstance(micros, str) else round(micros, 1)})  # fmt: skip
-    return found
 
 
 def copy_bandwidth(device: torch.device) -> float:
@@ -521,7 +488,7 @@ def paged_check(model: Any, prompt: torch.Tensor, steps: int, device: torch.devi
 
 
 def brief(part: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in part.items() if k not in ("products_us", "sweep_us"))
+    return ", ".join(f"{k}={v}" for k, v in part.items() if k != "products_us")
 
 
 COLUMNS = [  # (title, part, key)
@@ -549,8 +516,6 @@ def print_table(results: dict[str, Any]) -> None:
                 print(f"{'':16} {key} error: {shape[key]['error']}")
         for key, product in shape.get("speed", {}).get("products_us", {}).items():
             print(f"{'':16} {key} {product}")
-        for variant in shape.get("speed", {}).get("sweep_us", []):
-            print(f"{'':16} sweep {variant}")
 
 
 def cell(part: dict[str, Any], key: str) -> str:

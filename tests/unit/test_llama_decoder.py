@@ -109,38 +109,59 @@ def test_the_engine_decodes_the_same_tokens_on_both_paths(tmp_path: object) -> N
         assert fast.complete(prompt, greedy).token_ids == plain.complete(prompt, greedy).token_ids
 
 
-def test_split_attention_matches_one_program_per_head() -> None:
-    """Flash-decoding (positions split over programs, partial softmaxes combined) against the
-    one-program-per-head kernel and dense attention: shares of whole blocks, empty shares, GQA."""
-    from altlas.generation.decode_kernels import (
-        attention_combine_kernel,
-        attention_kernel,
-        attention_split_kernel,
-    )
+@pytest.mark.parametrize("qk_norm", [False, True])
+def test_split_attention_matches_one_program_per_head(qk_norm: bool) -> None:
+    """rope_attention_kernel against torch: the new position's q and k normalised per head
+    (Qwen3) and rotated, k and v written into the cache, dense attention over the cache; and
+    flash-decoding (positions split over programs, partial softmaxes combined) against one
+    program per head: shares of whole blocks, empty shares, position 0, GQA."""
+    from transformers.models.llama.modeling_llama import rotate_half
+
+    from altlas.generation.decode_kernels import attention_combine_kernel, rope_attention_kernel
 
     g = torch.Generator().manual_seed(4)
-    heads, kv_heads, head_dim, context, splits = 4, 2, 16, 160, 4
-    k_cache = torch.randn(kv_heads, context, head_dim, generator=g)
-    v_cache = torch.randn(kv_heads, context, head_dim, generator=g)
-    q = torch.randn(heads * head_dim, generator=g)
+    heads, kv_heads, head_dim, context, splits, eps = 4, 2, 16, 160, 4, 1e-6
+    group = heads // kv_heads
+    cos = torch.randn(context, head_dim, generator=g)
+    sin = torch.randn(context, head_dim, generator=g)
+    q_norm, k_norm = torch.randn(head_dim, generator=g), torch.randn(head_dim, generator=g)
     scale = head_dim**-0.5
-    strides = (k_cache.stride(0), k_cache.stride(1))
-    shape = {"GROUP": heads // kv_heads, "HEAD_DIM": head_dim, "BLOCK_POS": 16}
-    for position in (0, 20, 149):  # one share; two of four; the last share short
+    shape = {"HEADS": heads, "GROUP": group, "HEAD_DIM": head_dim, "BLOCK_POS": 16, "QK_NORM": qk_norm}
+    for position in (0, 20, 149):  # the new position alone; two shares of four; the last share short
+        qkv = torch.randn((heads + 2 * kv_heads) * head_dim, generator=g)
+        k_cache = torch.randn(kv_heads, context, head_dim, generator=g)
+        v_cache = torch.randn(kv_heads, context, head_dim, generator=g)
         pos = torch.tensor([position], dtype=torch.int32)
-        one, split = torch.empty_like(q), torch.empty_like(q)
-        attention_kernel[(heads,)](q, k_cache, v_cache, pos, one, scale, *strides, **shape)
-        partials = torch.full((heads, splits, head_dim + 2), float("nan"))
-        attention_split_kernel[(heads, splits)](
-            q, k_cache, v_cache, pos, partials, scale, *strides, **shape, SPLITS=splits
-        )
-        attention_combine_kernel[(heads,)](partials, split, HEAD_DIM=head_dim, SPLITS=splits)
-        keys = k_cache[:, : position + 1].repeat_interleave(2, dim=0)  # [heads, length, dim]
-        values = v_cache[:, : position + 1].repeat_interleave(2, dim=0)
-        weights = torch.softmax(torch.einsum("hd,hld->hl", q.view(heads, head_dim) * scale, keys), -1)
+        outs, caches = {}, {}
+        for n in (1, splits):
+            k, v = k_cache.clone(), v_cache.clone()
+            out = torch.empty(heads * head_dim)
+            partials = torch.full((heads, n, head_dim + 2), float("nan"))
+            rope_attention_kernel[(heads, n)](
+                qkv, cos, sin, pos, k, v, out if n == 1 else partials, scale, k.stride(0), k.stride(1),
+                q_norm, k_norm, eps, **shape, SPLITS=n, PDL=False,
+            )  # fmt: skip
+            if n > 1:
+                attention_combine_kernel[(heads,)](partials, out, HEAD_DIM=head_dim, SPLITS=n, PDL=False)
+            outs[n], caches[n] = out, (k, v)
+        q, k_new, v_new = qkv.split([heads * head_dim, kv_heads * head_dim, kv_heads * head_dim])
+        q, k_new = q.view(heads, head_dim), k_new.view(kv_heads, head_dim)
+        if qk_norm:
+            q = q_norm * (q * torch.rsqrt(q.pow(2).mean(-1, keepdim=True) + eps))
+            k_new = k_norm * (k_new * torch.rsqrt(k_new.pow(2).mean(-1, keepdim=True) + eps))
+        q = q * cos[position] + rotate_half(q) * sin[position]
+        k_new = k_new * cos[position] + rotate_half(k_new) * sin[position]
+        want_k, want_v = k_cache.clone(), v_cache.clone()
+        want_k[:, position], want_v[:, position] = k_new, v_new.view(kv_heads, head_dim)
+        keys = want_k[:, : position + 1].repeat_interleave(group, dim=0)  # [heads, length, dim]
+        values = want_v[:, : position + 1].repeat_interleave(group, dim=0)
+        weights = torch.softmax(torch.einsum("hd,hld->hl", q * scale, keys), -1)
         dense = torch.einsum("hl,hld->hd", weights, values).reshape(-1)
-        torch.testing.assert_close(split, one, atol=1e-6, rtol=1e-5)
-        torch.testing.assert_close(split, dense, atol=1e-6, rtol=1e-5)
+        for n in (1, splits):
+            torch.testing.assert_close(caches[n][0], want_k, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(caches[n][1], want_v, atol=0, rtol=0)
+            torch.testing.assert_close(outs[n], dense, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(outs[splits], outs[1], atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["norm+bias", "swiglu", "residual"])
@@ -162,7 +183,7 @@ def test_long_rows_in_column_blocks_match_one_tile_and_torch(kind: str) -> None:
         out = start.clone()
         gemv_kernel[(3,)](
             weight, vector, norm, bias, out, rows, cols, eps, **flags,
-            BLOCK_R=8, BLOCK_C=block_c, COL_BLOCKS=col_blocks,
+            BLOCK_R=8, BLOCK_C=block_c, COL_BLOCKS=col_blocks, PDL=False,
         )  # fmt: skip
         outs.append(out)
     x = vector
@@ -175,3 +196,38 @@ def test_long_rows_in_column_blocks_match_one_tile_and_torch(kind: str) -> None:
     want = want + start if flags["RESIDUAL"] else want
     torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(outs[1], want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["norm+bias", "swiglu", "residual"])
+def test_every_tile_the_gpu_may_choose_computes_the_same_product(kind: str) -> None:
+    """The decoder's fused product through each tile of tiles_for (few or many rows a program,
+    rows in one tile or looped over narrow ones, 2-8 warps) and through cuBLAS's way (torch)
+    against torch, for rows longer than the narrow tiles."""
+    from altlas.generation.llama_decoder import LlamaDecoder, tiles_for
+
+    decoder = LlamaDecoder(tiny_llama(), max_context=16, use_graph=False)
+    g = torch.Generator().manual_seed(6)
+    rows, cols, eps = 24, 1100, decoder.eps
+    swiglu = kind == "swiglu"
+    weight = torch.randn(2 * rows if swiglu else rows, cols, generator=g) / 8
+    vector, norm = torch.randn(cols, generator=g) * 3, torch.randn(cols, generator=g)
+    bias, start = torch.randn(rows, generator=g), torch.randn(rows, generator=g)
+    options: dict[str, object] = {"swiglu": swiglu, "residual": kind == "residual"}
+    if kind == "norm+bias":
+        options.update(norm=norm, bias=bias)
+    x = norm * (vector * torch.rsqrt(vector.pow(2).mean() + eps)) if kind == "norm+bias" else vector
+    want = weight @ x
+    if swiglu:
+        want = torch.nn.functional.silu(want[:rows]) * want[rows:]
+    want = want + bias if kind == "norm+bias" else want
+    want = want + start if kind == "residual" else want
+    tiles = tiles_for(weight.shape, swiglu=swiglu)
+    assert len(tiles) >= 6 and any(tile.width(cols) < cols for tile in tiles)
+    decoder.normed, decoder.product = torch.zeros(cols), torch.zeros(2 * rows)
+    for way in [*tiles, None]:
+        out = start.clone()
+        if way is None:
+            decoder._library_gemv(weight, vector, out, **options)  # type: ignore[arg-type]
+        else:
+            decoder._gemv(weight, vector, out, tile=way, **options)  # type: ignore[arg-type]
+        torch.testing.assert_close(out, want, atol=1e-4, rtol=1e-5, msg=f"{way}")

@@ -105,13 +105,13 @@ def test_the_batch1_decoder_decodes_transformers_greedy_tokens(name: str, produc
     products through the fused kernel, or through torch's between small kernels (what the GPU
     picks for wide rows)."""
     from altlas.generation.engine import cache_of
-    from altlas.generation.llama_decoder import PRODUCTS, LlamaDecoder, supports
+    from altlas.generation.llama_decoder import DEFAULT_TILE, LIBRARY, PRODUCTS, LlamaDecoder, supports
 
     model, prompt = tiny(name), prompt_of(name)
     assert supports(model) is None and supports(model, CONTEXT) is None
     want, want_logits = transformers_greedy(name)
     decoder = LlamaDecoder(model, CONTEXT, use_graph=False)
-    decoder.products = dict.fromkeys(PRODUCTS, products)
+    decoder.products = dict.fromkeys(PRODUCTS, DEFAULT_TILE if products == "fused" else LIBRARY)
     decoder.gemv_rows = 1 << 14  # one program per product: the interpreter pays per program
     decoder.split_from, decoder.splits = PROMPT + STEPS // 2, 2  # the second half: flash-decoding
     got, logits = [], []

@@ -3,11 +3,12 @@
 At batch 1 every matrix product is a matrix-vector product, so a step is bound by kernel
 launches and memory latency, not by arithmetic: torch's eager ops spend ~20 kernels per layer
 on norms, rotary embedding, cache writes and activations. These kernels fuse them into 5
-launches per layer: matrix-vector products with the RMS norm, a bias, the SwiGLU activation
-or the residual add folded in; rotary embedding (with Qwen3's per-head q/k norms) and the
-cache write; and attention (one program per head, or over long contexts split over positions
-and combined: flash-decoding). They read the position from device memory, so one CUDA graph
-replays every step.
+launches per layer: four matrix-vector products with the RMS norm, a bias, the SwiGLU
+activation or the residual add folded in; and attention with the rotary embedding (and Qwen3's
+per-head q/k norms) and the cache write folded in (one program per head, or over long contexts
+split over positions and combined: flash-decoding). They read the position from device memory,
+so one CUDA graph replays every step; on Hopper they are launched as programmatic dependents
+(PDL), each starting to load its weights while the kernel before it finishes.
 References: transformers' LlamaRMSNorm, apply_rotary_pos_emb, eager attention, nn.Linear
 and SiLU-gated MLP; tests compare against them (tests/unit/test_llama_decoder.py,
 tests/unit/test_llm_families.py).
@@ -18,14 +19,20 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+try:  # programmatic dependent launch (Hopper on): Triton 3.3 on
+    from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+
+    PDL_AVAILABLE = True
+except ImportError:  # pragma: no cover - older Triton: kernels are launched without PDL
+    PDL_AVAILABLE = False
+
 __all__ = [
+    "PDL_AVAILABLE",
     "attention_combine_kernel",
-    "attention_kernel",
-    "attention_split_kernel",
     "gemv_kernel",
     "online_softmax_block",
     "rmsnorm_kernel",
-    "rope_cache_kernel",
+    "rope_attention_kernel",
     "rotate_qkv",
 ]
 
@@ -109,34 +116,16 @@ def rotate_qkv(  # type: ignore[no-untyped-def]
     return at, q, q_mask, k, v, kv_mask, heads, dims
 
 
-@triton.jit  # type: ignore[untyped-decorator]
-def rope_cache_kernel(  # type: ignore[no-untyped-def]
-    qkv_ptr, cos_ptr, sin_ptr, pos_ptr, q_out_ptr, k_cache_ptr, v_cache_ptr,
-    cache_head_stride, cache_pos_stride, q_norm_ptr, k_norm_ptr, eps,
-    HEADS: tl.constexpr, KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
-    BLOCK_HEADS: tl.constexpr, QK_NORM: tl.constexpr,
-):  # fmt: skip
-    """Rotary embedding of q and k at the step's position (q*cos + rotate_half(q)*sin, after
-    the per-head q/k norms when QK_NORM), q to q_out, k and v into the layer's cache there."""
-    pos = tl.load(pos_ptr)
-    at, q, q_mask, k, v, kv_mask, heads, dims = rotate_qkv(
-        qkv_ptr, cos_ptr, sin_ptr, pos, q_norm_ptr, k_norm_ptr, eps,
-        HEADS, KV_HEADS, HEAD_DIM, BLOCK_HEADS, QK_NORM,
-    )  # fmt: skip
-    tl.store(q_out_ptr + at, q, mask=q_mask)
-    cache_at = heads * cache_head_stride + pos * cache_pos_stride + dims[None, :]
-    tl.store(k_cache_ptr + cache_at, k, mask=kv_mask)
-    tl.store(v_cache_ptr + cache_at, v, mask=kv_mask)
-
-
 @triton.jit
 def online_softmax_block(q, keys, values, valid, best, total, acc):  # type: ignore[no-untyped-def]
     """Fold one block of positions (keys, values [block, dim], fp32; `valid` masks the block's
-    tail) into a running softmax-weighted sum: (best score, weight total, weighted values)."""
+    tail, or all of it) into a running softmax-weighted sum: (best score, weight total,
+    weighted values); (-inf, 0, 0) while no position was valid."""
     scores = tl.where(valid, tl.sum(keys * q[None, :], axis=1), float("-inf"))
     new_best = tl.maximum(best, tl.max(scores, axis=0))
-    weights = tl.exp(scores - new_best)
-    correction = tl.exp(best - new_best)
+    shift = tl.where(new_best == float("-inf"), 0.0, new_best)  # nothing valid yet: weights 0, not NaN
+    weights = tl.exp(scores - shift)
+    correction = tl.exp(best - shift)
     acc = acc * correction + tl.sum(weights[:, None] * values, axis=0)
     total = total * correction + tl.sum(weights, axis=0)
     return new_best, total, acc
@@ -145,14 +134,12 @@ def online_softmax_block(q, keys, values, valid, best, total, acc):  # type: ign
 @triton.jit  # type: ignore[untyped-decorator]
 def attend_positions(  # type: ignore[no-untyped-def]
     q, k_cache_ptr, v_cache_ptr, base, start, end, cache_pos_stride,
-    HEAD_DIM: tl.constexpr, BLOCK_POS: tl.constexpr,
+    HEAD_DIM: tl.constexpr, BLOCK_POS: tl.constexpr, best, total, acc,
 ):  # fmt: skip
-    """(best, total, acc) of q [HEAD_DIM] (fp32, scaled) over cache positions start..end-1 of
-    one KV head (at `base`), a block of positions at a time, online softmax in fp32."""
+    """(best, total, acc) of q [HEAD_DIM] (fp32, scaled) folded over cache positions
+    start..end-1 of one KV head (at `base`), a block of positions at a time, online softmax in
+    fp32, from the running (best, total, acc) given."""
     dims = tl.arange(0, HEAD_DIM)
-    best = tl.full((1,), float("-inf"), tl.float32)
-    total = tl.zeros((1,), tl.float32)
-    acc = tl.zeros((HEAD_DIM,), tl.float32)
     for block in range(start, end, BLOCK_POS):
         positions = block + tl.arange(0, BLOCK_POS)
         valid = positions < end
@@ -164,59 +151,105 @@ def attend_positions(  # type: ignore[no-untyped-def]
 
 
 @triton.jit  # type: ignore[untyped-decorator]
-def attention_kernel(  # type: ignore[no-untyped-def]
-    q_ptr, k_cache_ptr, v_cache_ptr, pos_ptr, out_ptr, scale,
-    cache_head_stride, cache_pos_stride,
-    GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_POS: tl.constexpr,
+def rope_head(  # type: ignore[no-untyped-def]
+    ptr, cos, sin, norm_ptr, eps, HEAD_DIM: tl.constexpr, QK_NORM: tl.constexpr,
 ):  # fmt: skip
-    """One query head (a program) over its KV head's cache, positions 0..pos, with an online
-    softmax in fp32 (grouped-query attention: GROUP query heads share a KV head)."""
-    head = tl.program_id(0)
-    length = tl.load(pos_ptr) + 1
+    """One head's q or k at ptr [HEAD_DIM], as [1, HEAD_DIM] in the model's dtype, after the
+    per-head RMS norm (QK_NORM) and rotary embedding (cos, sin: the position's [HEAD_DIM] rows
+    in fp32): what rotate_qkv does to every head, for one."""
+    half = HEAD_DIM // 2
     dims = tl.arange(0, HEAD_DIM)
-    q = tl.load(q_ptr + head * HEAD_DIM + dims).to(tl.float32) * scale
-    base = (head // GROUP) * cache_head_stride
-    _best, total, acc = attend_positions(
-        q, k_cache_ptr, v_cache_ptr, base, 0, length, cache_pos_stride, HEAD_DIM, BLOCK_POS
-    )
-    tl.store(out_ptr + head * HEAD_DIM + dims, (acc / total).to(out_ptr.dtype.element_ty))
+    partner = tl.where(dims < half, dims + half, dims - half)
+    sign = tl.where(dims < half, -1.0, 1.0)
+    x = tl.load(ptr + dims[None, :])
+    x_partner = tl.load(ptr + partner[None, :])
+    if QK_NORM:
+        x, x_partner = head_rms_norm(x, x_partner, norm_ptr, dims, partner, eps, HEAD_DIM)
+    return rotate(x, x_partner, cos, sin, sign)
 
 
 @triton.jit  # type: ignore[untyped-decorator]
-def attention_split_kernel(  # type: ignore[no-untyped-def]
-    q_ptr, k_cache_ptr, v_cache_ptr, pos_ptr, part_ptr, scale,
-    cache_head_stride, cache_pos_stride,
-    GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_POS: tl.constexpr, SPLITS: tl.constexpr,
+def rope_attention_kernel(  # type: ignore[no-untyped-def]
+    qkv_ptr, cos_ptr, sin_ptr, pos_ptr, k_cache_ptr, v_cache_ptr, out_ptr, scale,
+    cache_head_stride, cache_pos_stride, q_norm_ptr, k_norm_ptr, eps,
+    HEADS: tl.constexpr, GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_POS: tl.constexpr,
+    SPLITS: tl.constexpr, QK_NORM: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
-    """Flash-decoding for long contexts: program (head, split) takes the split-th of SPLITS
-    equal shares (whole blocks) of positions 0..pos and writes its partial softmax to
-    part_ptr [heads, SPLITS, HEAD_DIM + 2] (weighted values, best score, weight total; an
-    empty share: 0, -inf, 0). attention_combine_kernel sums the shares: one program per head
-    waited on every position one block after another, most of the GPU idle."""
+    """A decode step's attention for one query head (program 0) from the layer's [q; k; v]
+    product: rotary embedding of its q and of its KV head's k at the step's position (after the
+    per-head q/k norms when QK_NORM), that k and v written into the cache there (by the group's
+    first head), then an online softmax in fp32 over the cached positions 0..pos-1 and the new
+    one, held in registers (grouped-query attention: GROUP query heads share a KV head).
+
+    SPLITS == 1: one program per head writes the head's output to out_ptr. SPLITS > 1
+    (flash-decoding for long contexts): program (head, split) takes the split-th of SPLITS equal
+    shares (whole blocks) of the cached positions, the last share also the new position, and
+    writes its partial softmax to out_ptr [heads, SPLITS, HEAD_DIM + 2] (weighted values, best
+    score, weight total; an empty share: 0, -inf, 0) for attention_combine_kernel: one program
+    per head waits on every position one block after another, most of the GPU idle.
+    PDL: launched as a programmatic dependent of the previous kernel; the rotary tables (not
+    written by it) are read before waiting for it."""
+    if PDL:
+        gdc_launch_dependents()
     head = tl.program_id(0)
     split = tl.program_id(1)
-    length = tl.load(pos_ptr) + 1
-    share = tl.cdiv(tl.cdiv(length, SPLITS), BLOCK_POS) * BLOCK_POS
-    start = split * share
-    end = tl.minimum(start + share, length)
+    kv_head = head // GROUP
+    pos = tl.load(pos_ptr)
     dims = tl.arange(0, HEAD_DIM)
-    q = tl.load(q_ptr + head * HEAD_DIM + dims).to(tl.float32) * scale
-    base = (head // GROUP) * cache_head_stride
+    cos = tl.load(cos_ptr + pos * HEAD_DIM + dims).to(tl.float32)
+    sin = tl.load(sin_ptr + pos * HEAD_DIM + dims).to(tl.float32)
+    share = tl.cdiv(tl.cdiv(pos, SPLITS), BLOCK_POS) * BLOCK_POS
+    start = split * share
+    end = tl.minimum(start + share, pos)
+    base = kv_head * cache_head_stride
+    # The share's first block of cached positions (written by earlier steps, not by the kernel
+    # before this one) is read before waiting for that kernel.
+    first = start + tl.arange(0, BLOCK_POS)
+    first_valid = first < end
+    first_at = base + first[:, None] * cache_pos_stride + dims[None, :]
+    first_keys = tl.load(k_cache_ptr + first_at, mask=first_valid[:, None], other=0.0)
+    first_values = tl.load(v_cache_ptr + first_at, mask=first_valid[:, None], other=0.0)
+    if PDL:
+        gdc_wait()
+    q = rope_head(qkv_ptr + head * HEAD_DIM, cos, sin, q_norm_ptr, eps, HEAD_DIM, QK_NORM)
+    k_ptr = qkv_ptr + (HEADS + kv_head) * HEAD_DIM
+    k = rope_head(k_ptr, cos, sin, k_norm_ptr, eps, HEAD_DIM, QK_NORM)
+    v = tl.load(qkv_ptr + (HEADS + HEADS // GROUP + kv_head) * HEAD_DIM + dims[None, :])
+    if (head % GROUP == 0) & (split == 0):
+        at = base + pos * cache_pos_stride + dims[None, :]
+        tl.store(k_cache_ptr + at, k)
+        tl.store(v_cache_ptr + at, v)
+    qf = tl.sum(q.to(tl.float32), axis=0) * scale  # [HEAD_DIM]
+    best, total, acc = online_softmax_block(
+        qf, first_keys.to(tl.float32), first_values.to(tl.float32), first_valid,
+        tl.full((1,), float("-inf"), tl.float32), tl.zeros((1,), tl.float32),
+        tl.zeros((HEAD_DIM,), tl.float32),
+    )  # fmt: skip
     best, total, acc = attend_positions(
-        q, k_cache_ptr, v_cache_ptr, base, start, end, cache_pos_stride, HEAD_DIM, BLOCK_POS
-    )
-    part = part_ptr + (head * SPLITS + split) * (HEAD_DIM + 2)
-    tl.store(part + dims, acc)
-    tl.store(part + HEAD_DIM + tl.arange(0, 1), best)
-    tl.store(part + HEAD_DIM + 1 + tl.arange(0, 1), total)
+        qf, k_cache_ptr, v_cache_ptr, base, start + BLOCK_POS, end, cache_pos_stride, HEAD_DIM,
+        BLOCK_POS, best, total, acc,
+    )  # fmt: skip
+    if split == SPLITS - 1:  # the new position, from registers
+        new = tl.arange(0, 1) < 1
+        best, total, acc = online_softmax_block(qf, k.to(tl.float32), v.to(tl.float32), new, best, total, acc)
+    if SPLITS == 1:
+        tl.store(out_ptr + head * HEAD_DIM + dims, (acc / total).to(out_ptr.dtype.element_ty))
+    else:
+        part = out_ptr + (head * SPLITS + split) * (HEAD_DIM + 2)
+        tl.store(part + dims, acc)
+        tl.store(part + HEAD_DIM + tl.arange(0, 1), best)
+        tl.store(part + HEAD_DIM + 1 + tl.arange(0, 1), total)
 
 
 @triton.jit  # type: ignore[untyped-decorator]
 def attention_combine_kernel(  # type: ignore[no-untyped-def]
-    part_ptr, out_ptr, HEAD_DIM: tl.constexpr, SPLITS: tl.constexpr,
+    part_ptr, out_ptr, HEAD_DIM: tl.constexpr, SPLITS: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
-    """One head's attention output from attention_split_kernel's SPLITS partial softmaxes:
+    """One head's attention output from rope_attention_kernel's SPLITS partial softmaxes:
     each rescaled to the best score of all (an empty share weighs 0), summed, divided once."""
+    if PDL:
+        gdc_launch_dependents()
+        gdc_wait()
     head = tl.program_id(0)
     splits = tl.arange(0, SPLITS)
     dims = tl.arange(0, HEAD_DIM)
@@ -224,7 +257,7 @@ def attention_combine_kernel(  # type: ignore[no-untyped-def]
     best = tl.load(parts + HEAD_DIM)
     total = tl.load(parts + HEAD_DIM + 1)
     acc = tl.load(parts[:, None] + dims[None, :])
-    weight = tl.exp(best - tl.max(best, axis=0))  # share 0 always holds position 0: the max is finite
+    weight = tl.exp(best - tl.max(best, axis=0))  # the last share holds the new position: the max is finite
     out = tl.sum(acc * weight[:, None], axis=0) / tl.sum(total * weight, axis=0)
     tl.store(out_ptr + head * HEAD_DIM + dims, out.to(out_ptr.dtype.element_ty))
 
@@ -233,7 +266,7 @@ def attention_combine_kernel(  # type: ignore[no-untyped-def]
 def gemv_kernel(  # type: ignore[no-untyped-def]
     w_ptr, v_ptr, norm_ptr, bias_ptr, out_ptr, rows, cols, eps,
     NORM: tl.constexpr, SWIGLU: tl.constexpr, RESIDUAL: tl.constexpr, BIAS: tl.constexpr,
-    BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, COL_BLOCKS: tl.constexpr,
+    BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, COL_BLOCKS: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     """out[r] = W[r] . v for BLOCK_R rows per program, fp32 accumulation, rounded once like
     cuBLAS. COL_BLOCKS == 1: one tile spans the row (BLOCK_C >= cols); else the row is read in
@@ -243,7 +276,12 @@ def gemv_kernel(  # type: ignore[no-untyped-def]
     BIAS: bias_ptr[r] is added in fp32 before the rounding (nn.Linear's addmm does the same).
     SWIGLU: W holds [gate; up] (2 x rows rows): out = silu(gate . v) * (up . v).
     RESIDUAL: out[r] += result in place (the residual stream).
+    PDL: launched as a programmatic dependent of the previous kernel (Hopper on): a one-tile
+    program issues its weight loads before waiting for that kernel (which writes v and out), so
+    the weights stream in while the previous kernel finishes.
     Rounding follows transformers step by step, so the fused path matches its forward."""
+    if PDL:
+        gdc_launch_dependents()
     row = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     row_ok = row < rows
     w_rows = w_ptr + row.to(tl.int64)[:, None] * cols
@@ -255,6 +293,8 @@ def gemv_kernel(  # type: ignore[no-untyped-def]
         tile = tl.load(w_rows + c[None, :], mask=row_ok[:, None] & c_ok[None, :], other=0.0)
         if SWIGLU:
             up = tl.load(w_rows + rows * cols + c[None, :], mask=row_ok[:, None] & c_ok[None, :], other=0.0)
+        if PDL:
+            gdc_wait()
         v = tl.load(v_ptr + c, mask=c_ok, other=0.0)
         if NORM:
             weight = tl.load(norm_ptr + c, mask=c_ok, other=0.0)
@@ -266,6 +306,8 @@ def gemv_kernel(  # type: ignore[no-untyped-def]
         if SWIGLU:
             acc_up = tl.sum(up.to(tl.float32) * vf[None, :], axis=1)
     else:
+        if PDL:
+            gdc_wait()
         # The norm needs the whole vector's sum of squares before any tile's product.
         if NORM:
             squares = tl.zeros((BLOCK_C,), tl.float32)

@@ -5,10 +5,11 @@ transformers' eager forward issues ~20 kernels per layer from Python for every t
 small model decodes at the host's pace (13 tokens/s measured for SmolLM2-135M through
 `generate` on an H100 host). Here the prompt still runs through transformers (prefill, any
 length), its keys and values are copied into a preallocated cache of `max_context`
-positions, and each next token runs 5 launches per layer (decode_kernels.py: products with
-the norm, bias, activation or residual folded in, rotary embedding with the cache write,
-attention) that read the position from device memory, so the whole step is captured once
-and replayed (twice: past `split_from` positions attention is split over positions).
+positions, and each next token runs 5 launches per layer (decode_kernels.py: four products
+with the norm, bias, activation or residual folded in, attention with the rotary embedding and
+the cache write folded in) that read the position from device memory, so the whole step is
+captured once and replayed (twice: past `split_from` positions attention is split over
+positions).
 
 Supported (`supports` says why not otherwise, and the engine then decodes through
 transformers): the families of FAMILIES, read from the transformers model as it is:
@@ -20,13 +21,26 @@ or untied embeddings, grouped-query attention, rows of any length.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from altlas.observability.nvtx import ranged
 
-__all__ = ["FAMILIES", "PRODUCTS", "ROPE_TYPES", "LlamaDecoder", "LlamaWeights", "describe", "supports"]
+__all__ = [
+    "FAMILIES",
+    "LIBRARY",
+    "PRODUCTS",
+    "ROPE_TYPES",
+    "TILES",
+    "LlamaDecoder",
+    "LlamaWeights",
+    "Tile",
+    "describe",
+    "supports",
+    "tiles_for",
+]
 
 FAMILIES = ("llama", "mistral", "qwen2", "qwen3")  # transformers' model_type
 ROPE_TYPES = ("default", "linear", "llama3", "yarn", "dynamic")
@@ -199,10 +213,11 @@ class LlamaDecoder(LlamaWeights):
     """Decode state for one sequence at a time: weights (views of the model's), cache, buffers.
 
     Tuning (attributes, read at each step; set them before the first step on CUDA, whose graphs
-    keep what they captured): `gemv_rows` caps the rows a product's program takes (None: 4 or 8
-    by the matrix, tuned on the GPU; the interpreter pays per program, so CPU tests take more);
-    `tile_cols` is the longest row one tile takes, longer rows are read in tiles of `loop_cols`;
-    from position `split_from` on, attention runs `splits` programs per head (flash-decoding)."""
+    keep what they captured): `products` says how each of a layer's products runs (a Tile of
+    gemv_kernel or cuBLAS; None: timed on the GPU at the first step); `gemv_rows` overrides the
+    rows a fused product's program takes (the interpreter pays per program, so CPU tests take
+    more); from position `split_from` on, attention runs `splits` programs per head
+    (flash-decoding)."""
 
     def __init__(self, model: Any, max_context: int, *, use_graph: bool | None = None) -> None:
         super().__init__(model, max_context, "fast decoder")
@@ -218,16 +233,13 @@ class LlamaDecoder(LlamaWeights):
         self.position = torch.zeros(1, dtype=torch.int32, device=self.device)
         self.x = torch.zeros(self.hidden, device=self.device, dtype=self.dtype)
         self.h = torch.zeros_like(self.x)
-        self.q = torch.zeros(self.heads * self.head_dim, device=self.device, dtype=self.dtype)
         self.qkv = torch.zeros(
             (self.heads + 2 * self.kv_heads) * self.head_dim, device=self.device, dtype=self.dtype
         )
-        self.attn = torch.zeros_like(self.q)
+        self.attn = torch.zeros(self.heads * self.head_dim, device=self.device, dtype=self.dtype)
         self.act = torch.zeros(self.intermediate, device=self.device, dtype=self.dtype)
         self.logits = torch.zeros(self.lm_head.shape[0], device=self.device, dtype=self.dtype)
         self.gemv_rows: int | None = None
-        self.tile_cols = 8192  # measured fast in one tile up to here (H100, SmolLM2's shapes)
-        self.loop_cols = 1024
         # ~1,000 attention programs over long contexts (a head's positions split `splits` ways)
         self.splits = min(MAX_SPLITS, max(2, _floor_pow2(1024 // self.heads)))
         self.split_from = 512
@@ -235,13 +247,19 @@ class LlamaDecoder(LlamaWeights):
             self.heads * MAX_SPLITS * (self.head_dim + 2), device=self.device, dtype=torch.float32
         )
         self.use_graph = self.device.type == "cuda" if use_graph is None else use_graph
+        # Programmatic dependent launch (Hopper on, in graphs): each kernel starts while the one
+        # before it finishes, its weights already loading (decode_kernels.py).
+        self.pdl = self.use_graph and pdl_supported(self.device)
         self.graphs: dict[bool, torch.cuda.CUDAGraph] = {}  # by split attention or not
-        # How each of a layer's products runs: "fused" (gemv_kernel, norm / bias / SwiGLU /
-        # residual folded in) or "library" (cuBLAS's matrix-vector product between small kernels).
-        # The fused kernel wins on narrow rows (launches dominate), cuBLAS on 4096-wide ones (its
-        # gemv reads at ~90 % of the bandwidth, our one-tile kernel spills). None: on CUDA each
-        # product is timed both ways (graph replays) before the first capture, else fused.
-        self.products: dict[str, str] | None = None if self.use_graph else dict.fromkeys(PRODUCTS, "fused")
+        # How each of a layer's products runs: a Tile of gemv_kernel (norm / bias / SwiGLU /
+        # residual folded in) or LIBRARY (cuBLAS's matrix-vector product between small kernels).
+        # The best tile depends on the matrix and the GPU (measured on an H200: 2-8 rows, one tile
+        # or tiles of 512-2048 columns, 2-4 warps; the wrong one reads at 6 % of the bandwidth),
+        # so on CUDA each product is timed every way of TILES and cuBLAS's, over every layer's
+        # weights (graph replays), before the first capture; elsewhere DEFAULT_TILE.
+        self.products: dict[str, Tile | str] | None = (
+            None if self.use_graph else dict.fromkeys(PRODUCTS, DEFAULT_TILE)
+        )
         widest = max(w.shape[0] for w in self.weights[0].values() if w.dim() == 2)
         self.normed = torch.zeros(self.hidden, device=self.device, dtype=self.dtype)
         self.product = torch.zeros(widest, device=self.device, dtype=self.dtype)
@@ -289,61 +307,50 @@ class LlamaDecoder(LlamaWeights):
 
     @torch.no_grad()
     def _forward(self, split: bool) -> None:
-        from altlas.generation.decode_kernels import rmsnorm_kernel, rope_cache_kernel
+        from altlas.generation.decode_kernels import rmsnorm_kernel
 
         torch.index_select(self.embed, 0, self.token, out=self.x[None, :])
-        cache_head_stride, cache_pos_stride = self.k_cache.stride(1), self.k_cache.stride(2)
         for i, w in enumerate(self.weights):
             self._product("qkv", w)
-            k_cache, v_cache = self.k_cache[i], self.v_cache[i]
-            rope_cache_kernel[(1,)](
-                self.qkv, self.cos, self.sin, self.position, self.q, k_cache, v_cache,
-                cache_head_stride, cache_pos_stride,
-                w.get("q_norm", self.qkv), w.get("k_norm", self.qkv), self.eps,
-                HEADS=self.heads, KV_HEADS=self.kv_heads, HEAD_DIM=self.head_dim,
-                BLOCK_HEADS=_pow2(max(self.heads, self.kv_heads)), QK_NORM=self.qk_norm,
-            )  # fmt: skip
-            self._attend(k_cache, v_cache, split)
+            self._attend(i, w, split)
             for kind in ("out", "gate_up", "down"):
                 self._product(kind, w)
         hidden_block = _pow2(self.hidden)
         rmsnorm_kernel[(1,)](self.x, self.final_norm, self.h, self.hidden, self.eps, BLOCK=hidden_block)
         torch.mv(self.lm_head, self.h, out=self.logits)
 
-    def _attend(self, k_cache: torch.Tensor, v_cache: torch.Tensor, split: bool) -> None:
-        """self.attn = attention of self.q over the cache up to the position: one program per
-        head, or (`split`) `splits` per head and a second launch to combine them."""
-        from altlas.generation.decode_kernels import (
-            attention_combine_kernel,
-            attention_kernel,
-            attention_split_kernel,
-        )
+    def _attend(self, layer: int, w: dict[str, torch.Tensor], split: bool) -> None:
+        """self.attn = attention of layer `layer`'s rotated q over its cache up to the position,
+        this position's k and v written there first: one program per head, or (`split`)
+        `splits` per head and a second launch to combine them."""
+        from altlas.generation.decode_kernels import attention_combine_kernel, rope_attention_kernel
 
         if not 1 <= self.splits <= MAX_SPLITS or self.splits & (self.splits - 1):
             raise ValueError(f"splits must be a power of two up to {MAX_SPLITS}, not {self.splits}")
-        strides = (k_cache.stride(0), k_cache.stride(1))
-        shape = {"GROUP": self.heads // self.kv_heads, "HEAD_DIM": self.head_dim, "BLOCK_POS": 64}
-        scale = self.head_dim**-0.5
-        if not split:
-            attention_kernel[(self.heads,)](
-                self.q, k_cache, v_cache, self.position, self.attn, scale, *strides, **shape
-            )
-            return
-        attention_split_kernel[(self.heads, self.splits)](
-            self.q, k_cache, v_cache, self.position, self.partials, scale, *strides, **shape,
-            SPLITS=self.splits,
+        k_cache, v_cache = self.k_cache[layer], self.v_cache[layer]
+        splits = self.splits if split else 1
+        rope_attention_kernel[(self.heads, splits)](
+            self.qkv, self.cos, self.sin, self.position, k_cache, v_cache,
+            self.partials if split else self.attn, self.head_dim**-0.5,
+            k_cache.stride(0), k_cache.stride(1),
+            w.get("q_norm", self.qkv), w.get("k_norm", self.qkv), self.eps,
+            HEADS=self.heads, GROUP=self.heads // self.kv_heads, HEAD_DIM=self.head_dim,
+            BLOCK_POS=64, SPLITS=splits, QK_NORM=self.qk_norm, PDL=self.pdl, launch_pdl=self.pdl,
         )  # fmt: skip
-        attention_combine_kernel[(self.heads,)](
-            self.partials, self.attn, HEAD_DIM=self.head_dim, SPLITS=self.splits
-        )
+        if split:
+            attention_combine_kernel[(self.heads,)](
+                self.partials, self.attn, HEAD_DIM=self.head_dim, SPLITS=self.splits,
+                PDL=self.pdl, launch_pdl=self.pdl,
+            )  # fmt: skip
 
     def _product(self, kind: str, w: dict[str, torch.Tensor]) -> None:
         """One of a layer's products (PRODUCTS), the way `self.products` says."""
         weight, vector, out, options = self.product_args(kind, w)
-        if self.products is not None and self.products[kind] == "library":
-            self._library_gemv(weight, vector, out, **options)
+        way = DEFAULT_TILE if self.products is None else self.products[kind]
+        if isinstance(way, Tile):
+            self._gemv(weight, vector, out, tile=way, **options)
         else:
-            self._gemv(weight, vector, out, **options)
+            self._library_gemv(weight, vector, out, **options)
 
     def product_args(
         self, kind: str, w: dict[str, torch.Tensor]
@@ -358,15 +365,33 @@ class LlamaDecoder(LlamaWeights):
         return w["down"], self.act, self.x, {"residual": True}
 
     @torch.no_grad()
-    def _choose_products(self) -> dict[str, str]:
-        """Each product the faster way on this GPU: layer 0's, timed in CUDA graphs both ways."""
-        chosen = {}
+    def _choose_products(self) -> dict[str, Tile | str]:
+        """Each product the fastest way on this GPU of its tiles (`tiles_for`) and cuBLAS's."""
+        chosen: dict[str, Tile | str] = {}
         for kind in PRODUCTS:
-            weight, vector, out, options = self.product_args(kind, self.weights[0])
-            fused = graph_time(self._gemv, weight, vector, out, **options)
-            library = graph_time(self._library_gemv, weight, vector, out, **options)
-            chosen[kind] = "library" if library < fused else "fused"
+            times = self.product_times(kind)
+            chosen[kind] = min(times, key=times.__getitem__)
         return chosen
+
+    def product_times(self, kind: str) -> dict[Tile | str, float]:
+        """µs per layer of product `kind` every way it can run here (`tiles_for`, LIBRARY),
+        timed in CUDA graphs over every layer's weights in turn, as a step reads them (one
+        matrix again and again would be read from the L2 cache)."""
+        weight, _, _, options = self.product_args(kind, self.weights[0])
+        ways: list[Tile | str] = [*tiles_for(weight.shape, swiglu=options.get("swiglu", False)), LIBRARY]
+        times: dict[Tile | str, float] = {}
+        for way in ways:
+
+            def run(way: Tile | str = way) -> None:
+                for w in self.weights:
+                    weight, vector, out, options = self.product_args(kind, w)
+                    if isinstance(way, Tile):
+                        self._gemv(weight, vector, out, tile=way, **options)
+                    else:
+                        self._library_gemv(weight, vector, out, **options)
+
+            times[way] = graph_time(run, reps=2) / self.layers
+        return times
 
     def _library_gemv(
         self, weight: torch.Tensor, vector: torch.Tensor, out: torch.Tensor, *,
@@ -396,30 +421,81 @@ class LlamaDecoder(LlamaWeights):
             out.copy_(product)
 
     def _gemv(
-        self, weight: torch.Tensor, vector: torch.Tensor, out: torch.Tensor, *,
+        self, weight: torch.Tensor, vector: torch.Tensor, out: torch.Tensor, *, tile: Tile | None = None,
         norm: torch.Tensor | None = None, bias: torch.Tensor | None = None, swiglu: bool = False,
         residual: bool = False,
     ) -> None:  # fmt: skip
-        """out = weight @ vector (+ bias) through gemv_kernel, with the norm / SwiGLU / residual fused."""
+        """out = weight @ vector (+ bias) through gemv_kernel as `tile` says, with the norm /
+        SwiGLU / residual fused."""
         from altlas.generation.decode_kernels import gemv_kernel
 
+        tile = tile or DEFAULT_TILE
         rows, cols = weight.shape
         rows //= 2 if swiglu else 1
-        block_c, col_blocks = _pow2(cols), 1
-        if cols > self.tile_cols:
-            block_c, col_blocks = self.loop_cols, -(-cols // self.loop_cols)
-        block_r = 4 if rows <= 1024 else 8  # ~100-200 programs for small models' shapes
+        block_c = tile.width(cols)
+        block_r = tile.rows
         if self.gemv_rows is not None:  # a tile holds 2**20 values at most
             block_r = min(self.gemv_rows, _pow2(rows), (1 << 20) // block_c)
         gemv_kernel[(-(-rows // block_r),)](
             weight, vector, norm if norm is not None else vector, bias if bias is not None else vector,
             out, rows, cols, self.eps,
             NORM=norm is not None, SWIGLU=swiglu, RESIDUAL=residual, BIAS=bias is not None,
-            BLOCK_R=block_r, BLOCK_C=block_c, COL_BLOCKS=col_blocks,
+            BLOCK_R=block_r, BLOCK_C=block_c, COL_BLOCKS=-(-cols // block_c), PDL=self.pdl,
+            launch_pdl=self.pdl, num_warps=tile.warps,
         )  # fmt: skip
 
 
 PRODUCTS = ("qkv", "out", "gate_up", "down")  # a layer's matrix-vector products
+LIBRARY = "library"  # a product through cuBLAS (torch.mv) between small kernels
+
+
+@dataclass(frozen=True)
+class Tile:
+    """How gemv_kernel runs a product: `rows` rows per program, a row read in one tile when it
+    is at most `cols` long (a power of two), else in tiles of `cols` columns; `warps` warps."""
+
+    rows: int
+    cols: int
+    warps: int = 4
+
+    def width(self, length: int) -> int:
+        """The tile's columns for rows of `length`."""
+        return _pow2(length) if length <= self.cols else self.cols
+
+    def __str__(self) -> str:
+        return f"{self.rows}x{self.cols}/{self.warps}w"
+
+
+DEFAULT_TILE = Tile(4, 2048)
+# The fastest tiles of the products of SmolLM2-135M to Qwen3-4B on an H200 (scripts/gpu_families.py
+# --sweep): few rows over narrow tiles in 2 warps up to whole rows of 2,048-8,192 in 4 or 8.
+TILES = (
+    Tile(8, 512, 2), Tile(4, 512, 2), Tile(2, 512, 4), Tile(4, 2048, 4), Tile(8, 1024, 4),
+    Tile(1, 8192, 4), Tile(2, 8192, 4), Tile(4, 8192, 4), Tile(4, 8192, 8),
+)  # fmt: skip
+MAX_TILE_VALUES = 16384  # more weights in one program's registers spill (8 x 4,096 x 2: 6 % of the bandwidth)
+
+
+def tiles_for(shape: torch.Size | tuple[int, int], *, swiglu: bool = False) -> list[Tile]:
+    """The TILES worth timing for a [rows, cols] weight: those whose program holds at most
+    MAX_TILE_VALUES weights (SwiGLU's two halves count twice), each distinct way once."""
+    cols = shape[1]
+    found: dict[tuple[int, int, int], Tile] = {}
+    for tile in TILES:
+        values = tile.rows * tile.width(cols) * (2 if swiglu else 1)
+        if values <= MAX_TILE_VALUES:
+            found.setdefault((tile.rows, tile.width(cols), tile.warps), tile)
+    return list(found.values()) or [DEFAULT_TILE]
+
+
+def pdl_supported(device: torch.device) -> bool:
+    """Whether kernels on `device` can be launched as programmatic dependents: CUDA compute
+    capability 9.0 on (Hopper) and a Triton that has grid dependency control."""
+    if device.type != "cuda":
+        return False
+    from altlas.generation.decode_kernels import PDL_AVAILABLE
+
+    return PDL_AVAILABLE and torch.cuda.get_device_capability(device)[0] >= 9
 
 
 def graph_time(run: Any, *args: Any, reps: int = 20, **options: Any) -> float:
