@@ -27,6 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 from altlas.embeddings import Embedder, default_model_path
+from altlas.runtime.process import configure_process
+from altlas.settings import Settings
 from commands import generate_short_commands
 
 
@@ -89,6 +91,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write results here too")
     args = parser.parse_args()
 
+    configure_process(Settings.from_env())  # as `altlas serve` sets the process up (ALTLAS_CUDNN_SDPA)
     embedder = Embedder(
         args.model, device=args.device, precision=args.precision, gpu_memory_gb=args.gpu_memory_gb
     )

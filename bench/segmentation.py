@@ -70,9 +70,13 @@ def time_cli(commands: list[str], workers: int) -> float:
 def embedding_stage(device: str) -> tuple[Any, str]:
     """A prototypes factory whose embedder is built once (its load is not what we time)."""
     from altlas.embeddings import Embedder
+    from altlas.runtime.process import configure_process
     from altlas.segmentation.prototypes import TypePrototypes
+    from altlas.settings import Settings
 
-    embedder = Embedder(os.environ.get("ALTLAS_EMBEDDING_MODEL") or None, device=device)
+    settings = Settings.from_env()
+    configure_process(settings)  # as `altlas segment --embeddings` does
+    embedder = Embedder(settings.embedding_model or None, device=device)
     embedder.warmup()
     prototypes = TypePrototypes(embedder)
     return (lambda: prototypes), embedder.describe()

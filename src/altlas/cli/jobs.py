@@ -254,7 +254,10 @@ class Server:
 
 
 def _server(args: argparse.Namespace) -> Server:
-    source, url = ("--url", args.url) if args.url else ("ALTLAS_URL", os.environ.get("ALTLAS_URL"))
+    from altlas.settings import Settings
+
+    settings = Settings.from_env(url=args.url or None, api_key=args.api_key or None)
+    source, url = ("--url" if args.url else "ALTLAS_URL"), settings.url
     url = (url or DEFAULT_URL).rstrip("/")
     parts = urllib.parse.urlsplit(url)
     try:
@@ -263,7 +266,7 @@ def _server(args: argparse.Namespace) -> Server:
         raise JobsCliError(f"{source}: bad port in {url!r}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise JobsCliError(f"{source}: give an http:// or https:// address, got {url!r}")
-    return Server(url, args.api_key or os.environ.get("ALTLAS_API_KEY") or None)
+    return Server(url, settings.api_key or None)
 
 
 def _job_path(job_id: str) -> str:

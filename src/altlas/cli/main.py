@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
@@ -147,6 +146,15 @@ def _device_settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(device=args.device, precision=args.precision, gpu_memory_gb=args.gpu_memory_gb)
 
 
+def _configured(args: argparse.Namespace) -> Settings:
+    """The settings of a command that runs models in this process, with the process set up for them."""
+    from altlas.runtime.process import configure_process
+
+    settings = _device_settings(args)
+    configure_process(settings)
+    return settings
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
@@ -269,10 +277,12 @@ def _segment_file(args: argparse.Namespace, options: object, reference: TimeRefe
 def _prototype_stage(args: argparse.Namespace) -> Callable[[], TypePrototypes]:
     settings = _device_settings(args)
 
-    def build() -> TypePrototypes:
+    def build() -> TypePrototypes:  # in this process, once the rule workers have started
         from altlas.embeddings.engine import Embedder
+        from altlas.runtime.process import configure_process
         from altlas.segmentation.prototypes import TypePrototypes
 
+        configure_process(settings)
         return TypePrototypes(Embedder.from_settings(settings))
 
     return build
@@ -320,15 +330,16 @@ def _serve(args: argparse.Namespace) -> int:
     from altlas.api.front.hub import FrontedServer, free_port
     from altlas.api.lane_protocol import lane_protocol
     from altlas.logs import configure_logging
+    from altlas.runtime.process import configure_process
 
     settings = Settings.from_env(
         host=args.host, port=args.port, data_dir=args.data_dir, log_level=args.log_level,
         http_workers=args.http_workers,
     )  # fmt: skip
     configure_logging(settings.log_level)
-    sys.setswitchinterval(settings.gil_switch_interval_ms / 1e3)
+    configure_process(settings)
     if settings.http_workers and settings.port == 0:  # every front process must listen on one port
-        settings = replace(settings, port=free_port(settings.host))
+        settings = settings.model_copy(update={"port": free_port(settings.host)})
     app = create_app(settings)
     # uvicorn's httptools protocol with time limits for slow clients, and the hot routes (direct
     # lanes) answered by the protocol itself
@@ -383,7 +394,7 @@ def _profile(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         _fail("--limit must be at least 1")
     texts = _read_lines(args.input)[: args.limit]
-    report = profile_workload(args.workload, texts, _device_settings(args), args.out, model=args.model)
+    report = profile_workload(args.workload, texts, _configured(args), args.out, model=args.model)
     print(report.markdown())
     files = ", ".join(str(path) for path in report.files.values())
     done = f"profiled {report.items:,} inputs in {report.wall_s:.2f} s on {report.device}"
@@ -396,7 +407,7 @@ def _embed(args: argparse.Namespace) -> int:
 
     from altlas.embeddings.engine import Embedder
 
-    settings = _device_settings(args)
+    settings = _configured(args)
     if args.output is not None and args.output.suffix != ".npy":
         _fail("--output: give a .npy file (or leave it out for JSON lines on stdout)")
     if args.batch_tokens is not None and args.batch_tokens < 1:

@@ -9,7 +9,6 @@ sequences all have one length needs no attention mask at all.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +97,9 @@ _worker_tokenizer: TextTokenizer | None = None
 
 
 def _init_worker(tokenizer_file: str, max_length: int) -> None:
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per worker; the pool is the parallelism
+    from altlas.runtime.process import configure_tokenizer_worker
+
+    configure_tokenizer_worker()
     global _worker_tokenizer
     _worker_tokenizer = TextTokenizer(Path(tokenizer_file), max_length)
 

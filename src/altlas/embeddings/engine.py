@@ -91,12 +91,6 @@ class Embedder:
                 f"weights do not fit the config: {str(exc)[:300]}", field="model"
             ) from None
         self.model = encoder.to(self.device, self.dtype).eval()
-        if self.device.type == "cuda" and os.environ.get("ALTLAS_CUDNN_SDPA", "0") != "1":
-            # cuDNN's attention (torch's first choice on Hopper) builds an execution plan for every
-            # new batch shape, ~2.6 ms of host time per layer (profiled: 100k texts, H200), and
-            # batches of requests rarely repeat a shape; flash and memory-efficient attention do
-            # not. The switch is process-wide: altlas's encoder is its only user of this op.
-            torch.backends.cuda.enable_cudnn_sdp(False)
         self.last_stats = EncodeStats()
         self._lock = threading.Lock()  # one encode at a time per engine: the device stream is shared
         self._pool: TokenizerPool | None = None
