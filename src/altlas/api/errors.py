@@ -20,11 +20,17 @@ from starlette.routing import Match
 from altlas.api.middleware import error_body
 from altlas.errors import (
     AltlasError,
+    EngineUnavailableError,
     InputTooLargeError,
+    InsufficientMemoryError,
+    ModelUnavailableError,
     NotFoundError,
     OverloadedError,
     SlowRequestError,
     TimedOutError,
+    UnsupportedAudioError,
+    UnsupportedImageError,
+    WrongTaskError,
 )
 from altlas.logs import request_id_var
 from altlas.scheduling.waiting import ClientGone
@@ -41,10 +47,7 @@ _UNION_TAG = re.compile(
 def _status_of(exc: AltlasError) -> tuple[int, str]:
     """HTTP status and error code of an AltlasError: the first matching row, subclasses before
     their bases (insufficient GPU memory is a kind of model unavailable; too large, of invalid)."""
-    from altlas.audio.decode import UnsupportedAudioError
     from altlas.jobs.store import JobStateError
-    from altlas.orchestrator.manager import InsufficientMemoryError, ModelUnavailableError, WrongTaskError
-    from altlas.vision.classifier import UnsupportedImageError
 
     table: tuple[tuple[type[AltlasError] | tuple[type[AltlasError], ...], int, str], ...] = (
         ((UnsupportedAudioError, UnsupportedImageError), 415, "unsupported_media"),
@@ -52,6 +55,7 @@ def _status_of(exc: AltlasError) -> tuple[int, str]:
         (NotFoundError, 404, "not_found"),
         (WrongTaskError, 400, "wrong_task"),
         (InsufficientMemoryError, 503, "insufficient_gpu_memory"),
+        (EngineUnavailableError, 503, "engine_unavailable"),
         (ModelUnavailableError, 503, "model_unavailable"),
         (OverloadedError, 429, "overloaded"),
         (JobStateError, 409, "conflict"),
@@ -70,7 +74,7 @@ async def _altlas_error(request: Request, exc: Exception) -> JSONResponse:
         status, "invalid_request_error"
     )
     headers = None
-    if isinstance(exc, OverloadedError):  # whole seconds, as RFC 9110 asks; never 0
+    if isinstance(exc, OverloadedError | EngineUnavailableError):  # whole seconds, as RFC 9110 asks; never 0
         headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
     return JSONResponse(error_body(str(exc), exc.field, code, kind), status_code=status, headers=headers)
 

@@ -8,7 +8,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from altlas.errors import InputTooLargeError, InvalidInputError
+from altlas.errors import (  # UnsupportedAudioError was defined here: still importable from here
+    InputTooLargeError,
+    InvalidInputError,
+    UnsupportedAudioError,
+)
 
 __all__ = [
     "MAX_SAMPLES",
@@ -33,10 +37,6 @@ MAX_SAMPLE_RATE = 384_000
 # 384 kHz). A FLAC of silence packs an hour at 384 kHz (1.4 billion samples) into 5 MB.
 MAX_SAMPLES = MAX_SECONDS * 16_000
 _BLOCK = 1 << 16  # frames decoded at a time: channels are averaged block by block
-
-
-class UnsupportedAudioError(InvalidInputError):
-    """The bytes are not audio that can be decoded."""
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,14 @@ from typing import Any
 
 import torch
 
-from altlas.errors import AltlasError, InvalidInputError, NotFoundError
+from altlas.errors import (  # the memory, unavailable and wrong-task errors stay importable from here
+    AltlasError,
+    InsufficientMemoryError,
+    InvalidInputError,
+    ModelUnavailableError,
+    NotFoundError,
+    WrongTaskError,
+)
 from altlas.orchestrator.backends import Backend, GenerationBackend, add_cpu_replica, build_backend
 from altlas.orchestrator.memory import IDLE_AFTER_S, MemoryCounters, Resident, activation_reserve, plan_room
 from altlas.orchestrator.placement import estimate_bytes
@@ -48,19 +55,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("altlas.orchestrator")
-
-
-class ModelUnavailableError(AltlasError):
-    """The model could not be loaded; the message says why."""
-
-
-class InsufficientMemoryError(ModelUnavailableError):
-    """A GPU load refused: the model does not fit the card's budget even after unloading the
-    idle, unpinned models; the message names the budget, what is held and by whom."""
-
-
-class WrongTaskError(InvalidInputError):
-    """A model asked to do another task than its own."""
 
 
 _REPLICA_TASKS = ("embedding", "audio-vad", "image-classification")  # those served through a batcher

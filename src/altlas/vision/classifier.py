@@ -30,7 +30,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from altlas.errors import InputTooLargeError, InvalidInputError
+from altlas.errors import (  # UnsupportedImageError was defined here: still importable from here
+    InputTooLargeError,
+    InvalidInputError,
+    UnsupportedImageError,
+)
 
 __all__ = [
     "DecodedImage",
@@ -50,10 +54,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 MAX_PIXELS = 25_000_000
 MAX_ASPECT = 2  # long side : short side that classification keeps (around the centre)
 REDUCING_GAP = 2  # a decode for classification keeps at least this times the short side it needs
-
-
-class UnsupportedImageError(InvalidInputError):
-    """The bytes are not an image Pillow can decode."""
 
 
 @dataclass(frozen=True)
