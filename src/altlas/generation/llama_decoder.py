@@ -343,10 +343,12 @@ class LlamaDecoder(LlamaWeights):
                 PDL=self.pdl, launch_pdl=self.pdl,
             )  # fmt: skip
 
-    def _product(self, kind: str, w: dict[str, torch.Tensor]) -> None:
-        """One of a layer's products (PRODUCTS), the way `self.products` says."""
+    def _product(self, kind: str, w: dict[str, torch.Tensor], way: Tile | str | None = None) -> None:
+        """One of a layer's products (PRODUCTS), `way` (a Tile or LIBRARY) or else the way
+        `self.products` says."""
         weight, vector, out, options = self.product_args(kind, w)
-        way = DEFAULT_TILE if self.products is None else self.products[kind]
+        if way is None:
+            way = DEFAULT_TILE if self.products is None else self.products[kind]
         if isinstance(way, Tile):
             self._gemv(weight, vector, out, tile=way, **options)
         else:
@@ -384,11 +386,7 @@ class LlamaDecoder(LlamaWeights):
 
             def run(way: Tile | str = way) -> None:
                 for w in self.weights:
-                    weight, vector, out, options = self.product_args(kind, w)
-                    if isinstance(way, Tile):
-                        self._gemv(weight, vector, out, tile=way, **options)
-                    else:
-                        self._library_gemv(weight, vector, out, **options)
+                    self._product(kind, w, way)
 
             times[way] = graph_time(run, reps=2) / self.layers
         return times
@@ -467,8 +465,9 @@ class Tile:
 
 
 DEFAULT_TILE = Tile(4, 2048)
-# The fastest tiles of the products of SmolLM2-135M to Qwen3-4B on an H200 (scripts/gpu_families.py
-# --sweep): few rows over narrow tiles in 2 warps up to whole rows of 2,048-8,192 in 4 or 8.
+# The fastest tiles of the products of SmolLM2-135M to Qwen3-4B in a sweep of 2-16 rows, tiles of
+# 512 to whole rows and 2-8 warps on an H200 (scripts/gpu_families.py prints each shape's times of
+# these): few rows over narrow tiles in 2 warps up to whole rows of 2,048-8,192 in 4 or 8.
 TILES = (
     Tile(8, 512, 2), Tile(4, 512, 2), Tile(2, 512, 4), Tile(4, 2048, 4), Tile(8, 1024, 4),
     Tile(1, 8192, 4), Tile(2, 8192, 4), Tile(4, 8192, 4), Tile(4, 8192, 8),
