@@ -160,15 +160,16 @@ def first_token_s(generator: TextGenerator, prompt: list[int]) -> float:
 
 
 def step_rate(decoder: Any, position: int, steps: int) -> float:
-    """Steps/s of the decoder's step alone (CUDA graph replays) back to back."""
-    token = torch.tensor(7, device=decoder.device)
+    """Steps/s of the decoder's step alone (CUDA graph replays) back to back, each fed the one
+    before's greedy choice (decoder.token) as a greedy caller does."""
     positions = range(position, position + steps)
-    for p in positions[:8]:
-        decoder.step(token, p)
+    decoder.step(torch.tensor(7, device=decoder.device), position)
+    for p in positions[1:8]:
+        decoder.step(decoder.token, p)
     synchronize(decoder.device)
     start = time.perf_counter()
     for p in positions:
-        decoder.step(token, p)
+        decoder.step(decoder.token, p)
     synchronize(decoder.device)
     return len(positions) / (time.perf_counter() - start)
 

@@ -388,8 +388,9 @@ def long_rates(
 def decode_rate(
     model: Any, decoder: LlamaDecoder, prompt: torch.Tensor, start: int, steps: int, device: torch.device
 ) -> float:
-    """Tokens/s of `steps` decoder steps from position `start`, back to back (the next token chosen
-    on the device: no host sync inside the loop)."""
+    """Tokens/s of `steps` decoder steps from position `start`, back to back, each fed the one
+    before's greedy choice (decoder.token, chosen by the step's last kernel; no host sync inside
+    the loop), as the engine's greedy path feeds them."""
     with torch.no_grad():
         out = model(input_ids=prompt, use_cache=True)
         decoder.load_prefill(cache_of(out), prompt.shape[1])
@@ -398,7 +399,7 @@ def decode_rate(
         synchronize(device)
         started = time.perf_counter()
         for position in range(start, start + steps):
-            token = decoder.step(token, position).argmax()
+            decoder.step(decoder.token, position)
         synchronize(device)
     return steps / (time.perf_counter() - started)
 

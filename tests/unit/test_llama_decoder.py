@@ -231,3 +231,67 @@ def test_every_tile_the_gpu_may_choose_computes_the_same_product(kind: str) -> N
         else:
             decoder._gemv(weight, vector, out, tile=way, **options)  # type: ignore[arg-type]
         torch.testing.assert_close(out, want, atol=1e-4, rtol=1e-5, msg=f"{way}")
+
+
+def test_the_steps_greedy_choice_follows_next_tokens_rule() -> None:
+    """greedy_kernel (a step's last launch) against sampling.next_token's greedy choice on
+    fresh random logits over several blocks, with ties (the first wins), NaN (never chosen),
+    +inf, and no usable logit (NO_TOKEN, and 0 as the next input); the position advanced by
+    one, never past the last."""
+    from altlas.generation.decode_kernels import greedy_kernel
+    from altlas.generation.sampling import NO_TOKEN, SamplingParams, next_token
+
+    g = torch.Generator().manual_seed(9)
+    vocab, greedy = 1000, SamplingParams(temperature=0.0)
+    cases = []
+    for _ in range(4):
+        cases.append(torch.randn(vocab, generator=g))
+    tie = torch.randn(vocab, generator=g)
+    tie[[700, 300, 900]] = 50.0  # equal maxima in different blocks and lanes
+    nan = torch.randn(vocab, generator=g)
+    nan[[5, 600]] = float("nan")
+    inf = torch.randn(vocab, generator=g)
+    inf[[999, 400]] = float("inf")
+    cases += [tie, nan, inf, torch.full((vocab,), float("nan")), torch.full((vocab,), float("-inf"))]
+    for logits in cases:
+        for dtype in (torch.float32, torch.bfloat16):
+            x = logits.to(dtype)
+            choice, token = torch.full((1,), 7), torch.full((1,), 7)
+            position = torch.tensor([41], dtype=torch.int32)
+            greedy_kernel[(1,)](
+                x, vocab, choice, token, position, 42, BLOCK=256, NO_TOKEN=NO_TOKEN, PDL=False
+            )
+            want = int(next_token(x, greedy, None, None))
+            assert int(choice) == want
+            assert int(token) == (0 if want == NO_TOKEN else want)
+            assert int(position) == 42
+            greedy_kernel[(1,)](
+                x, vocab, choice, token, position, 42, BLOCK=256, NO_TOKEN=NO_TOKEN, PDL=False
+            )
+            assert int(position) == 42  # the last position at most
+    assert int(next_token(tie, greedy, None, None)) == 300
+
+
+def test_a_greedy_caller_feeds_the_decoders_own_choice_back() -> None:
+    """Passing `decoder.token` (the step's own greedy choice) step after step decodes the same
+    tokens and logits as choosing each token from the logits and passing it in."""
+    from altlas.generation.engine import cache_of
+    from altlas.generation.llama_decoder import LlamaDecoder
+
+    model = tiny_llama(2, seed=2)
+    prompt = torch.randint(0, 97, (1, 5), generator=torch.Generator().manual_seed(2))
+    runs = []
+    for own in (False, True):
+        with torch.no_grad():
+            out = model(input_ids=prompt, use_cache=True)
+            decoder = LlamaDecoder(model, max_context=32, use_graph=False)
+            decoder.load_prefill(cache_of(out), 5)
+            token, tokens, logits = out.logits[0, -1].argmax(), [], []
+            for position in range(5, 17):
+                logits.append(decoder.step(decoder.token if own and tokens else token, position).clone())
+                token = logits[-1].argmax()
+                tokens.append(int(decoder.greedy[0]))
+                assert tokens[-1] == int(token)
+        runs.append((tokens, torch.stack(logits)))
+    assert runs[0][0] == runs[1][0]
+    torch.testing.assert_close(runs[0][1], runs[1][1], atol=0, rtol=0)

@@ -30,6 +30,7 @@ __all__ = [
     "PDL_AVAILABLE",
     "attention_combine_kernel",
     "gemv_kernel",
+    "greedy_kernel",
     "online_softmax_block",
     "rmsnorm_kernel",
     "rope_attention_kernel",
@@ -351,3 +352,36 @@ def gemv_kernel(  # type: ignore[no-untyped-def]
             dtype
         )
     tl.store(out_ptr + row, result, mask=row_ok)
+
+
+@triton.jit  # type: ignore[untyped-decorator]
+def greedy_kernel(  # type: ignore[no-untyped-def]
+    logits_ptr, vocab, choice_ptr, token_ptr, pos_ptr, last_position,
+    BLOCK: tl.constexpr, NO_TOKEN: tl.constexpr, PDL: tl.constexpr,
+):  # fmt: skip
+    """The step's greedy choice, at the end of the step (one program): choice_ptr[0] = the
+    argmax of the logits by sampling.next_token's greedy rule (NaN never chosen, +inf as the
+    largest float, the first of equal maxima as torch.argmax; NO_TOKEN when no logit is
+    usable); token_ptr[0] = the same id (0 when none is usable: it is the next step's input,
+    an index), pos_ptr[0] advanced by one (at most to last_position): so a greedy caller feeds
+    the next step without a launch of its own."""
+    if PDL:
+        gdc_launch_dependents()
+        gdc_wait()
+    lanes = tl.arange(0, BLOCK)
+    best = tl.full((BLOCK,), float("-inf"), tl.float32)
+    best_at = tl.zeros((BLOCK,), tl.int32)
+    for start in range(0, vocab, BLOCK):
+        at = start + lanes
+        x = tl.load(logits_ptr + at, mask=at < vocab, other=float("-inf")).to(tl.float32)
+        x = tl.where(x != x, float("-inf"), tl.minimum(x, 3.4028234663852886e38))  # NaN, +inf
+        better = x > best  # strictly: a lane keeps its first maximum
+        best = tl.where(better, x, best)
+        best_at = tl.where(better, at, best_at)
+    top = tl.max(best, axis=0)
+    usable = top > float("-inf")
+    index = tl.min(tl.where(best == top, best_at, vocab), axis=0).to(tl.int64)
+    index = tl.where(usable, index, 0)
+    tl.store(token_ptr, index)
+    tl.store(choice_ptr, tl.where(usable, index, NO_TOKEN))
+    tl.store(pos_ptr, tl.minimum(tl.load(pos_ptr) + 1, last_position))

@@ -262,16 +262,25 @@ class TextGenerator:
             else:
                 logits, cache = self._prefill(ids)
                 self.decoder.load_prefill(cache, len(ids))
+        # Greedy without a penalty: after the first token (from the prefill's logits) the
+        # decoder's step has chosen it already (its last kernel, the same rule as next_token's)
+        # and holds it as the next step's input.
+        chosen_by_step = self.decoder is not None and params.greedy and params.repetition_penalty == 1.0
         for step in range(budget):
             with torch.inference_mode():
-                token = next_token(logits, params, seen[: len(ids) + step], generator)
+                if chosen_by_step and step > 0:
+                    assert self.decoder is not None
+                    token = self.decoder.greedy[0]
+                else:
+                    token = next_token(logits, params, seen[: len(ids) + step], generator)
                 token_id = int(token)
                 if token_id == NO_TOKEN:
                     raise UnusableLogitsError()
                 if token_id not in self.eos_ids:
                     seen[len(ids) + step] = token
                     if step + 1 < budget and self.decoder is not None:
-                        logits = self.decoder.step(token, len(ids) + step)
+                        fed = self.decoder.token if chosen_by_step and step > 0 else token
+                        logits = self.decoder.step(fed, len(ids) + step)
                     elif step + 1 < budget:
                         cache = {self._cache_name: getattr(output, self._cache_name)}
                         output = self.model(input_ids=token.view(1, 1), use_cache=True, **cache)

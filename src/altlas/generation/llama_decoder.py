@@ -231,6 +231,11 @@ class LlamaDecoder(LlamaWeights):
         # step buffers: inputs (token, position) and everything in between, fixed addresses for the graph
         self.token = torch.zeros(1, dtype=torch.long, device=self.device)
         self.position = torch.zeros(1, dtype=torch.int32, device=self.device)
+        # The step's greedy choice (greedy_kernel, the step's last launch): its id, or NO_TOKEN;
+        # it is also written to `token` and the position advanced, so a greedy caller passes
+        # `token` back and the next step starts with no launch but the graph's.
+        self.greedy = torch.zeros(1, dtype=torch.long, device=self.device)
+        self._next_position: int | None = None  # what `position` holds after the last step
         self.x = torch.zeros(self.hidden, device=self.device, dtype=self.dtype)
         self.h = torch.zeros_like(self.x)
         self.qkv = torch.zeros(
@@ -276,22 +281,36 @@ class LlamaDecoder(LlamaWeights):
 
     @ranged("generate.decode_step")
     def step(self, token: torch.Tensor, position: int) -> torch.Tensor:
-        """Logits [vocab] (model dtype) after feeding `token` (a 0-d or [1] device tensor) at `position`."""
+        """Logits [vocab] (model dtype) after feeding `token` (a 0-d or [1] device tensor; or
+        `self.token`, the last step's greedy choice, as it is) at `position`; `self.greedy`
+        holds their greedy choice."""
         if position >= self.max_context:
             raise ValueError(f"position {position} is past the {self.max_context}-position cache")
-        self.token.copy_(token.view(1))
-        self.position.fill_(position)
+        if token.data_ptr() != self.token.data_ptr():
+            self.token.copy_(token.view(1))
+        if position != self._next_position:
+            self.position.fill_(position)
+        self._next_position = position + 1
         split = position >= self.split_from
         if not self.use_graph:
             self._forward(split)
             return self.logits
-        if self.products is None:
-            self.products = self._choose_products()
-        if not self.graphs:  # both graphs at the first step: no capture in the middle of an answer
-            for kind in (False, True) if self.max_context > self.split_from else (False,):
-                self.graphs[kind] = self._capture(kind)
+        if self.products is None or not self.graphs:
+            self._prepare()
         self.graphs[split].replay()
         return self.logits
+
+    def _prepare(self) -> None:
+        """On CUDA, at the first step: each product's way chosen, then both graphs captured (no
+        capture in the middle of an answer). The runs this takes advance the step's inputs:
+        they are put back."""
+        inputs = self.token.clone(), self.position.clone()
+        if self.products is None:
+            self.products = self._choose_products()
+        for kind in (False, True) if self.max_context > self.split_from else (False,):
+            self.graphs[kind] = self._capture(kind)
+        self.token.copy_(inputs[0])
+        self.position.copy_(inputs[1])
 
     def _capture(self, split: bool) -> torch.cuda.CUDAGraph:
         stream = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
@@ -318,6 +337,16 @@ class LlamaDecoder(LlamaWeights):
         hidden_block = _pow2(self.hidden)
         rmsnorm_kernel[(1,)](self.x, self.final_norm, self.h, self.hidden, self.eps, BLOCK=hidden_block)
         torch.mv(self.lm_head, self.h, out=self.logits)
+        self._choose_greedy()
+
+    def _choose_greedy(self) -> None:
+        from altlas.generation.decode_kernels import greedy_kernel
+        from altlas.generation.sampling import NO_TOKEN
+
+        greedy_kernel[(1,)](
+            self.logits, self.logits.shape[0], self.greedy, self.token, self.position, self.max_context - 1,
+            BLOCK=GREEDY_BLOCK, NO_TOKEN=NO_TOKEN, PDL=self.pdl, launch_pdl=self.pdl, num_warps=16,
+        )  # fmt: skip
 
     def _attend(self, layer: int, w: dict[str, torch.Tensor], split: bool) -> None:
         """self.attn = attention of layer `layer`'s rotated q over its cache up to the position,
@@ -465,6 +494,7 @@ class Tile:
 
 
 DEFAULT_TILE = Tile(4, 2048)
+GREEDY_BLOCK = 8192  # logits a greedy_kernel iteration reads (16 warps: 16 a thread)
 # The fastest tiles of the products of SmolLM2-135M to Qwen3-4B in a sweep of 2-16 rows, tiles of
 # 512 to whole rows and 2-8 warps on an H200 (scripts/gpu_families.py prints each shape's times of
 # these): few rows over narrow tiles in 2 warps up to whole rows of 2,048-8,192 in 4 or 8.
