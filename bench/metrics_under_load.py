@@ -1,6 +1,6 @@
 """What /metrics shows of the GPU while the server is under load.
 
-    python bench/metrics_under_load.py [--device cuda] [--model-source PATH] [--http-workers 4]
+    python bench/metrics_under_load.py [--device cuda] [--model-source PATH]
                                        [--seconds 12]
 
 Starts `python -m altlas serve` with only the embedding model, reads `GET /metrics` once a second
@@ -65,7 +65,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--model-source", help="the model's folder (default: the shipped package)")
-    parser.add_argument("--http-workers", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=12.0, help="each load phase")
     args = parser.parse_args()
     registry = yaml.safe_load(default_registry_text())
@@ -80,7 +79,6 @@ def main() -> None:
         env = {
             "ALTLAS_SERVICES": "orchestrator", "ALTLAS_DEVICE": args.device, "ALTLAS_LOG_LEVEL": "WARNING",
             "HF_HUB_OFFLINE": "1", "ALTLAS_MAX_CONCURRENT_REQUESTS": "0", "ALTLAS_QUEUE_MAX": "100000",
-            "ALTLAS_HTTP_WORKERS": str(args.http_workers),
         }  # fmt: skip
         process, url = start_server(data, env, Path(tmp) / "server.log")
         timeline: list[tuple[float, str, list[str]]] = []

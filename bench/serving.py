@@ -232,7 +232,7 @@ def _cpu_seconds(pid: int) -> float | None:
 
 
 def _children(pid: int) -> list[int]:
-    """The processes `pid` started (Linux /proc): a server's HTTP front processes."""
+    """The processes `pid` started (Linux /proc): a server's child processes, if any."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -396,7 +396,7 @@ def run_load(
         "mean": statistics.fmean(latencies) * 1e3 if latencies else float("nan"),
         "errors": len(errors),
         "cpu_ms": cpu_ms,
-        "front_cpu_ms": front_ms,  # the HTTP front processes, all together
+        "front_cpu_ms": front_ms,  # the server's child processes, all together
         "tokens_per_s": sum(tokens) / seconds,
         # requests in the batch each request rode in, as requests saw it (embeddings)
         "batch_requests": statistics.fmean(b[0] for b in batches) if batches else float("nan"),
@@ -460,9 +460,6 @@ def main() -> None:
         "--wait-ms", type=float, default=2.0, help="the batch window (ALTLAS_BATCH_MAX_WAIT_MS)"
     )
     parser.add_argument(
-        "--http-workers", type=int, default=0, help="the server's HTTP front processes (ALTLAS_HTTP_WORKERS)"
-    )
-    parser.add_argument(
         "--ceiling", action="store_true",
         help="first drive a server that answers at once with canned answers: the load processes' limit",
     )  # fmt: skip
@@ -501,7 +498,7 @@ def main() -> None:
                 "ALTLAS_LOG_LEVEL": "WARNING",
                 "ALTLAS_BATCHING": "1" if batching == "on" else "0", "ALTLAS_QUEUE_MAX": "100000",
                 "ALTLAS_MAX_CONCURRENT_REQUESTS": "0", "ALTLAS_BATCH_MAX_WAIT_MS": str(args.wait_ms),
-                "HF_HUB_OFFLINE": "1", "ALTLAS_HTTP_WORKERS": str(args.http_workers),
+                "HF_HUB_OFFLINE": "1",
             }  # fmt: skip
             process, url = start_server(data, env, Path(tmp) / f"server-{batching}-{run}.log", name)
             try:
@@ -519,12 +516,11 @@ def main() -> None:
             if chat else "POST /v1/embeddings, one sentence per request")  # fmt: skip
     print(f"\n{what}, {clients} concurrent clients, "
           f"{args.seconds:g} s after {args.warmup:g} s warm-up, {args.client_processes} load processes, "
-          f"{args.http_workers} HTTP front processes; "
           f"device: {rows[-1][1]['device']}{'; tiny random model' if args.tiny_model else ''}\n")  # fmt: skip
     print(
         "| batching | requests/s | p50 ms | p95 ms | p99 ms | errors | server CPU ms/request | answer tok/s "
         "| requests per batch | batch run / queue wait, ms | client CPU ms/request "
-        "| front processes' CPU ms/request | machine busy / steal | server's busiest threads, cores |"
+        "| child processes' CPU ms/request | machine busy / steal | server's busiest threads, cores |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|")
     for setting, row in rows:

@@ -10,7 +10,6 @@ InvalidInputError naming the variable (ALTLAS_PORT: cannot read 'x') or the sett
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -79,9 +78,6 @@ class Settings(BaseSettings):
     # batch shape, ~2.6 ms of host time per layer (profiled: 100k texts, H200), and batches of
     # requests rarely repeat a shape; flash and memory-efficient attention do not. Off by default.
     cudnn_sdpa: bool = False
-    # HTTP front processes (altlas.api.front): 0 = this process reads HTTP itself. N > 0: N
-    # processes share the port and take the HTTP work of the hot lanes off this one (Linux).
-    http_workers: int = 0
     # The `altlas jobs` client: the server's address (empty: http://127.0.0.1:8080) and its key.
     url: str = ""
     api_key: str = ""
@@ -136,12 +132,6 @@ class Settings(BaseSettings):
         if self.gpu_memory_gb < 0:
             raise InvalidInputError(
                 f"must be >= 0 (0 = no cap), got {self.gpu_memory_gb}", field="gpu_memory_gb"
-            )
-        if not 0 <= self.http_workers <= 64:
-            raise InvalidInputError(f"must be 0-64, got {self.http_workers}", field="http_workers")
-        if self.http_workers and not (hasattr(socket, "SO_REUSEPORT") and hasattr(socket, "send_fds")):
-            raise InvalidInputError(
-                "front processes need Linux (SO_REUSEPORT, SCM_RIGHTS)", field="http_workers"
             )
         for name in ("batch_max_tokens", "queue_max", "max_concurrent_requests", "job_workers"):
             if getattr(self, name) < 0 or (name in ("queue_max", "job_workers") and getattr(self, name) < 1):

@@ -1,4 +1,4 @@
-"""API keys and the cap on concurrent requests: the middlewares alone on a tiny app (deterministic,
+"""API keys and the cap on concurrent requests: the admission layer alone on a tiny app (deterministic,
 no sleeps), then through a real server on loopback as a client meets them."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from altlas.api.middleware import ApiKeyMiddleware, ConcurrencyLimitMiddleware
+from altlas.api.admission import Admission, ApiKeys
 
 from .conftest import Server, start_server
 
@@ -41,7 +41,7 @@ def error_of(response: _Reply) -> dict[str, Any]:
     return error
 
 
-# --- the middlewares on a tiny app ---------------------------------------------------------------
+# --- the admission layer on a tiny app ---------------------------------------------------------------
 
 
 async def _ok(request: Request) -> Response:
@@ -62,7 +62,7 @@ def tiny_app() -> Starlette:
 
 
 def keyed_client(protect_metrics: bool = False, keys: tuple[str, ...] = KEYS) -> TestClient:
-    return TestClient(ApiKeyMiddleware(tiny_app(), keys=keys, protect_metrics=protect_metrics))
+    return TestClient(Admission(tiny_app(), ApiKeys(keys, protect_metrics)))
 
 
 @pytest.mark.parametrize(
@@ -191,7 +191,7 @@ async def _until(check: Any) -> None:
 def test_concurrency_limit_answers_429_at_the_cap_and_frees_slots() -> None:
     async def scenario() -> None:
         held = Held()
-        limited = ConcurrencyLimitMiddleware(held.app(), limit=2)
+        limited = Admission(held.app(), limit=2)
         transport = httpx.ASGITransport(app=limited)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             slow = [asyncio.create_task(client.post("/v1/wait")) for _ in range(2)]
@@ -222,11 +222,15 @@ def test_concurrency_limit_answers_429_at_the_cap_and_frees_slots() -> None:
 def test_a_stream_holds_its_slot_until_its_last_chunk() -> None:
     async def scenario() -> None:
         held = Held()
-        limited = ConcurrencyLimitMiddleware(held.app(), limit=1)
+        limited = Admission(held.app(), limit=1)
         sent: list[dict[str, Any]] = []
         first_chunk = asyncio.Event()
 
+        bodies = [{"type": "http.request", "body": b"", "more_body": False}]
+
         async def receive() -> dict[str, Any]:
+            if bodies:  # the request's (empty) body, read by admission first
+                return bodies.pop()
             await asyncio.Event().wait()  # the client never disconnects
             raise AssertionError
 
@@ -269,7 +273,7 @@ def test_a_stream_holds_its_slot_until_its_last_chunk() -> None:
 
 def test_a_failing_request_gives_its_slot_back() -> None:
     held = Held()
-    limited = ConcurrencyLimitMiddleware(held.app(), limit=1)
+    limited = Admission(held.app(), limit=1)
     with TestClient(limited, raise_server_exceptions=False) as client:
         for _ in range(3):
             assert client.get("/v1/fail").status_code == 500

@@ -82,6 +82,27 @@ def test_connections_that_send_no_request_head_are_closed(strict_server: Server)
         assert client.post("/v1/segment", json={"command": "open notepad"}).status_code == 201
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        pytest.param(b"GET /healthz HTTP/1.1\nHost: x\n\n", id="bare-lf"),
+        pytest.param(b"GET /healthz HTTP/1.1\rHost: x\r\r", id="bare-cr"),
+        pytest.param(b"GET /healthz HTTP/1.1\r\nX-One: a\nX-Two: b\r\n\r\n", id="lf-in-a-header"),
+    ],
+)
+def test_a_head_with_bare_line_ends_gets_400_and_is_closed(
+    strict_server: Server, request_bytes: bytes
+) -> None:
+    """uvicorn's httptools parser (under the head-timeout protocol) refuses bare CR or LF line
+    ends: 400 "Invalid HTTP request received." and the connection closed."""
+    with _connect(strict_server) as sock:
+        sock.sendall(request_bytes)
+        answer = _read_all(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer[:300]
+    assert b"\r\nconnection: close" in head and body == b"Invalid HTTP request received.", answer[:300]
+
+
 def test_a_chunked_body_over_the_limit_gets_413(strict_server: Server) -> None:
     def chunks() -> Iterator[bytes]:
         yield b'{"command": "'

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from altlas.api.admission import error_body
 from altlas.api.app import create_app
-from altlas.api.middleware import error_body
 from altlas.api.schemas import ERROR_RESPONSES, ErrorResponse
 from altlas.errors import InvalidInputError
 from altlas.jobs.store import check_job_id

@@ -1,7 +1,7 @@
 """The HTTP doors of altlas: one FastAPI server, each service a router that can also run alone.
 
-`create_app` is imported on first use: the HTTP front processes (altlas.api.front) live in this
-package too, and must start without the app's imports (torch, the models' code).
+`create_app` is imported on first use, so that importing the package (its schemas, its
+admission layer) costs nothing of the app's.
 """
 
 from typing import Any

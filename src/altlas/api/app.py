@@ -8,19 +8,10 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
-from starlette.types import Receive, Scope, Send
 
 import altlas
+from altlas.api.admission import Admission, ApiKeys
 from altlas.api.errors import install_error_handlers
-from altlas.api.fast_lane import FastLaneMiddleware
-from altlas.api.middleware import (
-    ApiKeyMiddleware,
-    ApiKeys,
-    ConcurrencyGate,
-    ConcurrencyLimitMiddleware,
-    RequestBodyMiddleware,
-    RequestContextMiddleware,
-)
 from altlas.api.routes.alt_files import alt_files_router
 from altlas.api.routes.health import health_router
 from altlas.api.routes.metrics import metrics_router
@@ -70,11 +61,7 @@ def _mount_embeddings(app: FastAPI, settings: Settings) -> None:
 def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
     from altlas.api.routes.media import media_router
     from altlas.api.routes.models import models_router
-    from altlas.api.routes.openai_compat import (
-        embeddings_direct_lane,
-        embeddings_fast_lane,
-        openai_router,
-    )
+    from altlas.api.routes.openai_compat import openai_router
     from altlas.api.routes.search import search_router
     from altlas.observability.models import model_metrics
     from altlas.orchestrator.manager import ModelManager
@@ -84,8 +71,6 @@ def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
     manager = ModelManager.from_settings(settings)
     app.include_router(models_router(manager, started=int(time.time())))
     app.include_router(openai_router(manager))
-    app.state.fast_lanes["/v1/embeddings"] = embeddings_fast_lane(manager)
-    app.state.direct_lanes["/v1/embeddings"] = embeddings_direct_lane(manager)
     app.include_router(media_router(manager))
     collections = Collections(settings.data_dir / "collections", device=str(resolve_device(settings.device)))
     app.include_router(search_router(manager, collections))
@@ -145,27 +130,6 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         hook()
 
 
-class _App(FastAPI):
-    """FastAPI with the fast lanes in front of everything (altlas.api.fast_lane): a lane's request
-    meets none of FastAPI's per-request work (telemetry checks, the middleware stack)."""
-
-    _lanes: FastLaneMiddleware | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.state.fast_lanes:
-            await super().__call__(scope, receive, send)
-            return
-        if self._lanes is None:
-            settings: Settings = self.state.settings
-            self._lanes = FastLaneMiddleware(
-                super().__call__, self.state.fast_lanes, self.exception_handlers,
-                settings.max_body_bytes, ApiKeys(settings.api_keys, admin_keys=settings.admin_keys),
-                self.state.concurrency,
-                self.state.metrics, settings.body_timeout_s,
-            )  # fmt: skip
-        await self._lanes(scope, receive, send)
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A FastAPI app with the services named in `settings.services` mounted."""
     settings = settings or Settings.from_env()
@@ -175,7 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             f"unknown service {unknown[:1]}; known: {', '.join(SERVICES)}", field="services"
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = _App(
+    app = FastAPI(
         title="altlas",
         version=altlas.__version__,
         summary="ALT_LAS core: command segmentation into ALT task plans, and the models tasks need",
@@ -191,8 +155,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics.add_collector(torch_allocator_metrics)
     app.state.on_start.append(gpus.start)
     app.state.on_stop.append(gpus.stop)
-    app.state.fast_lanes = {}  # path -> lane: hot routes answered before FastAPI's routing
-    app.state.direct_lanes = {}  # path -> lane: the same, answered by the server's HTTP protocol
     install_error_handlers(app)
     for name in settings.services:
         SERVICES[name](app, settings)
@@ -200,23 +162,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _count_damaged(app)
     app.include_router(health_router(settings.data_dir, lambda: list(settings.services)))
     app.include_router(metrics_router(app.state.metrics))
-    # The last added runs first: request id and log line around everything (so 401s and 429s get
-    # them too), then the key check, so that requests without a key never take a concurrency
-    # slot, then the body, read whole (limits of size and time), so that a slow client never
-    # holds a slot either. The fast lanes sit in front of all of it and apply these rules
-    # themselves (see _App).
-    app.state.concurrency = ConcurrencyGate(settings.max_concurrent_requests)
-    if settings.max_concurrent_requests:
-        app.add_middleware(ConcurrencyLimitMiddleware, gate=app.state.concurrency)
+    # One admission layer for every route (altlas.api.admission): request id and log line,
+    # API keys, the body read whole within its limits, the concurrency cap, unhandled errors.
     app.add_middleware(
-        RequestBodyMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s,
-        handlers=app.exception_handlers,
+        Admission,
+        keys=ApiKeys(settings.api_keys, settings.metrics_require_key, settings.admin_keys),
+        limit=settings.max_concurrent_requests, max_body_bytes=settings.max_body_bytes,
+        body_timeout_s=settings.body_timeout_s, metrics=app.state.metrics, handlers=app.exception_handlers,
     )  # fmt: skip
-    if settings.api_keys or settings.admin_keys:
-        app.add_middleware(
-            ApiKeyMiddleware, keys=settings.api_keys, protect_metrics=settings.metrics_require_key,
-            admin_keys=settings.admin_keys,
-        )  # fmt: skip
-    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics, handlers=app.exception_handlers)
     app.state.settings = settings
     return app

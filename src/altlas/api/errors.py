@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from altlas.api.middleware import error_body
+from altlas.api.admission import error_body
 from altlas.errors import (
     AltlasError,
     EngineUnavailableError,

@@ -159,7 +159,7 @@ class _Scan:
     def _brackets(self, stop: int) -> Iterator[tuple[Any, Any]]:
         """Up to index `stop`, a chunk at a time: (the indexes of the brackets outside strings, the
         level after each of them). Numpy, in chunks of the body: fast, in bounded memory."""
-        import numpy as np  # here, not at the top: the HTTP front processes import this module
+        import numpy as np  # here, not at the top: importing the API costs none of numpy's start-up
 
         step = _step_table()
         quotes_before = depth = 0

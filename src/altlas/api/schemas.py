@@ -112,7 +112,7 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     """The one error shape of every altlas answer from 400 to 599 (OpenAI's): see
-    altlas.api.middleware.error_body, which writes it."""
+    altlas.api.admission.error_body, which writes it."""
 
     error: ErrorDetail
 

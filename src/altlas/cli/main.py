@@ -104,10 +104,6 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="default 8080 (ALTLAS_PORT)")
     serve.add_argument("--data-dir", type=Path, help="where plans are kept (ALTLAS_DATA_DIR, default ./data)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (ALTLAS_LOG_LEVEL)")
-    serve.add_argument(
-        "--http-workers", type=int,
-        help="HTTP front processes sharing the port (ALTLAS_HTTP_WORKERS; default 0: this process only)",
-    )  # fmt: skip
     _add_device_flags(serve)
 
     sub.add_parser("schema", help="print the JSON Schema of ALT plans")
@@ -327,32 +323,25 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from altlas.api.app import create_app
-    from altlas.api.front.hub import FrontedServer, free_port
-    from altlas.api.lane_protocol import lane_protocol
+    from altlas.api.http_protocol import head_timeout_protocol
     from altlas.logs import configure_logging
     from altlas.runtime.process import configure_process
 
     settings = Settings.from_env(
-        host=args.host, port=args.port, data_dir=args.data_dir, log_level=args.log_level,
-        http_workers=args.http_workers,
-    )  # fmt: skip
+        host=args.host, port=args.port, data_dir=args.data_dir, log_level=args.log_level
+    )
     configure_logging(settings.log_level)
     configure_process(settings)
-    if settings.http_workers and settings.port == 0:  # every front process must listen on one port
-        settings = settings.model_copy(update={"port": free_port(settings.host)})
     app = create_app(settings)
-    # uvicorn's httptools protocol with time limits for slow clients, and the hot routes (direct
-    # lanes) answered by the protocol itself
-    protocol = lane_protocol(app)
+    # uvicorn's httptools protocol with a time limit on request heads (slow clients)
+    protocol = head_timeout_protocol(settings.header_timeout_s)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, access_log=False,
         http=protocol or "auto",
     )  # fmt: skip
-    server = (
-        FrontedServer(config, app, settings.http_workers) if settings.http_workers else uvicorn.Server(config)
-    )
+    server = uvicorn.Server(config)
     server.run()
-    return 0 if server.started and not getattr(server, "failed", False) else 1
+    return 0 if server.started else 1
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -6,8 +6,7 @@ matches is `unmatched`; no request ids or texts ever become labels.
 
 Each app owns one `Metrics` (its own registry, so that two apps in one process, as in tests,
 never share counts). Requests are counted where their log line is written
-(altlas.api.middleware.log_request), which every way a request can take passes: the ASGI
-stack, the fast lane and the server protocol's direct lanes.
+(altlas.api.admission.log_request), which every request passes.
 """
 
 from __future__ import annotations

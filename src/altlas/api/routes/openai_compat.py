@@ -25,12 +25,10 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.types import Receive
 
 from altlas.api.cost import request_cost
-from altlas.api.fast_lane import Answer, FastLane
-from altlas.api.lane_protocol import DirectLane, Started
 from altlas.embeddings.engine import TextRequest
 from altlas.embeddings.service import MAX_TEXTS_PER_REQUEST, encode_base64
 from altlas.errors import InputTooLargeError, InvalidInputError
@@ -53,8 +51,6 @@ __all__ = [
     "CompletionRequest",
     "EmbeddingsRequest",
     "embed",
-    "embeddings_direct_lane",
-    "embeddings_fast_lane",
     "generate",
     "generate_json",
     "openai_router",
@@ -148,8 +144,7 @@ def openai_router(manager: ModelManager) -> APIRouter:
 
     @router.post("/embeddings", summary="Embeddings (OpenAI shape; encoding_format float or base64)")
     async def embeddings(body: EmbeddingsRequest, request: Request) -> Response:
-        answer = await embed(manager, body, request.receive)
-        return Response(answer.body, answer.status, dict(answer.headers), "application/json")
+        return await embed(manager, body, request.receive)
 
     # text generation
 
@@ -197,7 +192,7 @@ def _submit_embedding(
 
 def _embedding_answer(
     lease: Lease, body: EmbeddingsRequest, served: Served[np.ndarray], tokens: int
-) -> Answer:
+) -> Response:
     headers, cost = request_cost(
         lease, served.run_ms, served.queue_ms, served.batch_size, served.batch_requests, served.device
     )
@@ -209,10 +204,10 @@ def _embedding_answer(
     usage = {"prompt_tokens": tokens, "total_tokens": tokens}
     result = {"object": "list", "data": data, "model": body.model, "usage": usage, "altlas": cost}
     # orjson writes float32 vectors straight from numpy: ~50x json.dumps over lists of floats
-    return Answer(orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY), headers)
+    return Response(orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY), 200, headers, "application/json")
 
 
-async def embed(manager: ModelManager, body: EmbeddingsRequest, receive: Receive) -> Answer:
+async def embed(manager: ModelManager, body: EmbeddingsRequest, receive: Receive) -> Response:
     """One /v1/embeddings request, its body validated; `receive` tells of a client that leaves."""
     texts = _texts(body)
     lease = manager.lease_if_loaded(body.model, "embedding")
@@ -222,47 +217,6 @@ async def embed(manager: ModelManager, body: EmbeddingsRequest, receive: Receive
     timeout_s = manager.settings.request_timeout_s
     served = await wait_for(future, timeout_s, receive, f"embedding {len(texts)} texts")
     return await _small_or_threaded(len(texts), _embedding_answer, lease, body, served, request.tokens)
-
-
-def embeddings_fast_lane(manager: ModelManager) -> FastLane:
-    """POST /v1/embeddings straight from the raw body (see altlas.api.fast_lane): pydantic
-    parses and validates the bytes in one call. A body it rejects goes to the route, whose
-    errors name the field as before (json.loads there, so the same words for bad JSON)."""
-
-    async def lane(raw: bytes, receive: Receive) -> Answer | None:
-        try:
-            body = EmbeddingsRequest.model_validate_json(raw)
-        except ValidationError:
-            return None
-        return await embed(manager, body, receive)
-
-    return lane
-
-
-def embeddings_direct_lane(manager: ModelManager) -> DirectLane:
-    """POST /v1/embeddings for the server's own HTTP protocol (altlas.api.lane_protocol): the
-    same request as `embed`, started and finished by plain calls on the event loop. It takes
-    what answers quickly (a loaded model, a few texts); anything else goes the ASGI way."""
-
-    def start(raw: bytes) -> Started | None:
-        try:
-            body = EmbeddingsRequest.model_validate_json(raw)
-        except ValidationError:
-            return None
-        texts = _texts(body)
-        if len(texts) > _SMALL_INPUT:
-            return None  # its answer is built on a worker thread: the ASGI way
-        lease = manager.lease_if_loaded(body.model, "embedding")
-        if lease is None:
-            return None  # loading takes seconds: the ASGI way, on a worker thread
-        future, request = _submit_embedding(lease, body, texts)
-
-        def finish(served: Served[np.ndarray]) -> Answer:
-            return _embedding_answer(lease, body, served, request.tokens)
-
-        return Started(future, finish, manager.settings.request_timeout_s, f"embedding {len(texts)} texts")
-
-    return DirectLane(start)
 
 
 # Generations run on their own threads, each for as long as its answer takes: not on anyio's
