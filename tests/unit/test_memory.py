@@ -13,6 +13,7 @@ import torch
 
 from altlas.errors import InvalidInputError
 from altlas.orchestrator import manager as manager_module
+from altlas.orchestrator.backends import BatchedBackend
 from altlas.orchestrator.manager import InsufficientMemoryError, ModelManager
 from altlas.orchestrator.memory import Resident, activation_reserve, plan_room
 from altlas.orchestrator.registry import ModelSpec, Registry
@@ -83,12 +84,15 @@ def test_pinned_is_a_checked_registry_field() -> None:
 # the manager, with a pretend GPU
 
 
-class FakeBackend:
+class FakeBackend(BatchedBackend[int, int]):
+    """A batched model whose queue holds `in_flight` requests, and runs nothing."""
+
     task = "audio-vad"
 
     def __init__(self, in_flight: int = 0) -> None:
         self.device = torch.device("cpu")  # unloading it touches no real GPU
-        self.batcher = SimpleNamespace(in_flight=lambda: in_flight)
+        self.batcher = SimpleNamespace(in_flight=lambda: in_flight)  # type: ignore[assignment]
+        self.replica = None
         self.closed = False
 
     def warmup(self, inputs: list[str]) -> None:
@@ -171,7 +175,7 @@ def test_no_room_refuses_an_explicit_gpu_load_and_sends_auto_to_the_cpu(
 def test_oom_splits_are_summed_over_batchers_and_kept_after_an_unload(manager: ModelManager) -> None:
     backend = put_on_gpu(manager, "old", 100, 0.0)
     batcher: DynamicBatcher[int, list[int], int] = DynamicBatcher("oom", list, list)
-    backend.batcher = batcher  # type: ignore[assignment]
+    backend.batcher = batcher
     batcher.stats.oom_splits = 3  # as if three batches had been split
     assert manager.memory_report()["counters"]["oom_splits"] == 3
     assert manager.status("old")["oom_splits"] == 3

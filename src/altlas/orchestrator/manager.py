@@ -36,13 +36,13 @@ from altlas.errors import (  # the memory, unavailable and wrong-task errors sta
     NotFoundError,
     WrongTaskError,
 )
-from altlas.orchestrator.backends import Backend, GenerationBackend, add_cpu_replica, build_backend
+from altlas.orchestrator.backends import REPLICA_TASKS, Backend, add_cpu_replica, build_backend
 from altlas.orchestrator.memory import IDLE_AFTER_S, MemoryCounters, Resident, activation_reserve, plan_room
 from altlas.orchestrator.placement import estimate_bytes
 from altlas.orchestrator.registry import ModelSpec, Registry, resolve_source, source_allowed
 from altlas.runtime.device import apply_memory_budget, describe_device, resolve_device
-from altlas.scheduling.batcher import BatcherStats, BatchPolicy, DynamicBatcher
-from altlas.scheduling.spillover import SpilloverRouter, SpillPolicy
+from altlas.scheduling.batcher import BatcherStats, BatchPolicy
+from altlas.scheduling.spillover import SpillPolicy
 from altlas.settings import Settings
 
 __all__ = [
@@ -55,9 +55,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("altlas.orchestrator")
-
-
-_REPLICA_TASKS = ("embedding", "audio-vad", "image-classification")  # those served through a batcher
 
 
 @dataclass
@@ -116,7 +113,6 @@ class ModelManager:
     def status(self, name: str) -> dict[str, Any]:
         entry = self._entry(name)
         spec = self.registry.get(name)
-        decode_path, decode_fallback = _decode_path(entry.backend)
         return {
             "name": name,
             "task": spec.task,
@@ -136,12 +132,7 @@ class ModelManager:
             "load_at_start": spec.load_at_start,
             "pinned": spec.pinned,
             "reserve_bytes": entry.reserve_bytes,
-            "replica": _replica_device(entry.backend),
-            "spillovers": _spillovers(entry.backend),
-            "oom_splits": _oom_splits(entry.backend),
-            "decode_path": decode_path,
-            "decode_fallback": decode_fallback,
-            "decoding": _decoding(entry.backend),
+            **_backend_status(entry.backend),
             "load_ms": entry.load_ms,
             "warmup_ms": entry.warmup_ms,
             "last_used": entry.last_used,
@@ -156,19 +147,17 @@ class ModelManager:
         """(model, device, stats) of every dynamic batcher of the loaded models (a CPU replica's too)."""
         with self._lock:
             entries = list(self._entries.items())
-        out = []
-        for name, entry in entries:
-            queue = getattr(entry.backend, "batcher", None)
-            parts = [queue.primary, queue.replica] if isinstance(queue, SpilloverRouter) else [queue]
-            out += [
-                (name, str(p.device).split(" ")[0], p.stats) for p in parts if isinstance(p, DynamicBatcher)
-            ]
-        return out
+        return [
+            (name, batcher.device.split(" ")[0], batcher.stats)
+            for name, entry in entries
+            if entry.backend is not None
+            for batcher in entry.backend.batchers()
+        ]
 
     def in_flight(self, name: str) -> int:
         """Requests queued or running on the model (0 when it is not loaded)."""
         backend = self._entry(name).backend
-        return _in_flight(backend) if backend is not None else 0
+        return backend.in_flight() if backend is not None else 0
 
     # loading
 
@@ -223,9 +212,9 @@ class ModelManager:
             if old is not None:  # a version swap: leases in flight keep the old backend until they end
                 self._retire(old)
             facts = {"model": name, "version": version, "device": built.device, "gpu_bytes": built.gpu_bytes,
-                     "reserve_bytes": built.reserve_bytes, "replica": _replica_device(built.backend),
+                     "reserve_bytes": built.reserve_bytes, "replica": built.backend.replica_device(),
                      "load_ms": round(built.load_ms, 1), "warmup_ms": round(built.warmup_ms, 1)}  # fmt: skip
-            if isinstance(built.backend, GenerationBackend):
+            if built.backend.decode_path is not None:
                 facts["decode_path"] = built.backend.decode_path
             log.info("model loaded", extra=facts)
         return self.status(name)
@@ -333,9 +322,9 @@ class ModelManager:
             raise InvalidInputError("must be true or false", field="options.cpu_replica")
         if not wanted:
             return None
-        if spec.task not in _REPLICA_TASKS:
+        if spec.task not in REPLICA_TASKS:
             raise InvalidInputError(
-                f"{spec.task} models take no CPU replica ({', '.join(_REPLICA_TASKS)} models do)",
+                f"{spec.task} models take no CPU replica ({', '.join(REPLICA_TASKS)} models do)",
                 field="options.cpu_replica",
             )
         default = SpillPolicy()
@@ -374,7 +363,7 @@ class ModelManager:
             if entry.backend is None or not _on(entry.device, device):
                 continue
             recent = entry.last_used is not None and now - entry.last_used < IDLE_AFTER_S
-            idle = name != loading and not recent and _in_flight(entry.backend) == 0
+            idle = name != loading and not recent and entry.backend.in_flight() == 0
             residents.append(Resident(name, entry.gpu_bytes + entry.reserve_bytes, entry.spec.pinned,
                                       idle, entry.last_used or 0.0))  # fmt: skip
         return residents
@@ -404,11 +393,11 @@ class ModelManager:
             accounted = sum(m["weights_bytes"] + m["reserve_bytes"] for m in held)
             devices.append({"device": card, "budget_bytes": self._budget(torch.device(card)),
                             "accounted_bytes": accounted, "models": held})  # fmt: skip
-        backends = [entry.backend for _, entry in entries]
+        backends = [entry.backend for _, entry in entries if entry.backend is not None]
         counters = {
             **asdict(self.counters),
-            "oom_splits": self._retired_oom_splits + sum(_oom_splits(b) for b in backends),
-            "spillovers": self._retired_spillovers + sum(_spillovers(b) for b in backends),
+            "oom_splits": self._retired_oom_splits + sum(b.oom_splits() for b in backends),
+            "spillovers": self._retired_spillovers + sum(b.spillovers() for b in backends),
         }
         return {"devices": devices, "counters": counters}
 
@@ -446,8 +435,8 @@ class ModelManager:
     def _retire(self, backend: Backend) -> None:
         """Close a backend (it finishes what it accepted), keeping its counts in the totals."""
         backend.close()
-        self._retired_oom_splits += _oom_splits(backend)
-        self._retired_spillovers += _spillovers(backend)
+        self._retired_oom_splits += backend.oom_splits()
+        self._retired_spillovers += backend.spillovers()
 
     def activate(self, name: str, version: str) -> dict[str, Any]:
         """Make `version` the active one; a loaded model swaps to it (loaded and warmed up first)."""
@@ -548,45 +537,17 @@ def _on(described: str | None, device: torch.device) -> bool:
     return described is not None and described.split(" ")[0] == str(device)
 
 
-def _batchers(backend: Backend | None) -> list[DynamicBatcher[Any, Any, Any]]:
-    queue = getattr(backend, "batcher", None)
-    if isinstance(queue, SpilloverRouter):
-        return [queue.primary, queue.replica]
-    return [queue] if isinstance(queue, DynamicBatcher) else []
-
-
-def _oom_splits(backend: Backend | None) -> int:
-    return sum(batcher.stats.oom_splits for batcher in _batchers(backend))
-
-
-def _spillovers(backend: Backend | None) -> int:
-    queue = getattr(backend, "batcher", None)
-    return queue.spilled if isinstance(queue, SpilloverRouter) else 0
-
-
-def _decode_path(backend: Backend | None) -> tuple[str | None, str | None]:
-    """A loaded generation model's decode path, and why it is transformers' when a fast path
-    could have been (its fallback reason); (None, None) for other models."""
-    if isinstance(backend, GenerationBackend):
-        return backend.decode_path, backend.decode_fallback
-    return None, None
-
-
-def _decoding(backend: Backend | None) -> dict[str, Any] | None:
-    """A continuously batched generation model's decode state and counters, else None."""
-    report = getattr(backend, "decoding", None)
-    return report() if callable(report) else None
-
-
-def _replica_device(backend: Backend | None) -> str | None:
-    queue = getattr(backend, "batcher", None)
-    return queue.replica.device if isinstance(queue, SpilloverRouter) else None
-
-
-def _in_flight(backend: Backend) -> int:
-    """Requests queued or running on the backend: a model with any is never unloaded for room."""
-    count = getattr(backend, "in_flight", None)  # a backend that counts its own requests
-    if callable(count):
-        return int(count())
-    queue = getattr(backend, "batcher", None)
-    return int(queue.in_flight()) if queue is not None else 0
+def _backend_status(backend: Backend | None) -> dict[str, Any]:
+    """What a model's backend adds to its status: its CPU replica, spill-overs and OOM splits,
+    and for a generation model how it decodes (None and zeros when it is not loaded)."""
+    if backend is None:
+        return {"replica": None, "spillovers": 0, "oom_splits": 0, "decode_path": None,
+                "decode_fallback": None, "decoding": None}  # fmt: skip
+    return {
+        "replica": backend.replica_device(),
+        "spillovers": backend.spillovers(),
+        "oom_splits": backend.oom_splits(),
+        "decode_path": backend.decode_path,
+        "decode_fallback": backend.decode_fallback,
+        "decoding": backend.decoding(),
+    }
