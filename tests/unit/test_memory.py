@@ -17,6 +17,7 @@ from altlas.orchestrator.backends import BatchedBackend
 from altlas.orchestrator.manager import InsufficientMemoryError, ModelManager
 from altlas.orchestrator.memory import Resident, activation_reserve, plan_room
 from altlas.orchestrator.registry import ModelSpec, Registry
+from altlas.orchestrator.serving import Loaded
 from altlas.scheduling.batcher import DynamicBatcher
 from altlas.settings import Settings
 
@@ -118,9 +119,9 @@ def put_on_gpu(
     manager: ModelManager, name: str, size: int, last_used: float, in_flight: int = 0
 ) -> FakeBackend:
     backend = FakeBackend(in_flight)
-    entry = manager._entries[name]
-    entry.backend, entry.status, entry.device = backend, "loaded", "cuda:0 Pretend GPU"
-    entry.gpu_bytes, entry.last_used = size, last_used
+    manager.loaded.publish(name, Loaded(backend, "1", "cuda:0 Pretend GPU", size))
+    manager._entries[name].status = "loaded"
+    manager.loaded.usage(name).last_used = last_used
     return backend
 
 
