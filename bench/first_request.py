@@ -30,15 +30,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def requests(manager: ModelManager) -> dict[str, Callable[[], Any]]:
-    """One realistic request per task, through the manager's lease as the endpoints do."""
+    """One realistic request per task, through a lease of the loaded models as the endpoints take."""
     photo = (ROOT / "tests" / "data" / "images" / "chelsea.jpg").read_bytes()
 
     def embed() -> Any:
-        lease = manager.lease("all-minilm-l6-v2", "embedding")
+        lease = manager.loaded.lease("all-minilm-l6-v2", "embedding")
         return lease.backend.embedder.encode(["Chrome'u aç ve hava durumunu ara", "take a screenshot"])  # type: ignore[attr-defined]
 
     def chat() -> Any:
-        lease = manager.lease("smollm2-135m-instruct", "generation")
+        lease = manager.loaded.lease("smollm2-135m-instruct", "generation")
         engine = lease.backend.generator  # type: ignore[attr-defined]
         ids = engine.chat_ids([{"role": "user", "content": "What is the capital of France?"}])
         return engine.complete(ids, SamplingParams(max_tokens=16, temperature=0.0))
@@ -48,13 +48,13 @@ def requests(manager: ModelManager) -> dict[str, Callable[[], Any]]:
 
         speech, rate = decode_audio((ROOT / "tests" / "data" / "audio" / "speech_en.wav").read_bytes())
         clip = np.concatenate([np.zeros(rate, np.float32), speech, np.zeros(rate, np.float32)])
-        lease = manager.lease("silero-vad", "audio-vad")
+        lease = manager.loaded.lease("silero-vad", "audio-vad")
         return lease.backend.detector.segments(clip, rate)  # type: ignore[attr-defined]
 
     def classify() -> Any:
         from altlas.vision.classifier import decode_image
 
-        lease = manager.lease("efficientnet-lite0", "image-classification")
+        lease = manager.loaded.lease("efficientnet-lite0", "image-classification")
         return lease.backend.classifier.classify(decode_image(photo), 5)  # type: ignore[attr-defined]
 
     return {

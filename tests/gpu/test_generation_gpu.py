@@ -81,7 +81,7 @@ def test_unloading_returns_the_gpu_memory(smollm2_shaped: Path, tmp_path: Path) 
     loaded = manager.load("lm")
     assert loaded["status"] == "loaded" and loaded["device"].startswith("cuda:0 ")
     assert loaded["gpu_bytes"] > 100e6  # 135M parameters in fp32 on the GPU... (bf16 by default: 270 MB)
-    lease = manager.lease("lm", "generation")
+    lease = manager.loaded.lease("lm", "generation")
     engine = lease.backend.generator  # type: ignore[attr-defined]
     assert engine.continuous is not None  # continuous batching: the default on a GPU
     engine.eos_ids = engine.continuous.eos_ids = frozenset()  # random weights: no early end

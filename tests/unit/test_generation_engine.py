@@ -2,7 +2,8 @@
 generation config and the tokenizer; the chat template from chat_template.jinja or from
 tokenizer_config.json; the context from `max_context` within the model's positions; and a model
 no fast decoder takes falls back to transformers with its reason, never an error unless
-fast decoding was asked for by name."""
+fast decoding was asked for by name. Its backend answers the orchestrator's whole `Backend`
+protocol, with nothing where a question is about batchers or replicas."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ import torch
 from altlas.errors import InputTooLargeError, InvalidInputError
 from altlas.generation.engine import TextGenerator
 from altlas.generation.sampling import SamplingParams
+from altlas.orchestrator.backends import GenerationBackend, add_cpu_replica
+from altlas.scheduling.batcher import BatchPolicy
+from altlas.scheduling.spillover import SpillPolicy
 
 from ..tiny_llms import FAMILIES, special_id, tiny_llm_folder
 
@@ -177,3 +181,25 @@ def test_without_triton_the_cpu_still_batches_and_only_the_kernel_paths_fall_bac
     assert alone.decode_path == "transformers" and alone.decode_fallback is None  # not wanted on the CPU
     with pytest.raises(InvalidInputError, match="triton is not installed"):
         TextGenerator(folders["llama-3"], cpu, torch.float32, 256, fast_decode=True)
+
+
+def test_a_generation_backend_answers_the_whole_backend_protocol(folders: dict[str, Path]) -> None:
+    """No batcher, replica, spill-over or OOM split; its decoding reported only when it is
+    continuously batched; and it takes no CPU replica."""
+    batched = TextGenerator(folders["llama-3"], CPU, torch.float32, max_sequences=2, kv_cache_tokens=256)
+    alone = TextGenerator(folders["llama-3"], CPU, torch.float32, model=batched.model)
+    backend = GenerationBackend(batched, CPU, BatchPolicy())
+    turns = GenerationBackend(alone, CPU, BatchPolicy())
+    try:
+        for each in (backend, turns):
+            assert each.batchers() == [] and each.replica_device() is None and each.in_flight() == 0
+            assert each.spillovers() == each.oom_splits() == 0 and each.decode_fallback is None
+        assert backend.decode_path == batched.decode_path and turns.decode_path == "transformers"
+        decoding = backend.decoding()
+        assert decoding is not None and (decoding["active"], decoding["waiting"]) == (0, 0)
+        assert turns.decoding() is None
+        with pytest.raises(InvalidInputError, match="generation models take no CPU replica") as refused:
+            add_cpu_replica(backend, turns, SpillPolicy())
+        assert refused.value.field == "options.cpu_replica"
+    finally:
+        backend.close()

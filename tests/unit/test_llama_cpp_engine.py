@@ -58,7 +58,7 @@ def test_the_registry_serves_a_gguf_through_llama_cpp(tmp_path_factory: pytest.T
     manager = ModelManager.from_settings(Settings(data_dir=data, device="cpu"))
     status = manager.load("smollm2-llama-cpp")
     assert status["status"] == "loaded" and status["device"] == "cpu"
-    lease = manager.lease("smollm2-llama-cpp", "generation")
+    lease = manager.loaded.lease("smollm2-llama-cpp", "generation")
     engine = lease.backend.generator  # type: ignore[attr-defined]
     assert engine.decode_path == "llama.cpp (CPU)" and engine.max_context == 512
     assert (

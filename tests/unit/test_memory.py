@@ -13,9 +13,11 @@ import torch
 
 from altlas.errors import InvalidInputError
 from altlas.orchestrator import manager as manager_module
+from altlas.orchestrator.backends import BatchedBackend
 from altlas.orchestrator.manager import InsufficientMemoryError, ModelManager
 from altlas.orchestrator.memory import Resident, activation_reserve, plan_room
 from altlas.orchestrator.registry import ModelSpec, Registry
+from altlas.orchestrator.serving import Loaded
 from altlas.scheduling.batcher import DynamicBatcher
 from altlas.settings import Settings
 
@@ -83,12 +85,15 @@ def test_pinned_is_a_checked_registry_field() -> None:
 # the manager, with a pretend GPU
 
 
-class FakeBackend:
+class FakeBackend(BatchedBackend[int, int]):
+    """A batched model whose queue holds `in_flight` requests, and runs nothing."""
+
     task = "audio-vad"
 
     def __init__(self, in_flight: int = 0) -> None:
         self.device = torch.device("cpu")  # unloading it touches no real GPU
-        self.batcher = SimpleNamespace(in_flight=lambda: in_flight)
+        self.batcher = SimpleNamespace(in_flight=lambda: in_flight)  # type: ignore[assignment]
+        self.replica = None
         self.closed = False
 
     def warmup(self, inputs: list[str]) -> None:
@@ -114,9 +119,9 @@ def put_on_gpu(
     manager: ModelManager, name: str, size: int, last_used: float, in_flight: int = 0
 ) -> FakeBackend:
     backend = FakeBackend(in_flight)
-    entry = manager._entries[name]
-    entry.backend, entry.status, entry.device = backend, "loaded", "cuda:0 Pretend GPU"
-    entry.gpu_bytes, entry.last_used = size, last_used
+    manager.loaded.publish(name, Loaded(backend, "1", "cuda:0 Pretend GPU", size))
+    manager._entries[name].status = "loaded"
+    manager.loaded.usage(name).last_used = last_used
     return backend
 
 
@@ -171,7 +176,7 @@ def test_no_room_refuses_an_explicit_gpu_load_and_sends_auto_to_the_cpu(
 def test_oom_splits_are_summed_over_batchers_and_kept_after_an_unload(manager: ModelManager) -> None:
     backend = put_on_gpu(manager, "old", 100, 0.0)
     batcher: DynamicBatcher[int, list[int], int] = DynamicBatcher("oom", list, list)
-    backend.batcher = batcher  # type: ignore[assignment]
+    backend.batcher = batcher
     batcher.stats.oom_splits = 3  # as if three batches had been split
     assert manager.memory_report()["counters"]["oom_splits"] == 3
     assert manager.status("old")["oom_splits"] == 3

@@ -102,8 +102,12 @@ def test_a_backend_with_a_replica_routes_through_it_and_closes_it() -> None:
     path = resolve_source("package:silero_vad/data/silero_vad.jit", Path("."))
     cpu, policy = torch.device("cpu"), BatchPolicy()
     primary, replica = VadBackend("vad", path, cpu, 30.0, policy), VadBackend("vad", path, cpu, 30.0, policy)
+    alone = primary.batchers()
     add_cpu_replica(primary, replica, SpillPolicy())
     assert isinstance(primary.batcher, SpilloverRouter) and primary.replica is replica
+    assert primary.batchers() == [*alone, *replica.batchers()] and primary.replica_device() == "cpu"
+    assert (primary.in_flight(), primary.spillovers(), primary.oom_splits()) == (0, 0, 0)
+    assert primary.decoding() is None and primary.decode_path is None
     with pytest.raises(InvalidInputError):  # one replica only
         add_cpu_replica(primary, VadBackend("vad", path, cpu, 30.0, policy), SpillPolicy())
     primary.close()

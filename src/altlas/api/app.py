@@ -69,12 +69,13 @@ def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
     from altlas.search.collections import Collections
 
     manager = ModelManager.from_settings(settings)
+    models, timeout_s = manager.loaded, settings.request_timeout_s  # requests lease loaded models only
     app.include_router(models_router(manager, started=int(time.time())))
-    app.include_router(openai_router(manager))
-    app.include_router(media_router(manager))
+    app.include_router(openai_router(models, timeout_s))
+    app.include_router(media_router(models, timeout_s))
     collections = Collections(settings.data_dir / "collections", device=str(resolve_device(settings.device)))
-    app.include_router(search_router(manager, collections))
-    app.state.models = manager
+    app.include_router(search_router(models, collections, timeout_s))
+    app.state.models = models
     app.state.collections = collections
     app.state.on_start.append(manager.start)  # models marked load_at_start load in the background
     app.state.metrics.add_collector(lambda: model_metrics(manager))
@@ -147,6 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan,
         responses=ERROR_RESPONSES,  # every route's error answers, in the one error shape
     )
+    app.state.settings = settings
     app.state.on_start = []
     app.state.on_stop = []
     app.state.metrics = Metrics()  # this app's own registry: GET /metrics
@@ -170,5 +172,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limit=settings.max_concurrent_requests, max_body_bytes=settings.max_body_bytes,
         body_timeout_s=settings.body_timeout_s, metrics=app.state.metrics, handlers=app.exception_handlers,
     )  # fmt: skip
-    app.state.settings = settings
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from altlas.orchestrator.manager import Lease
+from altlas.orchestrator.serving import Lease
 
 __all__ = ["request_cost"]
 

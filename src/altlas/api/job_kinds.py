@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
@@ -25,6 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, Valida
 from altlas.api.schemas import SegmentOptionsBody, SegmentRequest
 from altlas.errors import InvalidInputError, OverloadedError
 from altlas.jobs.runner import Handler, JobContext, JobOutcome
+
+if TYPE_CHECKING:
+    from altlas.orchestrator.serving import LoadedModels
 
 __all__ = ["JobKind", "job_kinds", "validate_input"]
 
@@ -120,7 +123,7 @@ def job_kinds(app_state: Any) -> dict[str, JobKind]:
     """The kinds this server can run, given the services mounted on it (`app.state`)."""
     kinds: dict[str, JobKind] = {}
     segmentation = getattr(app_state, "segmentation", None)
-    manager = getattr(app_state, "models", None)
+    models: LoadedModels | None = getattr(app_state, "models", None)
     if segmentation is not None:
         from altlas.api.routes.segmentation import segmentation_options, time_reference
         from altlas.plans.codec import plan_to_dict
@@ -138,7 +141,7 @@ def job_kinds(app_state: Any) -> dict[str, JobKind]:
             body = BulkSegmentInput.model_validate(context.job.input)
             prototypes = None
             if body.embeddings:
-                prototypes = _prototypes(manager)
+                prototypes = _prototypes(models)
             total, failed, lines = len(body.commands), 0, []
             results = segment_lines(
                 body.commands,
@@ -159,34 +162,36 @@ def job_kinds(app_state: Any) -> dict[str, JobKind]:
 
         kinds["segment"] = JobKind(_parser(SegmentRequest), segment)
         kinds["segment-bulk"] = JobKind(_parser(BulkSegmentInput), segment_bulk)
-    if manager is not None:
-        kinds.update(_model_kinds(manager, app_state))
+    if models is not None:
+        kinds.update(_model_kinds(models, app_state))
     return kinds
 
 
-def _prototypes(manager: Any) -> Callable[[], Any]:
+def _prototypes(models: LoadedModels | None) -> Callable[[], Any]:
     from altlas.orchestrator.backends import EmbeddingBackend
     from altlas.segmentation.prototypes import TypePrototypes
 
     def build() -> Any:
-        if manager is None:
+        if models is None:
             raise InvalidInputError("no embedding model is served here", field="input.embeddings")
-        backend = manager.lease("all-minilm-l6-v2", "embedding").backend
+        backend = models.lease("all-minilm-l6-v2", "embedding").backend
         assert isinstance(backend, EmbeddingBackend)
         return TypePrototypes(backend.embedder)
 
     return build
 
 
-def _model_kinds(manager: Any, app_state: Any) -> dict[str, JobKind]:
+def _model_kinds(models: LoadedModels, app_state: Any) -> dict[str, JobKind]:
     from altlas.api.routes.openai_compat import ChatRequest, CompletionRequest, generate_json
     from altlas.api.routes.search import SearchRequest, run_search
     from altlas.audio.decode import open_audio
     from altlas.orchestrator.backends import EmbeddingBackend, ImageBackend, VadBackend, VadRequest
 
+    timeout_s: float = app_state.settings.request_timeout_s  # a generation's turn, a search's embedding
+
     def embed(context: JobContext) -> JobOutcome:
         body = EmbedInput.model_validate(context.job.input)
-        lease = manager.lease(body.model, "embedding")
+        lease = models.lease(body.model, "embedding")
         backend = lease.backend
         assert isinstance(backend, EmbeddingBackend)
         texts = body.input
@@ -205,17 +210,17 @@ def _model_kinds(manager: Any, app_state: Any) -> dict[str, JobKind]:
     def generate(context: JobContext) -> JobOutcome:
         body = _generation_parser(context.job.input)
         assert isinstance(body, ChatRequest | CompletionRequest)
-        return JobOutcome(result=generate_json(manager, body))
+        return JobOutcome(result=generate_json(models, body, timeout_s))
 
     def search(context: JobContext) -> JobOutcome:
         body = SearchRequest.model_validate(context.job.input)
-        return JobOutcome(result=run_search(manager, app_state.collections, body)[0])
+        return JobOutcome(result=run_search(models, app_state.collections, body, timeout_s)[0])
 
     def vad(context: JobContext) -> JobOutcome:
         body = VadInput.model_validate(context.job.input)
         field = "input.audio_base64"  # the same decoding, rate limits and resampling as POST /v1/audio/vad
         audio = open_audio(_base64(body.audio_base64, field), field=field)  # decoded as it runs
-        backend = manager.lease(body.model, "audio-vad").backend
+        backend = models.lease(body.model, "audio-vad").backend
         assert isinstance(backend, VadBackend)
         request = VadRequest(audio, body.threshold, body.min_speech_ms, body.min_silence_ms, body.pad_ms)
         segments, duration = _patiently(lambda: backend.batcher.submit(request), context).value
@@ -226,7 +231,7 @@ def _model_kinds(manager: Any, app_state: Any) -> dict[str, JobKind]:
 
     def classify(context: JobContext) -> JobOutcome:
         body = ClassifyInput.model_validate(context.job.input)
-        backend = manager.lease(body.model, "image-classification").backend
+        backend = models.lease(body.model, "image-classification").backend
         assert isinstance(backend, ImageBackend)
         backend.classifier.check_top_k(body.top_k)
         field = "input.image_base64"  # decoded as POST /v1/images/classify does: as far as the model needs

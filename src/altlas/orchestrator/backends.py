@@ -3,7 +3,9 @@
 Each backend is built from a registry entry (`ModelSpec`), the path its source resolves to,
 a device and a precision; `warmup` runs its code paths once so first requests pay no
 set-up, and `close` lets go of what it holds. The work itself lives in the task's own
-package (altlas.embeddings, altlas.generation); a backend only adapts it.
+package (altlas.embeddings, altlas.generation); a backend only adapts it. Every backend
+answers the whole `Backend` protocol (what the manager, its status and its metrics ask of
+any model), with nothing or zero where a question does not apply to its task.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -36,7 +38,9 @@ from altlas.scheduling.spillover import BatchQueue, SpilloverRouter, SpillPolicy
 from altlas.vision.classifier import ImageClassifier, Prediction
 
 __all__ = [
+    "REPLICA_TASKS",
     "Backend",
+    "BatchedBackend",
     "EmbeddingBackend",
     "GenerationBackend",
     "ImageBackend",
@@ -47,16 +51,93 @@ __all__ = [
 ]
 
 
+Item = TypeVar("Item")
+Output = TypeVar("Output")
+
+
 class Backend(Protocol):
+    """A loaded model of one task on one device: all that the manager, its status and its
+    metrics ask of any model. What only one task does (an embedder's `submit`, a generator's
+    `turn`) is on that task's class; callers narrow to it first."""
+
     task: str
     device: torch.device
 
-    def warmup(self, inputs: list[str]) -> None: ...
+    @property
+    def decode_path(self) -> str | None:
+        """How a generation model decodes tokens; None for the other tasks."""
 
-    def close(self) -> None: ...
+    @property
+    def decode_fallback(self) -> str | None:
+        """Why a generation model that could have had a fast path decodes through transformers;
+        None when it has one (or was never to), and for the other tasks."""
+
+    def warmup(self, inputs: list[str]) -> None:
+        """Run the model's code paths once (on `inputs`, for a model of text), so that the
+        first requests pay no set-up."""
+
+    def close(self) -> None:
+        """Let go of the model (and of its CPU replica); what it accepted finishes first."""
+
+    def in_flight(self) -> int:
+        """Requests queued or running: a model with any is never unloaded for room."""
+
+    def batchers(self) -> list[DynamicBatcher[Any, Any, Any]]:
+        """Its dynamic batchers (its CPU replica's too); none for a model without one."""
+
+    def spillovers(self) -> int:
+        """Requests its CPU replica took over its life; 0 without a replica."""
+
+    def oom_splits(self) -> int:
+        """Batches split because they ran out of device memory, over its life."""
+
+    def replica_device(self) -> str | None:
+        """The device of its CPU replica (described), or None without one."""
+
+    def decoding(self) -> dict[str, Any] | None:
+        """A continuously batched generation model's decode state and counters; None otherwise."""
 
 
-class EmbeddingBackend:
+class BatchedBackend(Generic[Item, Output]):
+    """What the backends whose requests go through a dynamic batcher share: the queue they are
+    submitted to (the model's batcher, or a router that sends overflow to a CPU replica, see
+    `add_cpu_replica`) and what the manager counts from it. Such a model decodes no tokens."""
+
+    device: torch.device
+    batcher: BatchQueue[Item, Output]
+    replica: BatchedBackend[Item, Output] | None  # the same model on the CPU, for overflow
+    decode_path: str | None = None
+    decode_fallback: str | None = None
+
+    def in_flight(self) -> int:
+        return self.batcher.in_flight()
+
+    def batchers(self) -> list[DynamicBatcher[Any, Any, Any]]:
+        queue = self.batcher
+        if isinstance(queue, SpilloverRouter):
+            return [queue.primary, queue.replica]
+        return [queue] if isinstance(queue, DynamicBatcher) else []
+
+    def spillovers(self) -> int:
+        return self.batcher.spilled if isinstance(self.batcher, SpilloverRouter) else 0
+
+    def oom_splits(self) -> int:
+        return sum(batcher.stats.oom_splits for batcher in self.batchers())
+
+    def replica_device(self) -> str | None:
+        return self.batcher.replica.device if isinstance(self.batcher, SpilloverRouter) else None
+
+    def decoding(self) -> None:
+        return None
+
+    def close(self) -> None:
+        """Close the queue (each batcher finishes what it accepted), then the replica."""
+        self.batcher.close()
+        if self.replica is not None:
+            self.replica.close()
+
+
+class EmbeddingBackend(BatchedBackend[TextRequest, np.ndarray]):
     """Embeddings through a dynamic batcher: concurrent requests share forward passes, a large
     request runs in pieces that take turns with the others (altlas.embeddings.batched)."""
 
@@ -72,10 +153,10 @@ class EmbeddingBackend:
         if forward_batch_tokens is not None:
             self.embedder.forward_batch_tokens = forward_batch_tokens
         self.device = self.embedder.device
-        self.batcher: BatchQueue[TextRequest, np.ndarray] = text_batcher(
+        self.batcher = text_batcher(
             self.embedder, f"{name}@{self.device}", policy, device=describe_device(self.device)
         )
-        self.replica: Backend | None = None  # the same model on the CPU, for overflow
+        self.replica = None
 
     def submit(
         self, texts: list[str], field: str = "input"
@@ -103,10 +184,8 @@ class EmbeddingBackend:
             self.encode(inputs)
 
     def close(self) -> None:
-        self.batcher.close()
+        super().close()
         self.embedder.close()
-        if self.replica is not None:
-            self.replica.close()
 
 
 class GenerationBackend:
@@ -179,6 +258,18 @@ class GenerationBackend:
             return batcher.waiting + batcher.active
         return self._waiting + int(self._turn.locked())
 
+    def batchers(self) -> list[DynamicBatcher[Any, Any, Any]]:
+        return []  # generations take turns, or share decode steps in the continuous batcher
+
+    def spillovers(self) -> int:
+        return 0  # no CPU replica
+
+    def oom_splits(self) -> int:
+        return 0
+
+    def replica_device(self) -> None:
+        return None
+
     def warmup(self, inputs: list[str]) -> None:
         self.generator.warmup(inputs)
 
@@ -198,7 +289,7 @@ class VadRequest:
     pad_ms: float = 30
 
 
-class VadBackend:
+class VadBackend(BatchedBackend[VadRequest, tuple[list[SpeechSegment], float]]):
     """One file at a time (its pieces already run side by side), queued like every backend; the
     file is decoded, resampled and detected a block at a time on the runner's thread."""
 
@@ -214,11 +305,11 @@ class VadBackend:
         self.detector = VoiceActivityDetector(path, device, chunk_seconds)
         self.device = device
         self.cpu_threads = cpu_threads
-        self.batcher: BatchQueue[VadRequest, tuple[list[SpeechSegment], float]] = DynamicBatcher(
+        self.batcher = DynamicBatcher(
             f"{name}@{device}", prepare=_only, run=self._run, policy=_one_at_a_time(policy),
             device=describe_device(device),
         )  # fmt: skip
-        self.replica: Backend | None = None
+        self.replica = None
 
     def _run(self, request: VadRequest) -> list[tuple[list[SpeechSegment], float]]:
         if self.device.type == "cpu" and torch.get_num_threads() != self.cpu_threads:
@@ -235,13 +326,11 @@ class VadBackend:
         self.detector.warmup()
 
     def close(self) -> None:
-        self.batcher.close()
+        super().close()
         self.detector.model = None
-        if self.replica is not None:
-            self.replica.close()
 
 
-class ImageBackend:
+class ImageBackend(BatchedBackend[tuple[np.ndarray, int], list[Prediction]]):
     """Images batched: each is resized on the device as it is gathered, the batch runs as one."""
 
     task = "image-classification"
@@ -252,11 +341,11 @@ class ImageBackend:
     ) -> None:  # fmt: skip
         self.classifier = ImageClassifier.load(kind, path, device, dict(options))
         self.device = self.classifier.device
-        self.batcher: BatchQueue[tuple[np.ndarray, int], list[Prediction]] = DynamicBatcher(
+        self.batcher = DynamicBatcher(
             f"{name}@{self.device}", prepare=self._prepare, run=self._run, policy=_images(policy),
             device=describe_device(self.device),
         )  # fmt: skip
-        self.replica: Backend | None = None
+        self.replica = None
 
     def _prepare(self, requests: list[tuple[np.ndarray, int]]) -> _ImageBatch:
         pixels = torch.cat([self.classifier.preprocess(image) for image, _ in requests])
@@ -270,14 +359,12 @@ class ImageBackend:
         self.classifier.warmup()
 
     def close(self) -> None:
-        self.batcher.close()
+        super().close()
         self.classifier.model = None
-        if self.replica is not None:
-            self.replica.close()
 
 
 _ImageBatch = tuple[torch.Tensor, list[int]]
-_Batched = EmbeddingBackend | VadBackend | ImageBackend  # the backends whose requests go through a batcher
+REPLICA_TASKS = tuple(kind.task for kind in (EmbeddingBackend, VadBackend, ImageBackend))  # batched ones
 
 
 def _only(items: list[VadRequest]) -> VadRequest:
@@ -297,13 +384,16 @@ def _images(policy: BatchPolicy) -> BatchPolicy:
 def add_cpu_replica(backend: Backend, replica: Backend, policy: SpillPolicy) -> None:
     """Let `replica` (the same model, on the CPU) serve `backend`'s overflow under `policy`;
     closing `backend` closes the replica too. Only backends that batch requests take one."""
-    primary = getattr(backend, "batcher", None)
-    spare = getattr(replica, "batcher", None)
-    if type(replica) is not type(backend) or not isinstance(backend, _Batched):
+    if (
+        not isinstance(backend, BatchedBackend)
+        or not isinstance(replica, BatchedBackend)
+        or type(replica) is not type(backend)
+    ):
         raise InvalidInputError(
-            f"{backend.task} models take no CPU replica (embedding, audio-vad and image models do)",
+            f"{backend.task} models take no CPU replica ({', '.join(REPLICA_TASKS)} models do)",
             field="options.cpu_replica",
         )
+    primary, spare = backend.batcher, replica.batcher
     if not isinstance(primary, DynamicBatcher) or not isinstance(spare, DynamicBatcher):
         raise InvalidInputError("this model has a replica already", field="options.cpu_replica")
     backend.batcher = SpilloverRouter(primary, spare, policy)

@@ -1,11 +1,11 @@
-"""Which models are loaded, where, and what they cost: loading, unloading, version swaps, leases.
+"""Which models are loaded, where, and what they cost: loading, unloading, version swaps.
 
-A request takes a *lease* on a model (`ModelManager.lease`): the model is loaded if it is not
-(a failed load answers with its reason), and the lease keeps that backend alive until the
-request ends; the backend's own scheduler (a dynamic batcher, see altlas.scheduling) queues
-and batches the work. So unloading or activating another version never breaks a request in
-flight: the new version is loaded and warmed up first, then swapped in; the old one stops
-taking requests and finishes those it accepted.
+Requests do not come here: they lease loaded models from `ModelManager.loaded`
+(altlas.orchestrator.serving.LoadedModels), to which the manager publishes each model once it
+is loaded and warmed up, and from which it withdraws it on unload. A request for a model that
+is not loaded calls `load` (a failed load answers with its reason). Activating another version
+of a loaded model loads and warms it up first, then publishes it in the old one's place; the
+old one stops taking requests and finishes those it accepted.
 
 GPU memory has one budget per card (its memory, or `gpu_memory_gb`); each loaded model accounts
 for its weights and its largest batch's activations (altlas.orchestrator.memory). A load that
@@ -36,18 +36,18 @@ from altlas.errors import (  # the memory, unavailable and wrong-task errors sta
     NotFoundError,
     WrongTaskError,
 )
-from altlas.orchestrator.backends import Backend, GenerationBackend, add_cpu_replica, build_backend
+from altlas.orchestrator.backends import REPLICA_TASKS, Backend, add_cpu_replica, build_backend
 from altlas.orchestrator.memory import IDLE_AFTER_S, MemoryCounters, Resident, activation_reserve, plan_room
 from altlas.orchestrator.placement import estimate_bytes
 from altlas.orchestrator.registry import ModelSpec, Registry, resolve_source, source_allowed
+from altlas.orchestrator.serving import Loaded, LoadedModels, unknown_model
 from altlas.runtime.device import apply_memory_budget, describe_device, resolve_device
-from altlas.scheduling.batcher import BatcherStats, BatchPolicy, DynamicBatcher
-from altlas.scheduling.spillover import SpilloverRouter, SpillPolicy
+from altlas.scheduling.batcher import BatcherStats, BatchPolicy
+from altlas.scheduling.spillover import SpillPolicy
 from altlas.settings import Settings
 
 __all__ = [
     "InsufficientMemoryError",
-    "Lease",
     "ModelManager",
     "ModelUnavailableError",
     "WrongTaskError",
@@ -57,41 +57,31 @@ __all__ = [
 log = logging.getLogger("altlas.orchestrator")
 
 
-_REPLICA_TASKS = ("embedding", "audio-vad", "image-classification")  # those served through a batcher
-
-
 @dataclass
 class _Entry:
+    """A registered model as the manager keeps it; what is loaded of it is in `loaded`."""
+
     spec: ModelSpec
-    backend: Backend | None = None
-    version: str | None = None
     status: str = "unloaded"  # unloaded | loading | loaded | failed
     error: str | None = None
-    device: str | None = None
-    gpu_bytes: int = 0  # weights and buffers, measured after warm-up
     reserve_bytes: int = 0  # activations of its largest batch (estimated, or the warm-up's peak)
     load_ms: float | None = None
     warmup_ms: float | None = None
-    last_used: float | None = None
-    requests: int = 0
-
-
-@dataclass(frozen=True)
-class Lease:
-    """A loaded model held for one request."""
-
-    name: str
-    backend: Backend
-    device: str  # e.g. "cuda:0 NVIDIA H100 80GB HBM3" or "cpu"
-    gpu_bytes: int
 
 
 class ModelManager:
+    """Loads, places, evicts, unloads and swaps the registered models; `loaded` is what requests
+    lease them from."""
+
     def __init__(self, registry: Registry, settings: Settings) -> None:
         self.registry = registry
         self.settings = settings
         self.cache_dir = settings.data_dir / "cache" / "models"
-        self._entries = {spec.name: _Entry(spec) for spec in registry.all()}
+        self.loaded = LoadedModels(self.load)  # what requests lease; this publishes to it
+        self._entries: dict[str, _Entry] = {}
+        for spec in registry.all():
+            self._entries[spec.name] = _Entry(spec)
+            self.loaded.add(spec.name, spec.task)
         self._lock = threading.Lock()  # guards _entries
         self._loading = threading.Lock()  # one load at a time: GPU bytes are attributed by difference
         self._placement: dict[str, str | None] = {}  # why a model sits where it does (or was unloaded)
@@ -110,22 +100,22 @@ class ModelManager:
         with self._lock:
             entry = self._entries.get(name)
         if entry is None:
-            raise NotFoundError(f"no model named {name!r}; GET /v1/models lists them", field="model")
+            raise unknown_model(name)
         return entry
 
     def status(self, name: str) -> dict[str, Any]:
         entry = self._entry(name)
         spec = self.registry.get(name)
-        decode_path, decode_fallback = _decode_path(entry.backend)
+        loaded, usage = self.loaded.get(name), self.loaded.usage(name)
         return {
             "name": name,
             "task": spec.task,
             "backend": spec.backend,
             "status": entry.status,
             "error": entry.error,
-            "device": entry.device,
-            "gpu_bytes": entry.gpu_bytes,
-            "loaded_version": entry.version,
+            "device": loaded.device if loaded is not None else None,
+            "gpu_bytes": loaded.gpu_bytes if loaded is not None else 0,
+            "loaded_version": loaded.version if loaded is not None else None,
             "active_version": spec.active,
             "versions": [
                 {"version": v, "source": s, "active": v == spec.active} for v, s in spec.versions.items()
@@ -136,16 +126,11 @@ class ModelManager:
             "load_at_start": spec.load_at_start,
             "pinned": spec.pinned,
             "reserve_bytes": entry.reserve_bytes,
-            "replica": _replica_device(entry.backend),
-            "spillovers": _spillovers(entry.backend),
-            "oom_splits": _oom_splits(entry.backend),
-            "decode_path": decode_path,
-            "decode_fallback": decode_fallback,
-            "decoding": _decoding(entry.backend),
+            **_backend_status(loaded.backend if loaded is not None else None),
             "load_ms": entry.load_ms,
             "warmup_ms": entry.warmup_ms,
-            "last_used": entry.last_used,
-            "requests": entry.requests,
+            "last_used": usage.last_used,
+            "requests": usage.requests,
         }
 
     def names(self) -> list[str]:
@@ -154,21 +139,23 @@ class ModelManager:
 
     def batchers(self) -> list[tuple[str, str, BatcherStats]]:
         """(model, device, stats) of every dynamic batcher of the loaded models (a CPU replica's too)."""
+        return [
+            (name, batcher.device.split(" ")[0], batcher.stats)
+            for name, _, loaded in self._loaded_entries()
+            for batcher in loaded.backend.batchers()
+        ]
+
+    def _loaded_entries(self) -> list[tuple[str, _Entry, Loaded]]:
+        """(name, entry, what is loaded of it) of each loaded model."""
         with self._lock:
             entries = list(self._entries.items())
-        out = []
-        for name, entry in entries:
-            queue = getattr(entry.backend, "batcher", None)
-            parts = [queue.primary, queue.replica] if isinstance(queue, SpilloverRouter) else [queue]
-            out += [
-                (name, str(p.device).split(" ")[0], p.stats) for p in parts if isinstance(p, DynamicBatcher)
-            ]
-        return out
+        held = [(name, entry, self.loaded.get(name)) for name, entry in entries]
+        return [(name, entry, loaded) for name, entry, loaded in held if loaded is not None]
 
     def in_flight(self, name: str) -> int:
         """Requests queued or running on the model (0 when it is not loaded)."""
-        backend = self._entry(name).backend
-        return _in_flight(backend) if backend is not None else 0
+        loaded = self.loaded.get(name)
+        return loaded.backend.in_flight() if loaded is not None else 0
 
     # loading
 
@@ -191,9 +178,10 @@ class ModelManager:
         spec = self.registry.get(name)
         version = version or spec.active
         with self._loading:
-            if entry.status == "loaded" and entry.version == version:
+            current = self.loaded.get(name)
+            if current is not None and current.version == version:
                 return self.status(name)
-            if entry.backend is None:
+            if current is None:
                 entry.status = "loading"
             try:
                 built = self._build(replace(spec, active=version))
@@ -203,7 +191,7 @@ class ModelManager:
                 else:  # a fault of ours, not of the model: its trace goes to the log only
                     log.exception("model load failed", extra={"model": name, "version": version})
                     reason = "an internal error; the server's log has it"
-                if entry.backend is None:
+                if current is None:
                     entry.status, entry.error = "failed", reason
                 log.warning(
                     "model failed to load", extra={"model": name, "version": version, "reason": reason}
@@ -214,18 +202,17 @@ class ModelManager:
                     else ModelUnavailableError
                 )
                 raise error(f"model {name!r} failed to load: {reason}", field="model") from None
-            old = entry.backend
-            entry.backend, entry.version, entry.device = built.backend, version, built.device
-            entry.gpu_bytes, entry.reserve_bytes = built.gpu_bytes, built.reserve_bytes
+            old = self.loaded.publish(name, Loaded(built.backend, version, built.device, built.gpu_bytes))
+            entry.reserve_bytes = built.reserve_bytes
             entry.load_ms, entry.warmup_ms = built.load_ms, built.warmup_ms
             entry.status, entry.error = "loaded", None
             self.counters.loads += 1
             if old is not None:  # a version swap: leases in flight keep the old backend until they end
-                self._retire(old)
+                self._retire(old.backend)
             facts = {"model": name, "version": version, "device": built.device, "gpu_bytes": built.gpu_bytes,
-                     "reserve_bytes": built.reserve_bytes, "replica": _replica_device(built.backend),
+                     "reserve_bytes": built.reserve_bytes, "replica": built.backend.replica_device(),
                      "load_ms": round(built.load_ms, 1), "warmup_ms": round(built.warmup_ms, 1)}  # fmt: skip
-            if isinstance(built.backend, GenerationBackend):
+            if built.backend.decode_path is not None:
                 facts["decode_path"] = built.backend.decode_path
             log.info("model loaded", extra=facts)
         return self.status(name)
@@ -333,9 +320,9 @@ class ModelManager:
             raise InvalidInputError("must be true or false", field="options.cpu_replica")
         if not wanted:
             return None
-        if spec.task not in _REPLICA_TASKS:
+        if spec.task not in REPLICA_TASKS:
             raise InvalidInputError(
-                f"{spec.task} models take no CPU replica ({', '.join(_REPLICA_TASKS)} models do)",
+                f"{spec.task} models take no CPU replica ({', '.join(REPLICA_TASKS)} models do)",
                 field="options.cpu_replica",
             )
         default = SpillPolicy()
@@ -367,21 +354,20 @@ class ModelManager:
         """The models loaded on `device` as the budget sees them; `loading` (its old version,
         during a swap) is never idle."""
         now = time.time()
-        with self._lock:
-            entries = list(self._entries.items())
         residents = []
-        for name, entry in entries:
-            if entry.backend is None or not _on(entry.device, device):
+        for name, entry, loaded in self._loaded_entries():
+            last_used = self.loaded.usage(name).last_used
+            if not _on(loaded.device, device):
                 continue
-            recent = entry.last_used is not None and now - entry.last_used < IDLE_AFTER_S
-            idle = name != loading and not recent and _in_flight(entry.backend) == 0
-            residents.append(Resident(name, entry.gpu_bytes + entry.reserve_bytes, entry.spec.pinned,
-                                      idle, entry.last_used or 0.0))  # fmt: skip
+            recent = last_used is not None and now - last_used < IDLE_AFTER_S
+            idle = name != loading and not recent and loaded.backend.in_flight() == 0
+            residents.append(Resident(name, loaded.gpu_bytes + entry.reserve_bytes, entry.spec.pinned,
+                                      idle, last_used or 0.0))  # fmt: skip
         return residents
 
     def _evict(self, name: str, device: torch.device, for_model: str) -> None:
         """Unload `name` to make room for `for_model` (under _loading)."""
-        self._release(self._entry(name))
+        self._release(name)
         self._placement[name] = f"unloaded from {device} to make room for {for_model!r}"
         self.counters.evictions += 1
         log.info("model evicted", extra={"model": name, "device": str(device), "for_model": for_model})
@@ -389,26 +375,25 @@ class ModelManager:
     def memory_report(self) -> dict[str, Any]:
         """Per GPU: its budget, the bytes the loaded models account for and by whom; and the
         counters since start (evictions, refusals, CPU fallbacks, OOM batch splits, spill-overs)."""
-        with self._lock:
-            entries = list(self._entries.items())
+        held_now = self._loaded_entries()
         cards = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
         models: dict[str, list[dict[str, Any]]] = {card: [] for card in cards}
-        for name, entry in entries:
-            if entry.backend is not None and entry.device and entry.device.startswith("cuda"):
-                models.setdefault(entry.device.split(" ")[0], []).append({
-                    "name": name, "weights_bytes": entry.gpu_bytes, "reserve_bytes": entry.reserve_bytes,
-                    "pinned": entry.spec.pinned, "last_used": entry.last_used,
+        for name, entry, loaded in held_now:
+            if loaded.device.startswith("cuda"):
+                models.setdefault(loaded.device.split(" ")[0], []).append({
+                    "name": name, "weights_bytes": loaded.gpu_bytes, "reserve_bytes": entry.reserve_bytes,
+                    "pinned": entry.spec.pinned, "last_used": self.loaded.usage(name).last_used,
                 })  # fmt: skip
         devices = []
         for card, held in models.items():
             accounted = sum(m["weights_bytes"] + m["reserve_bytes"] for m in held)
             devices.append({"device": card, "budget_bytes": self._budget(torch.device(card)),
                             "accounted_bytes": accounted, "models": held})  # fmt: skip
-        backends = [entry.backend for _, entry in entries]
+        backends = [loaded.backend for _, _, loaded in held_now]
         counters = {
             **asdict(self.counters),
-            "oom_splits": self._retired_oom_splits + sum(_oom_splits(b) for b in backends),
-            "spillovers": self._retired_spillovers + sum(_spillovers(b) for b in backends),
+            "oom_splits": self._retired_oom_splits + sum(b.oom_splits() for b in backends),
+            "spillovers": self._retired_spillovers + sum(b.spillovers() for b in backends),
         }
         return {"devices": devices, "counters": counters}
 
@@ -416,23 +401,22 @@ class ModelManager:
 
     def unload(self, name: str) -> dict[str, Any]:
         """Let go of the model; reports the GPU memory allocated before and after."""
-        entry = self._entry(name)
+        self._entry(name)
         with self._loading:
-            before, after = self._release(entry)
+            before, after = self._release(name)
         return {**self.status(name), "gpu_bytes_before": before, "gpu_bytes_after": after,
                 "gpu_bytes_freed": max(0, before - after)}  # fmt: skip
 
-    def _release(self, entry: _Entry) -> tuple[int, int]:
+    def _release(self, name: str) -> tuple[int, int]:
         """Unload (under _loading); (GPU bytes allocated before, after)."""
-        backend = entry.backend
-        device = backend.device if backend is not None else None
+        entry, old = self._entry(name), self.loaded.withdraw(name)
+        device = old.backend.device if old is not None else None
         before = _allocated(device)
-        entry.backend, entry.version, entry.status, entry.device = None, None, "unloaded", None
-        entry.gpu_bytes = entry.reserve_bytes = 0
-        if backend is not None:
-            self._retire(backend)
+        entry.status, entry.reserve_bytes = "unloaded", 0
+        if old is not None:
+            self._retire(old.backend)
             self.counters.unloads += 1
-            del backend
+            del old
         gc.collect()
         if device is not None and device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -446,8 +430,8 @@ class ModelManager:
     def _retire(self, backend: Backend) -> None:
         """Close a backend (it finishes what it accepted), keeping its counts in the totals."""
         backend.close()
-        self._retired_oom_splits += _oom_splits(backend)
-        self._retired_spillovers += _spillovers(backend)
+        self._retired_oom_splits += backend.oom_splits()
+        self._retired_spillovers += backend.spillovers()
 
     def activate(self, name: str, version: str) -> dict[str, Any]:
         """Make `version` the active one; a loaded model swaps to it (loaded and warmed up first)."""
@@ -485,33 +469,8 @@ class ModelManager:
         with self._lock:
             entry = self._entries.setdefault(spec.name, _Entry(spec))
             entry.spec = spec
+        self.loaded.add(spec.name, spec.task)
         return self.status(spec.name)
-
-    # requests
-
-    def lease_if_loaded(self, name: str, task: str) -> Lease | None:
-        """The lease, if the model is loaded; None if taking it would mean loading (a worker
-        thread's job). Lets the event loop skip a thread hop on the hot path."""
-        entry = self._entry(name)
-        if entry.backend is None or entry.status != "loaded":
-            return None
-        return self.lease(name, task)
-
-    def lease(self, name: str, task: str) -> Lease:
-        """The model, loaded (here, if it is not: call from a worker thread), for one request."""
-        entry = self._entry(name)
-        spec = self.registry.get(name)
-        if spec.task != task:
-            raise WrongTaskError(f"model {name!r} does {spec.task}, not {task}", field="model")
-        if entry.backend is None:
-            self.load(name)
-        backend = entry.backend
-        if backend is None:  # unloaded meanwhile
-            raise ModelUnavailableError(f"model {name!r} was unloaded; load it again", field="model")
-        with self._lock:
-            entry.requests += 1
-            entry.last_used = time.time()
-        return Lease(name, backend, entry.device or str(backend.device), entry.gpu_bytes)
 
 
 def _unreadable(spec: ModelSpec, path: Path, exc: Exception) -> InvalidInputError:
@@ -548,45 +507,17 @@ def _on(described: str | None, device: torch.device) -> bool:
     return described is not None and described.split(" ")[0] == str(device)
 
 
-def _batchers(backend: Backend | None) -> list[DynamicBatcher[Any, Any, Any]]:
-    queue = getattr(backend, "batcher", None)
-    if isinstance(queue, SpilloverRouter):
-        return [queue.primary, queue.replica]
-    return [queue] if isinstance(queue, DynamicBatcher) else []
-
-
-def _oom_splits(backend: Backend | None) -> int:
-    return sum(batcher.stats.oom_splits for batcher in _batchers(backend))
-
-
-def _spillovers(backend: Backend | None) -> int:
-    queue = getattr(backend, "batcher", None)
-    return queue.spilled if isinstance(queue, SpilloverRouter) else 0
-
-
-def _decode_path(backend: Backend | None) -> tuple[str | None, str | None]:
-    """A loaded generation model's decode path, and why it is transformers' when a fast path
-    could have been (its fallback reason); (None, None) for other models."""
-    if isinstance(backend, GenerationBackend):
-        return backend.decode_path, backend.decode_fallback
-    return None, None
-
-
-def _decoding(backend: Backend | None) -> dict[str, Any] | None:
-    """A continuously batched generation model's decode state and counters, else None."""
-    report = getattr(backend, "decoding", None)
-    return report() if callable(report) else None
-
-
-def _replica_device(backend: Backend | None) -> str | None:
-    queue = getattr(backend, "batcher", None)
-    return queue.replica.device if isinstance(queue, SpilloverRouter) else None
-
-
-def _in_flight(backend: Backend) -> int:
-    """Requests queued or running on the backend: a model with any is never unloaded for room."""
-    count = getattr(backend, "in_flight", None)  # a backend that counts its own requests
-    if callable(count):
-        return int(count())
-    queue = getattr(backend, "batcher", None)
-    return int(queue.in_flight()) if queue is not None else 0
+def _backend_status(backend: Backend | None) -> dict[str, Any]:
+    """What a model's backend adds to its status: its CPU replica, spill-overs and OOM splits,
+    and for a generation model how it decodes (None and zeros when it is not loaded)."""
+    if backend is None:
+        return {"replica": None, "spillovers": 0, "oom_splits": 0, "decode_path": None,
+                "decode_fallback": None, "decoding": None}  # fmt: skip
+    return {
+        "replica": backend.replica_device(),
+        "spillovers": backend.spillovers(),
+        "oom_splits": backend.oom_splits(),
+        "decode_path": backend.decode_path,
+        "decode_fallback": backend.decode_fallback,
+        "decoding": backend.decoding(),
+    }

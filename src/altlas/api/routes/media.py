@@ -12,15 +12,15 @@ from fastapi.responses import JSONResponse
 from altlas.api.cost import request_cost
 from altlas.audio.decode import open_audio
 from altlas.orchestrator.backends import ImageBackend, VadBackend, VadRequest
-from altlas.orchestrator.manager import ModelManager
+from altlas.orchestrator.serving import LoadedModels
 from altlas.scheduling.waiting import wait_for
 
 __all__ = ["media_router"]
 
 
-def media_router(manager: ModelManager) -> APIRouter:
+def media_router(models: LoadedModels, timeout_s: float) -> APIRouter:
+    """The routes, over the loaded models; `timeout_s`: the request time limit (0: none)."""
     router = APIRouter(prefix="/v1", tags=["media"])
-    timeout_s = manager.settings.request_timeout_s
 
     @router.post(
         "/audio/vad", summary="Speech segments (start, end, probability) in a WAV, FLAC or OGG upload"
@@ -36,7 +36,7 @@ def media_router(manager: ModelManager) -> APIRouter:
     ) -> JSONResponse:
         data = await file.read()
         audio = await run_in_threadpool(open_audio, data)  # the header checked; decoded as it runs
-        lease = await run_in_threadpool(manager.lease, model, "audio-vad")
+        lease = await run_in_threadpool(models.lease, model, "audio-vad")
         backend = lease.backend
         assert isinstance(backend, VadBackend)
         job = VadRequest(audio, threshold, min_speech_ms, min_silence_ms, pad_ms)
@@ -63,7 +63,7 @@ def media_router(manager: ModelManager) -> APIRouter:
         top_k: Annotated[int, Form(ge=1, le=1000)] = 5,
     ) -> JSONResponse:
         data = await file.read()
-        lease = await run_in_threadpool(manager.lease, model, "image-classification")
+        lease = await run_in_threadpool(models.lease, model, "image-classification")
         backend = lease.backend
         assert isinstance(backend, ImageBackend)
         backend.classifier.check_top_k(top_k)

@@ -42,7 +42,7 @@ from altlas.generation.sampling import (
     SamplingParams,
 )
 from altlas.orchestrator.backends import EmbeddingBackend, GenerationBackend
-from altlas.orchestrator.manager import Lease, ModelManager
+from altlas.orchestrator.serving import Lease, LoadedModels
 from altlas.scheduling.batcher import Served
 from altlas.scheduling.waiting import wait_for
 
@@ -137,14 +137,15 @@ def _sse(payload: dict[str, Any] | str) -> bytes:
     return f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n".encode()
 
 
-def openai_router(manager: ModelManager) -> APIRouter:
+def openai_router(models: LoadedModels, timeout_s: float) -> APIRouter:
+    """The routes, over the loaded models; `timeout_s`: the request time limit (0: none)."""
     router = APIRouter(prefix="/v1", tags=["openai"])
 
     # embeddings
 
     @router.post("/embeddings", summary="Embeddings (OpenAI shape; encoding_format float or base64)")
     async def embeddings(body: EmbeddingsRequest, request: Request) -> Response:
-        return await embed(manager, body, request.receive)
+        return await embed(models, body, timeout_s, request.receive)
 
     # text generation
 
@@ -154,7 +155,7 @@ def openai_router(manager: ModelManager) -> APIRouter:
         response_model=None,
     )
     async def completions(body: CompletionRequest, request: Request) -> Response:
-        return await _generation(manager, body, request)
+        return await _generation(models, body, timeout_s, request)
 
     @router.post(
         "/chat/completions",
@@ -162,7 +163,7 @@ def openai_router(manager: ModelManager) -> APIRouter:
         response_model=None,
     )
     async def chat_completions(body: ChatRequest, request: Request) -> Response:
-        return await _generation(manager, body, request)
+        return await _generation(models, body, timeout_s, request)
 
     return router
 
@@ -207,14 +208,15 @@ def _embedding_answer(
     return Response(orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY), 200, headers, "application/json")
 
 
-async def embed(manager: ModelManager, body: EmbeddingsRequest, receive: Receive) -> Response:
+async def embed(
+    models: LoadedModels, body: EmbeddingsRequest, timeout_s: float, receive: Receive
+) -> Response:
     """One /v1/embeddings request, its body validated; `receive` tells of a client that leaves."""
     texts = _texts(body)
-    lease = manager.lease_if_loaded(body.model, "embedding")
+    lease = models.lease_if_loaded(body.model, "embedding")
     if lease is None:  # loading takes seconds: on a worker thread
-        lease = await run_in_threadpool(manager.lease, body.model, "embedding")
+        lease = await run_in_threadpool(models.lease, body.model, "embedding")
     future, request = _submit_embedding(lease, body, texts)
-    timeout_s = manager.settings.request_timeout_s
     served = await wait_for(future, timeout_s, receive, f"embedding {len(texts)} texts")
     return await _small_or_threaded(len(texts), _embedding_answer, lease, body, served, request.tokens)
 
@@ -225,12 +227,12 @@ _GENERATIONS = ThreadPoolExecutor(max_workers=256, thread_name_prefix="altlas-ge
 
 
 async def _generation(
-    manager: ModelManager, body: CompletionRequest | ChatRequest, request: Request
+    models: LoadedModels, body: CompletionRequest | ChatRequest, timeout_s: float, request: Request
 ) -> Response:
     """`generate` on a generation thread; a client that leaves stops its generation (its slot
     goes to the next request at the next step, or it never starts)."""
     gone = threading.Event()
-    future = _GENERATIONS.submit(generate, manager, body, gone)
+    future = _GENERATIONS.submit(generate, models, body, timeout_s, gone)
     try:
         return await wait_for(future, 0, request.receive, "the generation")
     except BaseException:
@@ -239,16 +241,18 @@ async def _generation(
 
 
 def generate(
-    manager: ModelManager, body: CompletionRequest | ChatRequest, gone: threading.Event | None = None
+    models: LoadedModels,
+    body: CompletionRequest | ChatRequest,
+    timeout_s: float,
+    gone: threading.Event | None = None,
 ) -> JSONResponse | StreamingResponse:
     """One completion or chat request: the whole answer, or (stream: true) its server-sent events.
-    Runs on a worker thread: it waits for the model's turn and generates there; `gone` set
-    (the client left) stops a whole-answer generation at its next tokens."""
-    timeout_s = manager.settings.request_timeout_s
+    Runs on a worker thread: it waits for the model's turn (at most `timeout_s`) and generates
+    there; `gone` set (the client left) stops a whole-answer generation at its next tokens."""
     chat = isinstance(body, ChatRequest)
     stack = ExitStack()
     try:
-        lease = manager.lease(body.model, "generation")
+        lease = models.lease(body.model, "generation")
         backend = lease.backend
         assert isinstance(backend, GenerationBackend)
         queue_ms = stack.enter_context(backend.turn(timeout_s))
@@ -304,9 +308,11 @@ def generate(
     return JSONResponse(result, headers=headers)
 
 
-def generate_json(manager: ModelManager, body: CompletionRequest | ChatRequest) -> dict[str, Any]:
+def generate_json(
+    models: LoadedModels, body: CompletionRequest | ChatRequest, timeout_s: float
+) -> dict[str, Any]:
     """The whole answer's JSON body (what an async job keeps)."""
-    response = generate(manager, body.model_copy(update={"stream": False}))
+    response = generate(models, body.model_copy(update={"stream": False}), timeout_s)
     assert isinstance(response, JSONResponse)
     result: dict[str, Any] = json.loads(bytes(response.body))
     return result

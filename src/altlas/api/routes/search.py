@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 from altlas.api.cost import request_cost
 from altlas.errors import TimedOutError
 from altlas.orchestrator.backends import EmbeddingBackend
-from altlas.orchestrator.manager import Lease, ModelManager
+from altlas.orchestrator.serving import Lease, LoadedModels
 from altlas.scheduling.batcher import Served
 from altlas.scheduling.waiting import ClientGone
 from altlas.search.collections import Collections, Document
@@ -89,22 +89,25 @@ class _Embedder:
     Its embedding stops (what has not run is dropped) past the request time limit, or once
     `gone` is set: the client left."""
 
-    def __init__(self, manager: ModelManager, model: str, gone: threading.Event | None = None) -> None:
-        self.manager = manager
+    def __init__(
+        self, models: LoadedModels, model: str, timeout_s: float, gone: threading.Event | None = None
+    ) -> None:
+        self.models = models
         self.model = model
+        self.timeout_s = timeout_s
         self.gone = gone
         self.lease: Lease | None = None
         self.queue_ms = 0.0
         self.served_on = ""  # the device of the last batch (a CPU replica may take overflow)
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        lease = self.manager.lease(self.model, "embedding")
+        lease = self.models.lease(self.model, "embedding")
         backend = lease.backend
         assert isinstance(backend, EmbeddingBackend)
         self.lease = lease
         future, _request = backend.submit(list(texts))
         try:
-            served = self._wait(future, self.manager.settings.request_timeout_s)
+            served = self._wait(future, self.timeout_s)
         finally:
             future.cancel()  # nothing once it is done
         self.queue_ms += served.queue_ms
@@ -127,12 +130,16 @@ class _Embedder:
 
 
 def run_search(
-    manager: ModelManager, collections: Collections, body: SearchRequest, gone: threading.Event | None = None
+    models: LoadedModels,
+    collections: Collections,
+    body: SearchRequest,
+    timeout_s: float,
+    gone: threading.Event | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """(response body, cost headers) of one search request; `gone` set (the client left) stops it."""
     queries = [body.query] if isinstance(body.query, str) else body.query
     model = collections.model_of(body.index)
-    embed = _Embedder(manager, model, gone)
+    embed = _Embedder(models, model, timeout_s, gone)
     started = time.perf_counter()
     results = collections.search(body.index, queries, body.k, embed)
     processing_ms = (time.perf_counter() - started) * 1e3
@@ -144,16 +151,17 @@ def run_search(
     return {"index": body.index, "model": model, "results": rows, "altlas": cost}, headers
 
 
-def search_router(manager: ModelManager, collections: Collections) -> APIRouter:
+def search_router(models: LoadedModels, collections: Collections, timeout_s: float) -> APIRouter:
+    """The routes, over the loaded models; `timeout_s`: an embedding's time limit (0: none)."""
     router = APIRouter(prefix="/v1/search", tags=["search"])
 
     def add(name: str, body: AddRequest, gone: threading.Event) -> dict[str, Any]:
         documents = [Document(d.id, d.text) for d in body.documents]
-        size = collections.add(name, documents, body.model, _Embedder(manager, body.model, gone))
+        size = collections.add(name, documents, body.model, _Embedder(models, body.model, timeout_s, gone))
         return {"index": name, "model": body.model, "added": len(documents), "documents": size}
 
     def search(body: SearchRequest, gone: threading.Event) -> JSONResponse:
-        result, headers = run_search(manager, collections, body, gone)
+        result, headers = run_search(models, collections, body, timeout_s, gone)
         return JSONResponse(result, headers=headers)
 
     @router.get("/indexes", summary="The collections: name, embedding model, number of documents")
