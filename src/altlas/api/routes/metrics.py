@@ -1,5 +1,5 @@
 """GET /metrics: the server's Prometheus metrics (text format). Needs a key only when
-ALTLAS_METRICS_REQUIRE_KEY is set along with ALTLAS_API_KEYS (see ApiKeyMiddleware)."""
+ALTLAS_METRICS_REQUIRE_KEY is set along with ALTLAS_API_KEYS (see altlas.api.admission.ApiKeys)."""
 
 from __future__ import annotations
 
