@@ -61,7 +61,7 @@ def _mount_embeddings(app: FastAPI, settings: Settings) -> None:
 def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
     from altlas.api.routes.media import media_router
     from altlas.api.routes.models import models_router
-    from altlas.api.routes.openai_compat import openai_router
+    from altlas.api.routes.openai_compat import generation_threads, openai_router
     from altlas.api.routes.search import search_router
     from altlas.observability.models import model_metrics
     from altlas.orchestrator.manager import ModelManager
@@ -71,7 +71,9 @@ def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
     manager = ModelManager.from_settings(settings)
     models, timeout_s = manager.loaded, settings.request_timeout_s  # requests lease loaded models only
     app.include_router(models_router(manager, started=int(time.time())))
-    app.include_router(openai_router(models, timeout_s))
+    threads = generation_threads()
+    app.include_router(openai_router(models, timeout_s, threads))
+    app.state.on_stop.append(threads.shutdown)  # generations in flight finish first
     app.include_router(media_router(models, timeout_s))
     collections = Collections(settings.data_dir / "collections", device=str(resolve_device(settings.device)))
     app.include_router(search_router(models, collections, timeout_s))

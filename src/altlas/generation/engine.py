@@ -175,8 +175,8 @@ class TextGenerator:
 
     def stream(
         self, ids: Sequence[int], params: SamplingParams, field: str = "prompt", timeout_s: float = 0.0
-    ) -> Iterator[TokenEvent]:
-        """The answer as it is generated; the caller may stop iterating at any time.
+    ) -> Generator[TokenEvent, None, None]:
+        """The answer as it is generated; the caller may stop iterating (or close it) at any time.
         `field` names the input in errors (prompt, messages). With continuous batching the
         request queues for a slot (OverloadedError when the queue is full, TimedOutError when
         no token came within `timeout_s`; 0: no limit)."""
@@ -198,7 +198,7 @@ class TextGenerator:
 
     def _events(
         self, tokens: Generator[list[int], None, str], stop: Sequence[str], queued_ms: Callable[[], float]
-    ) -> Iterator[TokenEvent]:
+    ) -> Generator[TokenEvent, None, None]:
         """Text events of a stream of token ids: decoded a piece at a time, stop sequences
         held back and cut, and a last event with the reason and the timings."""
         started = time.perf_counter()

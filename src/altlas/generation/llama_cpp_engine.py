@@ -12,7 +12,7 @@ from __future__ import annotations
 import codecs
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -71,10 +71,12 @@ class LlamaCppGenerator:
 
     def stream(
         self, ids: Sequence[int], params: SamplingParams, field: str = "prompt"
-    ) -> Iterator[TokenEvent]:
+    ) -> Generator[TokenEvent, None, None]:
         return self._stream(list(ids), params, answer_budget(ids, params, self.max_context, field))
 
-    def _stream(self, ids: list[int], params: SamplingParams, budget: int) -> Iterator[TokenEvent]:
+    def _stream(
+        self, ids: list[int], params: SamplingParams, budget: int
+    ) -> Generator[TokenEvent, None, None]:
         started = time.perf_counter()
         first_token_at = 0.0
         if params.seed is not None:

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -50,9 +51,11 @@ __all__ = [
     "ChatRequest",
     "CompletionRequest",
     "EmbeddingsRequest",
+    "Generation",
     "embed",
     "generate",
     "generate_json",
+    "generation_threads",
     "openai_router",
 ]
 
@@ -137,8 +140,9 @@ def _sse(payload: dict[str, Any] | str) -> bytes:
     return f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n".encode()
 
 
-def openai_router(models: LoadedModels, timeout_s: float) -> APIRouter:
-    """The routes, over the loaded models; `timeout_s`: the request time limit (0: none)."""
+def openai_router(models: LoadedModels, timeout_s: float, threads: ThreadPoolExecutor) -> APIRouter:
+    """The routes, over the loaded models; `timeout_s`: the request time limit (0: none);
+    `threads`: where generations run (`generation_threads`)."""
     router = APIRouter(prefix="/v1", tags=["openai"])
 
     # embeddings
@@ -155,7 +159,7 @@ def openai_router(models: LoadedModels, timeout_s: float) -> APIRouter:
         response_model=None,
     )
     async def completions(body: CompletionRequest, request: Request) -> Response:
-        return await _generation(models, body, timeout_s, request)
+        return await _generation(models, body, timeout_s, request, threads)
 
     @router.post(
         "/chat/completions",
@@ -163,7 +167,7 @@ def openai_router(models: LoadedModels, timeout_s: float) -> APIRouter:
         response_model=None,
     )
     async def chat_completions(body: ChatRequest, request: Request) -> Response:
-        return await _generation(models, body, timeout_s, request)
+        return await _generation(models, body, timeout_s, request, threads)
 
     return router
 
@@ -221,23 +225,43 @@ async def embed(
     return await _small_or_threaded(len(texts), _embedding_answer, lease, body, served, request.tokens)
 
 
-# Generations run on their own threads, each for as long as its answer takes: not on anyio's
-# pool, whose 40 threads would cap the generations in flight below a continuous batch's slots.
-_GENERATIONS = ThreadPoolExecutor(max_workers=256, thread_name_prefix="altlas-generate")
+def generation_threads() -> ThreadPoolExecutor:
+    """The threads generations run on, each for as long as its answer takes: not anyio's pool,
+    whose 40 threads would cap the generations in flight below a continuous batch's slots.
+    The app owns it (made when the routes are mounted, shut down with the app)."""
+    return ThreadPoolExecutor(max_workers=256, thread_name_prefix="altlas-generate")
 
 
 async def _generation(
-    models: LoadedModels, body: CompletionRequest | ChatRequest, timeout_s: float, request: Request
-) -> Response:
-    """`generate` on a generation thread; a client that leaves stops its generation (its slot
-    goes to the next request at the next step, or it never starts)."""
+    models: LoadedModels, body: CompletionRequest | ChatRequest, timeout_s: float, request: Request,
+    threads: ThreadPoolExecutor,
+) -> Response:  # fmt: skip
+    """`generate` on a generation thread, its answer as a response; a client that leaves stops
+    its generation (its slot goes to the next request at the next step, or it never starts)."""
     gone = threading.Event()
-    future = _GENERATIONS.submit(generate, models, body, timeout_s, gone)
+    future = threads.submit(generate, models, body, timeout_s, gone)
     try:
-        return await wait_for(future, 0, request.receive, "the generation")
+        generation = await wait_for(future, 0, request.receive, "the generation")
     except BaseException:
         gone.set()
         raise
+    if generation.chunks is not None:
+        chunks = (_sse(chunk) for chunk in generation.chunks)
+        return StreamingResponse(chunks, media_type="text/event-stream", headers=generation.headers)
+    if generation.body is None:  # the client left mid-answer: nobody reads this
+        return Response(status_code=499)
+    return JSONResponse(generation.body, headers=generation.headers)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What `generate` gives back: the answer's headers (X-Altlas-*: its cost) and the whole
+    answer's JSON body, or (stream: true) its server-sent events' payloads (JSON objects, then
+    "[DONE]"; the lease is held until the last), or neither: the client left mid-answer."""
+
+    headers: dict[str, str]
+    body: dict[str, Any] | None = None
+    chunks: Iterator[dict[str, Any] | str] | None = None
 
 
 def generate(
@@ -245,10 +269,10 @@ def generate(
     body: CompletionRequest | ChatRequest,
     timeout_s: float,
     gone: threading.Event | None = None,
-) -> JSONResponse | StreamingResponse:
-    """One completion or chat request: the whole answer, or (stream: true) its server-sent events.
-    Runs on a worker thread: it waits for the model's turn (at most `timeout_s`) and generates
-    there; `gone` set (the client left) stops a whole-answer generation at its next tokens."""
+) -> Generation:
+    """One completion or chat request: the whole answer, or (stream: true) its events. Runs on a
+    worker thread: it waits for the model's turn (at most `timeout_s`) and generates there;
+    `gone` set (the client left) stops a whole-answer generation at its next tokens."""
     chat = isinstance(body, ChatRequest)
     stack = ExitStack()
     try:
@@ -287,35 +311,31 @@ def generate(
     if body.stream:
         include_usage = bool((body.stream_options or {}).get("include_usage"))
         headers, _ = request_cost(lease, first_ms, queue_ms)
-        stream = _stream_events(
+        chunks = _stream_events(
             stack, lease, shape, first, events, started, queue_ms, len(ids), include_usage
         )
-        return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+        return Generation(headers, chunks=chunks)
     with stack:
         pieces, last = [first.text], first
         for event in events:
             if gone is not None and gone.is_set():
-                stop = getattr(events, "close", None)  # the slot (or turn) goes now, not at the end
-                if stop is not None:
-                    stop()
-                return JSONResponse({}, status_code=499)
+                events.close()  # the slot (or turn) goes now, not at the end
+                return Generation({})
             pieces.append(event.text)
             last = event
         processing_ms = (time.perf_counter() - started) * 1e3
     usage = _usage(len(ids), last.completion_tokens)
     headers, cost = request_cost(lease, processing_ms, queue_ms, **_speed(last))
-    result = shape.whole("".join(pieces), last.finish_reason or "length", usage, cost)
-    return JSONResponse(result, headers=headers)
+    return Generation(headers, shape.whole("".join(pieces), last.finish_reason or "length", usage, cost))
 
 
 def generate_json(
     models: LoadedModels, body: CompletionRequest | ChatRequest, timeout_s: float
 ) -> dict[str, Any]:
     """The whole answer's JSON body (what an async job keeps)."""
-    response = generate(models, body.model_copy(update={"stream": False}), timeout_s)
-    assert isinstance(response, JSONResponse)
-    result: dict[str, Any] = json.loads(bytes(response.body))
-    return result
+    generation = generate(models, body.model_copy(update={"stream": False}), timeout_s)
+    assert generation.body is not None  # nobody sets `gone` here
+    return generation.body
 
 
 _SMALL_INPUT = 32  # texts whose answer is built right on the event loop
@@ -347,22 +367,22 @@ def _stream_events(
     stack: ExitStack, lease: Lease, shape: _TextShape | _ChatShape, first: TokenEvent,
     events: Iterator[TokenEvent], started: float, queue_ms: float, prompt_tokens: int,
     include_usage: bool,
-) -> Iterator[bytes]:  # fmt: skip
-    """The SSE body; the lease is held until the last event or the client leaves."""
+) -> Iterator[dict[str, Any] | str]:  # fmt: skip
+    """The SSE payloads; the lease is held until the last event or the client leaves."""
     with stack:
-        yield _sse(shape.opening())
+        yield shape.opening()
         last = first
         for event in _chain(first, events):
             last = event
             if event.finish_reason is None and event.text:
-                yield _sse(shape.piece(event.text))
+                yield shape.piece(event.text)
         total_ms = (time.perf_counter() - started) * 1e3
         _, cost = request_cost(lease, total_ms, queue_ms, **_speed(last))
         usage = _usage(prompt_tokens, last.completion_tokens)
-        yield _sse(shape.closing(last.finish_reason or "length", cost, None if include_usage else usage))
+        yield shape.closing(last.finish_reason or "length", cost, None if include_usage else usage)
         if include_usage:
-            yield _sse(shape.usage_chunk(usage))
-        yield _sse("[DONE]")
+            yield shape.usage_chunk(usage)
+        yield "[DONE]"
 
 
 def _chain(first: TokenEvent, rest: Iterator[TokenEvent]) -> Iterator[TokenEvent]:
