@@ -1,0 +1,157 @@
+"""The engine's side of the transport: typed requests in, replies out, over one ROUTER socket.
+
+`Engine.serve` runs the socket on one thread (ZeroMQ sockets are not thread-safe): it reads
+requests and writes replies. A request for a loaded model is submitted right there (a lease is a
+dict read, the submit a queue put: altlas.orchestrator.serving); one for a model that is not
+loaded goes to a loader thread first. Replies come from the batchers' threads as futures finish:
+they are queued for the socket's thread, which a pipe wakes. A Cancel cancels the request's
+future (work not yet gathered into a batch never runs). Errors travel as their kind
+(altlas.errors.error_kind); an unexpected one is logged here under the request's id and travels
+as a plain internal error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+import numpy as np
+import zmq
+
+from altlas.engine.messages import REQUESTS, Cancel, Embed, Failed, Vectors, encode
+from altlas.errors import AltlasError, error_kind
+from altlas.logs import request_id_var
+from altlas.orchestrator.serving import Lease, LoadedModels
+
+__all__ = ["Engine"]
+
+log = logging.getLogger("altlas.engine")
+
+
+class Engine:
+    """Serves the models in `models` to API processes connected to `address` (a ZeroMQ
+    endpoint, e.g. ipc:///run/altlas/engine-0)."""
+
+    def __init__(self, models: LoadedModels, address: str, context: zmq.Context[Any] | None = None) -> None:
+        self.models = models
+        self.address = address
+        self.context = context or zmq.Context.instance()
+        self.in_flight: dict[tuple[bytes, int], Future[Any]] = {}  # (peer, id) -> its work
+        self._outbox: queue.SimpleQueue[tuple[bytes, list[bytes]]] = queue.SimpleQueue()
+        self._wake_read = self._wake_write = -1  # a pipe while serving: replies wake the socket's thread
+        self.bound = threading.Event()  # set once the socket listens
+
+    def serve(self, stop: threading.Event) -> None:
+        """Answer requests until `stop` is set (checked every 100 ms)."""
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_write, False)  # a full pipe already wakes the socket's thread
+        socket = self.context.socket(zmq.ROUTER)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.bind(self.address)
+        poller = zmq.Poller()
+        poller.register(socket, zmq.POLLIN)
+        poller.register(self._wake_read, zmq.POLLIN)
+        self.bound.set()
+        try:
+            while not stop.is_set():
+                ready = dict(poller.poll(100))
+                if self._wake_read in ready:
+                    os.read(self._wake_read, 65536)
+                while True:
+                    try:
+                        peer, frames = self._outbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    socket.send_multipart([peer, *frames], copy=False)
+                if socket in ready:
+                    while True:
+                        try:
+                            peer, payload = socket.recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        self._take(peer, payload)
+        finally:
+            socket.close()
+            os.close(self._wake_read)
+            os.close(self._wake_write)
+
+    def _take(self, peer: bytes, payload: bytes) -> None:
+        try:
+            message = REQUESTS.decode(payload)
+        except Exception:  # a peer speaking something else: nothing to answer to
+            log.warning("an undecodable request was dropped", extra={"bytes": len(payload)})
+            return
+        if isinstance(message, Cancel):
+            work = self.in_flight.pop((peer, message.id), None)
+            if work is not None:
+                work.cancel()
+            return
+        token = request_id_var.set(message.request_id)
+        try:
+            lease = self.models.lease_if_loaded(message.model, "embedding")
+            if lease is None:  # loading takes seconds: not on the socket's thread
+                threading.Thread(target=self._load_then_embed, args=(peer, message), daemon=True).start()
+            else:
+                self._embed(peer, message, lease)
+        except Exception as exc:
+            self._fail(peer, message.id, exc)
+        finally:
+            request_id_var.reset(token)
+
+    def _load_then_embed(self, peer: bytes, message: Embed) -> None:
+        token = request_id_var.set(message.request_id)
+        try:
+            self._embed(peer, message, self.models.lease(message.model, "embedding"))
+        except Exception as exc:
+            self._fail(peer, message.id, exc)
+        finally:
+            request_id_var.reset(token)
+
+    def _embed(self, peer: bytes, message: Embed, lease: Lease) -> None:
+        from altlas.orchestrator.backends import EmbeddingBackend
+
+        backend = lease.backend
+        assert isinstance(backend, EmbeddingBackend)  # lease checked the task
+        future, request = backend.submit(message.texts)
+        key = (peer, message.id)
+        self.in_flight[key] = future
+
+        def done(finished: Future[Any]) -> None:
+            self.in_flight.pop(key, None)
+            if finished.cancelled():
+                return  # the client has gone, or answered its own time-out: nobody waits
+            exc = finished.exception()
+            if exc is not None:
+                self._fail(peer, message.id, exc)
+                return
+            served = finished.result()
+            vectors = np.ascontiguousarray(served.value, dtype=np.float32)
+            header = Vectors(
+                message.id, int(vectors.shape[0]), int(vectors.shape[1]), request.tokens, served.run_ms,
+                served.queue_ms, served.batch_size, served.batch_requests, served.device, lease.device,
+                lease.gpu_bytes,
+            )  # fmt: skip
+            self._send(peer, [encode(header), vectors.tobytes()])
+
+        future.add_done_callback(done)
+
+    def _fail(self, peer: bytes, ident: int, exc: BaseException) -> None:
+        if isinstance(exc, AltlasError):
+            reply = Failed(
+                ident, error_kind(exc), exc.message, exc.field, getattr(exc, "retry_after_s", None)
+            )
+        else:
+            log.error("request failed", exc_info=exc)
+            reply = Failed(ident, "internal", "internal error in the engine")
+        self._send(peer, [encode(reply)])
+
+    def _send(self, peer: bytes, frames: list[bytes]) -> None:
+        """Queue a reply for the socket's thread (any thread may call this) and wake it."""
+        self._outbox.put((peer, frames))
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_write, b"\0")

@@ -1,0 +1,183 @@
+"""The engine transport (altlas.engine) in one process: an Engine on its own thread serving the
+real all-MiniLM-L6-v2 embedding backend over ipc in a temporary folder, clients on an event
+loop. Vectors equal the backend's own; errors arrive as the same AltlasError (kind, message,
+field); a request past its time limit is cancelled in the engine; replies go to their peer."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import pytest
+import torch
+
+from altlas.embeddings import default_model_path
+from altlas.engine.client import EngineClient
+from altlas.engine.core import Engine
+from altlas.engine.messages import REPLIES, REQUESTS, Cancel, Embed, Failed, Vectors, encode
+from altlas.errors import NotFoundError, OverloadedError, TimedOutError, WrongTaskError
+from altlas.orchestrator.backends import EmbeddingBackend
+from altlas.orchestrator.serving import Loaded, LoadedModels
+from altlas.scheduling.batcher import BatchPolicy
+
+from ..embedding_cases import model_path
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[EmbeddingBackend]:
+    path = model_path() or default_model_path()
+    # a long batch window: the time-limit test's request waits in the queue, never gathered
+    served = EmbeddingBackend("minilm", path, torch.device("cpu"), "fp32", BatchPolicy(max_wait_ms=5.0))
+    yield served
+    served.close()
+
+
+@pytest.fixture
+def engine(backend: EmbeddingBackend, tmp_path: Path) -> Iterator[Engine]:
+    def refuse(name: str) -> None:
+        raise AssertionError(f"tried to load {name!r}")
+
+    models = LoadedModels(refuse)
+    models.add("minilm", "embedding")
+    models.publish("minilm", Loaded(backend, "1", "cpu", 0))
+    models.add("vad", "audio-vad")
+    for name, failing in (("full", _Full()), ("broken", _Broken())):
+        models.add(name, "embedding")
+        models.publish(name, Loaded(failing, "1", "cpu", 0))  # type: ignore[arg-type]
+    served = Engine(models, f"ipc://{tmp_path}/engine-0")
+    stop = threading.Event()
+    thread = threading.Thread(target=served.serve, args=(stop,), daemon=True)
+    thread.start()
+    assert served.bound.wait(30)
+    yield served
+    stop.set()
+    thread.join(30)
+
+
+class _Full(EmbeddingBackend):
+    """An embedding backend whose queue is full."""
+
+    def __init__(self) -> None:
+        pass
+
+    def submit(self, texts: list[str], field: str = "input") -> tuple[Any, Any]:
+        raise OverloadedError("the queue is full", 2.5, field)
+
+
+class _Broken(_Full):
+    """An embedding backend with a bug."""
+
+    def submit(self, texts: list[str], field: str = "input") -> tuple[Any, Any]:
+        raise KeyError("a bug")
+
+
+def test_messages_round_trip_as_tagged_arrays() -> None:
+    request = Embed(7, "req-1", "minilm", ["merhaba dünya", "İstanbul"])
+    assert REQUESTS.decode(encode(request)) == request
+    assert REQUESTS.decode(encode(Cancel(7))) == Cancel(7)
+    failed = Failed(7, "InputTooLargeError", "too many", "input", None)
+    assert REPLIES.decode(encode(failed)) == failed
+    assert isinstance(msgspec.msgpack.decode(encode(request)), list)  # no field names on the wire
+
+
+def test_vectors_equal_the_backends_own(engine: Engine, backend: EmbeddingBackend) -> None:
+    texts = ["Chrome'u aç ve hava durumunu ara", "take a screenshot", "ışık ğ ş İ"]
+    want = backend.encode(texts).value
+
+    async def scenario() -> None:
+        client = EngineClient(engine.address)
+        await client.start()
+        try:
+            got = await client.embed("minilm", texts, 60, "req-1")
+        finally:
+            await client.close()
+        assert got.vectors.shape == (3, 384) and got.vectors.dtype == np.float32
+        np.testing.assert_allclose(got.vectors, want, rtol=0, atol=1e-6)
+        assert isinstance(got.header, Vectors) and got.header.tokens > 3 and got.header.model_device == "cpu"
+
+    asyncio.run(scenario())
+
+
+def test_errors_arrive_as_the_same_altlas_errors(engine: Engine) -> None:
+    async def scenario() -> None:
+        client = EngineClient(engine.address)
+        await client.start()
+        try:
+            with pytest.raises(NotFoundError, match="no model named 'nope'") as unknown:
+                await client.embed("nope", ["x"], 60)
+            assert unknown.value.field == "model"
+            with pytest.raises(WrongTaskError, match="does audio-vad, not embedding"):
+                await client.embed("vad", ["x"], 60)
+            with pytest.raises(OverloadedError) as full:
+                await client.embed("full", ["x"], 60)
+            assert (full.value.message, full.value.field, full.value.retry_after_s) == (
+                "the queue is full",
+                "input",
+                2.5,
+            )
+            with pytest.raises(RuntimeError, match="internal error in the engine"):  # logged there
+                await client.embed("broken", ["x"], 60)
+        finally:
+            await client.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_request_past_its_time_limit_is_cancelled_in_the_engine(engine: Engine) -> None:
+    async def scenario() -> None:
+        client = EngineClient(engine.address)
+        await client.start()
+        try:
+            with pytest.raises(TimedOutError, match=r"took longer than the 0\.001 s limit"):
+                await client.embed("minilm", ["a slow one"] * 2000, 0.001)
+            deadline = time.monotonic() + 60
+            while engine.in_flight and time.monotonic() < deadline:  # the Cancel reaches the engine
+                await asyncio.sleep(0.01)
+            assert not engine.in_flight
+            got = await client.embed("minilm", ["still served"], 60)  # the engine goes on
+            assert got.vectors.shape == (1, 384)
+        finally:
+            await client.close()
+
+    asyncio.run(scenario())
+
+
+def test_concurrent_clients_each_get_their_own_answers(engine: Engine, backend: EmbeddingBackend) -> None:
+    texts = [f"komut {i}: dosyayı aç" for i in range(24)]
+    want = backend.encode(texts).value
+
+    async def scenario() -> None:
+        clients = [EngineClient(engine.address) for _ in range(3)]
+        for client in clients:
+            await client.start()
+        try:
+            answers = await asyncio.gather(
+                *(clients[i % 3].embed("minilm", [text], 60, f"req-{i}") for i, text in enumerate(texts))
+            )
+        finally:
+            for client in clients:
+                await client.close()
+        got = np.concatenate([answer.vectors for answer in answers])
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+    asyncio.run(scenario())
+
+
+def test_a_cancel_cancels_the_peers_waiting_work_only(tmp_path: Path) -> None:
+    """Cancel(id) from a peer cancels that peer's work of that id (never gathered, never run),
+    not another peer's of the same id."""
+    from concurrent.futures import Future
+
+    engine = Engine(LoadedModels(lambda name: None), f"ipc://{tmp_path}/engine-1")
+    mine, theirs = Future[Any](), Future[Any]()
+    engine.in_flight[(b"me", 3)] = mine
+    engine.in_flight[(b"them", 3)] = theirs
+    engine._take(b"me", encode(Cancel(3)))
+    assert mine.cancelled() and not theirs.cancelled()
+    assert list(engine.in_flight) == [(b"them", 3)]
