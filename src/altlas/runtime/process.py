@@ -7,14 +7,16 @@ serve, embed and profile commands; a benchmark) calls `configure_process(setting
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from altlas.settings import Settings
 
-__all__ = ["configure_process", "configure_tokenizer_worker"]
+__all__ = ["configure_process", "configure_tokenizer_worker", "die_with_parent"]
 
 
 def configure_process(settings: Settings) -> None:
@@ -32,3 +34,19 @@ def configure_tokenizer_worker() -> None:
     Only the workers: the serving process keeps the Rust tokenizer's own threads for batches.
     """
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+_PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def die_with_parent(parent: int) -> None:
+    """In a child process (an engine) started by process `parent`: be sent SIGTERM when the
+    parent dies, even by SIGKILL, so that no engine outlives the server that started it and
+    burns the machine's cores (Linux: prctl's parent-death signal; elsewhere nothing). A parent
+    already gone (this process re-parented before the signal was asked for): SIGTERM now."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)

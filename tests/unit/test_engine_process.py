@@ -1,0 +1,113 @@
+"""Engine processes (python -m altlas.engine) under their supervisor, on CPU with the shipped
+all-MiniLM-L6-v2: an engine serves a client over ipc; SIGKILLed, it is started again and the
+same client is served by the new one; stopped, it exits; and it dies with its parent, even when
+the parent is SIGKILLed (no orphan burning the machine's cores)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from altlas.engine.client import EngineClient
+from altlas.engine.supervisor import EngineSupervisor
+from altlas.orchestrator.registry import default_registry_text
+
+MODEL = "all-minilm-l6-v2"
+
+
+def engine_env(tmp_path: Path) -> dict[str, str]:
+    """A data folder whose registry holds MiniLM only (loaded at start), and the engine's settings."""
+    data = tmp_path / "data"
+    data.mkdir()
+    registry = yaml.safe_load(default_registry_text())
+    registry["models"] = [m for m in registry["models"] if m["name"] == MODEL]
+    (data / "models.yaml").write_text(yaml.safe_dump(registry))
+    return {
+        **os.environ, "ALTLAS_DATA_DIR": str(data), "ALTLAS_DEVICE": "cpu", "HF_HUB_OFFLINE": "1",
+        "ALTLAS_LOG_LEVEL": "WARNING",
+    }  # fmt: skip
+
+
+def until(check: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout_s:g} s")
+        time.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped by a dead parent's init) counts as gone
+        return (Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]) != "Z"
+    except OSError:
+        return False
+
+
+def test_a_killed_engine_is_started_again_and_serves_the_same_client(tmp_path: Path) -> None:
+    supervisor = EngineSupervisor(tmp_path, count=1, env=engine_env(tmp_path))
+    supervisor.start()
+    try:
+
+        async def scenario() -> None:
+            client = EngineClient(supervisor.addresses[0])
+            await client.start()
+            try:
+                first = await client.embed(MODEL, ["Chrome'u aç"], 300)
+                old = supervisor.pids()[0]
+                assert old is not None
+                os.kill(old, signal.SIGKILL)
+                await asyncio.to_thread(
+                    until, lambda: supervisor.pids()[0] not in (None, old), "a new engine"
+                )
+                assert supervisor.restarts == [1]
+                again = await client.embed(MODEL, ["Chrome'u aç"], 300)  # the socket reconnects by itself
+                np.testing.assert_allclose(again.vectors, first.vectors, rtol=0, atol=1e-6)
+            finally:
+                await client.close()
+
+        asyncio.run(scenario())
+        pids = supervisor.pids()
+    finally:
+        supervisor.stop()
+    assert all(pid is not None and not alive(pid) for pid in pids)
+
+
+def test_engines_die_with_their_parent_even_when_it_is_killed(tmp_path: Path) -> None:
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from altlas.engine.supervisor import EngineSupervisor\n"
+        f"supervisor = EngineSupervisor(Path({str(tmp_path)!r}), count=2)\n"
+        "supervisor.start()\n"
+        "print(*supervisor.pids(), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], env=engine_env(tmp_path), stdout=subprocess.PIPE
+    )
+    try:
+        assert parent.stdout is not None
+        engines = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(engines) == 2 and all(alive(pid) for pid in engines)
+        parent.kill()
+        parent.wait()
+        until(lambda: not any(alive(pid) for pid in engines), "the engines exiting")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
