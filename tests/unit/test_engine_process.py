@@ -1,7 +1,8 @@
 """Engine processes (python -m altlas.engine) under their supervisor, on CPU with the shipped
 all-MiniLM-L6-v2: an engine serves a client over ipc; SIGKILLed, it is started again and the
-same client is served by the new one; stopped, it exits; and it dies with its parent, even when
-the parent is SIGKILLed (no orphan burning the machine's cores)."""
+same client is served by the new one, while the request it was working on fails at once with
+EngineUnavailableError (503); stopped, it exits; and it dies with its parent, even when the
+parent is SIGKILLed (no orphan burning the machine's cores)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from altlas.engine.client import EngineClient
 from altlas.engine.supervisor import EngineSupervisor
+from altlas.errors import EngineUnavailableError
 from altlas.orchestrator.registry import default_registry_text
 
 MODEL = "all-minilm-l6-v2"
@@ -111,3 +114,38 @@ def test_engines_die_with_their_parent_even_when_it_is_killed(tmp_path: Path) ->
             parent.wait()
         if parent.stdout is not None:
             parent.stdout.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_the_request_an_engine_dies_on_fails_at_once_with_503s_error(tmp_path: Path) -> None:
+    supervisor = EngineSupervisor(tmp_path, count=1, env=engine_env(tmp_path))
+    supervisor.start()
+    try:
+
+        async def scenario() -> None:
+            client = EngineClient(supervisor.addresses[0])
+            await client.start()
+            try:
+                await client.embed(MODEL, ["warm up"], 300)  # loaded, connected
+                pid = supervisor.pids()[0]
+                assert pid is not None
+                idle = cpu_seconds(pid)
+                texts = [
+                    f"komut {i}: " + "dosyayı aç ve kaydet " * 20 for i in range(4000)
+                ]  # ~a minute of CPU
+                work = asyncio.create_task(client.embed(MODEL, texts, 600))
+                await asyncio.to_thread(until, lambda: cpu_seconds(pid) > idle + 1.0, "the engine at work")
+                os.kill(pid, signal.SIGKILL)
+                with pytest.raises(EngineUnavailableError) as failed:
+                    await asyncio.wait_for(work, 120)  # at once, in truth: the connection drops
+                assert failed.value.field == "model" and failed.value.retry_after_s == 1.0
+            finally:
+                await client.close()
+
+        asyncio.run(scenario())
+    finally:
+        supervisor.stop()

@@ -5,6 +5,9 @@ waiting for them by id. A request past its time limit, or whose caller is cancel
 client left), sends the engine a Cancel, so work not yet gathered into a batch never runs.
 An engine's error comes back as the same AltlasError (altlas.errors.error_from_kind); its
 internal errors as a RuntimeError (the API's catch-all answer, a 500 naming the request id).
+An engine that dies is seen at once on the socket's monitor (the connection drops: no timer,
+no heartbeat): the requests waiting on it fail with EngineUnavailableError (503, Retry-After);
+the socket reconnects by itself when the engine is started again.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from typing import Any
 import numpy as np
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from altlas.engine.messages import REPLIES, Cancel, Embed, Failed, Vectors, encode
-from altlas.errors import TimedOutError, error_from_kind
+from altlas.errors import EngineUnavailableError, TimedOutError, error_from_kind
 
 __all__ = ["Embedded", "EngineClient"]
 
@@ -42,18 +46,24 @@ class EngineClient:
         self._waiting: dict[int, asyncio.Future[tuple[Any, list[Any]]]] = {}
         self._socket: zmq.asyncio.Socket | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._monitor: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()  # set while the engine's connection is up
 
     async def start(self) -> None:
         socket = self.context.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
+        monitor = socket.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         socket.connect(self.address)
         self._socket = socket
         self._reader = asyncio.create_task(self._read())
+        self._monitor = asyncio.create_task(self._watch(monitor))
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
+        for task in (self._reader, self._monitor):
+            if task is not None:
+                task.cancel()
         if self._socket is not None:
+            self._socket.disable_monitor()
             self._socket.close()
         for waiting in self._waiting.values():
             waiting.cancel()
@@ -102,3 +112,20 @@ class EngineClient:
                     )
             else:
                 waiting.set_result((reply, [frame.buffer for frame in frames[1:]]))
+
+    async def _watch(self, monitor: zmq.asyncio.Socket) -> None:
+        """The connection's ups and downs: a drop fails every request waiting on the engine."""
+        try:
+            while True:
+                event = parse_monitor_message(await monitor.recv_multipart())
+                if event["event"] == zmq.EVENT_CONNECTED:
+                    self.connected.set()
+                elif event["event"] == zmq.EVENT_DISCONNECTED:
+                    self.connected.clear()
+                    for waiting in self._waiting.values():
+                        if not waiting.done():
+                            waiting.set_exception(
+                                EngineUnavailableError("the engine serving the model stopped; retry", "model")
+                            )
+        finally:
+            monitor.close()
