@@ -47,7 +47,13 @@ class Settings(BaseSettings):
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto | fp32 | fp16 | bf16
     gpu_memory_gb: float = 0.0  # cap on this process's GPU memory; 0 = the whole card
-    embedding_model: str = ""  # a sentence-transformers folder; empty = the shipped all-MiniLM-L6-v2
+    # The registered embedding model that /v1/embed, /v1/similar-commands, /v1/dedupe and the bulk
+    # jobs' type prototypes lease (the model manager owns it, as every model).
+    command_embedding_model: str = "all-minilm-l6-v2"
+    # A sentence-transformers folder: the model of `altlas embed` (empty: the shipped
+    # all-MiniLM-L6-v2), and the one the command embedding model loads from in place of its
+    # registered source (empty: the registry's).
+    embedding_model: str = ""
     # scheduling (issue 6): dynamic batching per model and device, bounded queues, time limits
     batching: bool = True  # off: every request runs alone (the baseline batching is measured against)
     batch_max_tokens: int = 0  # tokens gathered per batch; 0 = by device (GPU 32,768, CPU 4,096)

@@ -101,3 +101,32 @@ def test_jobs_by_kind_and_status_queue_depth_and_duration(client: TestClient) ->
         dict(k)["route"] for k in samples(families["altlas_http_requests"], "altlas_http_requests_total")
     }
     assert "/v1/jobs/{job_id}" in routes and job_id not in str(routes)
+
+
+def test_without_the_orchestrator_the_command_model_loads_on_first_use_and_is_counted(
+    client: TestClient,
+) -> None:
+    """/v1/dedupe and the bulk job's type prototypes lease the model manager's all-minilm-l6-v2:
+    nothing loads at start without the orchestrator service; the first use loads it, and the
+    model's series count it as they count every model."""
+    import time
+
+    def requests() -> float:
+        families = scrape(client)
+        return samples(families["altlas_model_requests"], "altlas_model_requests_total").get(
+            (("model", "all-minilm-l6-v2"),), 0.0
+        )
+
+    loaded = scrape(client)["altlas_models_loaded"]
+    assert sum(sample.value for sample in loaded.samples) == 0 and requests() == 0
+    response = client.post("/v1/dedupe", json={"commands": ["open chrome", "Open Chrome", "close it"]})
+    assert response.status_code == 200, response.text
+    assert response.json()["groups"] == [[0, 1]] and requests() == 1
+    bulk = {"commands": ["water the plants", "open chrome"], "embeddings": True}
+    job_id = client.post("/v1/jobs", json={"kind": "segment-bulk", "input": bulk}).json()["id"]
+    deadline = time.monotonic() + 120
+    while (job := client.get(f"/v1/jobs/{job_id}").json())["status"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert job["status"] == "succeeded", job
+    assert requests() == 2

@@ -182,6 +182,24 @@ def test_embed_endpoint(client: httpx.Client) -> None:
     as_b64 = client.post("/v1/embed", json={"texts": texts, "encoding": "base64"}).json()
     decoded = np.stack([np.frombuffer(base64.b64decode(s), dtype="<f4") for s in as_b64["embeddings"]])
     np.testing.assert_allclose(decoded, vectors, atol=1e-6)
+    pooled = client.post("/v1/embed", json={"texts": texts[:2], "normalize": False}).json()
+    raw = np.array(pooled["embeddings"])
+    norms = np.linalg.norm(raw, axis=1)
+    assert (abs(norms - 1) > 1e-3).all()  # as pooled, and in the same direction
+    np.testing.assert_allclose(raw / norms[:, None], vectors[:2], atol=1e-5)
+
+
+def test_embed_and_similarity_lease_the_registry_model(client: httpx.Client) -> None:
+    """One owner of all-MiniLM-L6-v2: the routes of the segmentation and embeddings services take
+    the model manager's leases, which its status counts (and its batcher, budget and metrics)."""
+
+    def requests() -> int:
+        return int(client.get("/v1/models/all-minilm-l6-v2").json()["altlas"]["requests"])
+
+    before = requests()
+    assert client.post("/v1/embed", json={"texts": ["open chrome"]}).status_code == 200
+    assert client.post("/v1/dedupe", json={"commands": ["open chrome", "close it"]}).status_code == 200
+    assert requests() == before + 2
 
 
 def test_embed_bad_input(client: httpx.Client) -> None:

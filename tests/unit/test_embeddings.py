@@ -99,6 +99,17 @@ def test_a_request_in_pieces_gets_the_vectors_and_tokens_of_the_whole(embedder: 
     assert request.tokens == int(embedder.tokenizer(texts)[1].sum())
 
 
+def test_each_request_of_a_batch_is_normalised_or_not_as_it_asks(embedder: Embedder) -> None:
+    texts = ["Open Firefox", "Firefox'u aç", "take a screenshot"]
+    unit, raw = TextRequest(texts[:2]), TextRequest(texts[2:], normalize=False)
+    vectors = embedder.run_requests(embedder.stage_requests([unit, raw]))  # one batch, both kinds
+    np.testing.assert_allclose(vectors[0], embedder.encode(texts[:2]), atol=2e-6)
+    np.testing.assert_allclose(vectors[1], embedder.encode(texts[2:], normalize=False), rtol=1e-5, atol=1e-5)
+    assert abs(float(np.linalg.norm(vectors[1])) - 1.0) > 1e-3
+    pieces = TextPieces(max_length=256).cut(TextRequest(mixed_texts(50, seed=3), normalize=False), 100)
+    assert len(pieces) > 1 and not any(piece.normalize for piece in pieces)
+
+
 def test_plan_batches_cover_every_sequence_within_budget() -> None:
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 60, size=500).astype(np.int32)

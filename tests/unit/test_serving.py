@@ -127,3 +127,34 @@ def test_a_request_for_a_loaded_model_runs_no_placement_or_loading_code(
     lease = manager.loaded.lease("vad", "audio-vad")
     assert manager.loaded.lease_if_loaded("vad", "audio-vad") is not None
     assert lease.device == "cpu" and lease.backend.device == torch.device("cpu")
+
+
+# the command embedding model: leased like any other, from where ALTLAS_EMBEDDING_MODEL says
+
+
+def test_the_command_embedding_model_loads_from_the_embedding_model_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "my-minilm").mkdir()
+    monkeypatch.chdir(tmp_path)  # a relative folder is the working directory's, as for `altlas embed`
+    settings = Settings(data_dir=tmp_path / "data", device="cpu", embedding_model="my-minilm")
+    manager = ModelManager(Registry(tmp_path / "data" / "models.yaml"), settings)  # the default registry
+    built: list[Path] = []
+
+    def construct(spec: ModelSpec, path: Path, device: torch.device) -> FakeBackend:
+        built.append(path)
+        return FakeBackend()
+
+    monkeypatch.setattr(manager, "_construct", construct)
+    manager.load(settings.command_embedding_model)
+    assert built == [tmp_path / "my-minilm"]
+    assert manager.status("all-minilm-l6-v2")["status"] == "loaded"
+
+
+def test_a_command_embedding_model_that_is_not_registered_is_unavailable(manager: ModelManager) -> None:
+    from altlas.orchestrator.command_model import CommandEmbedder
+
+    embedder = CommandEmbedder(manager.loaded, "no-such-model")
+    for lease in (embedder.leased, embedder.leased_if_loaded):
+        with pytest.raises(ModelUnavailableError, match="'no-such-model' is not registered"):
+            lease()

@@ -25,19 +25,37 @@ from altlas.settings import Settings
 from altlas.storage.plan_store import PlanStore
 
 if TYPE_CHECKING:
-    from altlas.embeddings.service import EmbeddingService
+    from altlas.orchestrator.command_model import CommandEmbedder
+    from altlas.orchestrator.manager import ModelManager
 
 __all__ = ["SERVICES", "create_app"]
 
 
-def _embedding_service(app: FastAPI, settings: Settings) -> EmbeddingService:
-    """One embedding engine per app (loaded on first use), shared by the services that need it."""
-    if getattr(app.state, "embeddings", None) is None:
-        from altlas.embeddings.service import EmbeddingService
+def _model_manager(app: FastAPI, settings: Settings) -> ModelManager:
+    """The app's one model manager, made by the first service that needs models: it owns every
+    model (budget, eviction, batchers, metrics), the command embedding model included. Models
+    marked load_at_start load at start only where the orchestrator is mounted; elsewhere a model
+    loads when a request first needs it."""
+    if getattr(app.state, "manager", None) is None:
+        from altlas.observability.models import model_metrics
+        from altlas.orchestrator.manager import ModelManager
 
-        app.state.embeddings = EmbeddingService(settings)
-    service: EmbeddingService = app.state.embeddings
-    return service
+        manager = ModelManager.from_settings(settings)
+        app.state.manager = manager
+        app.state.metrics.add_collector(lambda: model_metrics(manager))
+    made: ModelManager = app.state.manager
+    return made
+
+
+def _command_embedder(app: FastAPI, settings: Settings) -> CommandEmbedder:
+    """Leases of the command embedding model (settings.command_embedding_model) from the manager."""
+    if getattr(app.state, "command_embedder", None) is None:
+        from altlas.orchestrator.command_model import CommandEmbedder
+
+        loaded = _model_manager(app, settings).loaded
+        app.state.command_embedder = CommandEmbedder(loaded, settings.command_embedding_model)
+    embedder: CommandEmbedder = app.state.command_embedder
+    return embedder
 
 
 def _mount_segmentation(app: FastAPI, settings: Settings) -> None:
@@ -48,14 +66,15 @@ def _mount_segmentation(app: FastAPI, settings: Settings) -> None:
     service = SegmentationService(store, max_batch=settings.max_batch_commands)
     app.include_router(segmentation_router(service))
     app.include_router(alt_files_router(store))
-    app.include_router(similarity_router(CommandSimilarity(store, _embedding_service(app, settings))))
+    app.include_router(similarity_router(CommandSimilarity(store, _command_embedder(app, settings))))
     app.state.segmentation = service
 
 
 def _mount_embeddings(app: FastAPI, settings: Settings) -> None:
     from altlas.api.routes.embeddings import embeddings_router
 
-    app.include_router(embeddings_router(_embedding_service(app, settings)))
+    embedder = _command_embedder(app, settings)
+    app.include_router(embeddings_router(embedder, settings.request_timeout_s))
 
 
 def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
@@ -63,12 +82,10 @@ def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
     from altlas.api.routes.models import models_router
     from altlas.api.routes.openai_compat import generation_threads, openai_router
     from altlas.api.routes.search import search_router
-    from altlas.observability.models import model_metrics
-    from altlas.orchestrator.manager import ModelManager
     from altlas.runtime.device import resolve_device
     from altlas.search.collections import Collections
 
-    manager = ModelManager.from_settings(settings)
+    manager = _model_manager(app, settings)
     models, timeout_s = manager.loaded, settings.request_timeout_s  # requests lease loaded models only
     app.include_router(models_router(manager, started=int(time.time())))
     threads = generation_threads()
@@ -80,7 +97,6 @@ def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
     app.state.models = models
     app.state.collections = collections
     app.state.on_start.append(manager.start)  # models marked load_at_start load in the background
-    app.state.metrics.add_collector(lambda: model_metrics(manager))
 
 
 def _mount_jobs(app: FastAPI, settings: Settings) -> None:

@@ -27,6 +27,7 @@ from altlas.errors import InvalidInputError, OverloadedError
 from altlas.jobs.runner import Handler, JobContext, JobOutcome
 
 if TYPE_CHECKING:
+    from altlas.orchestrator.command_model import CommandEmbedder
     from altlas.orchestrator.serving import LoadedModels
 
 __all__ = ["JobKind", "job_kinds", "validate_input"]
@@ -128,6 +129,8 @@ def job_kinds(app_state: Any) -> dict[str, JobKind]:
         from altlas.api.routes.segmentation import segmentation_options, time_reference
         from altlas.plans.codec import plan_to_dict
 
+        command_embedder: CommandEmbedder = app_state.command_embedder  # mounted with segmentation
+
         def segment(context: JobContext) -> JobOutcome:
             body = SegmentRequest.model_validate(context.job.input)
             plan = segmentation.segment(
@@ -141,7 +144,7 @@ def job_kinds(app_state: Any) -> dict[str, JobKind]:
             body = BulkSegmentInput.model_validate(context.job.input)
             prototypes = None
             if body.embeddings:
-                prototypes = _prototypes(models)
+                prototypes = _prototypes(command_embedder)
             total, failed, lines = len(body.commands), 0, []
             results = segment_lines(
                 body.commands,
@@ -167,16 +170,11 @@ def job_kinds(app_state: Any) -> dict[str, JobKind]:
     return kinds
 
 
-def _prototypes(models: LoadedModels | None) -> Callable[[], Any]:
-    from altlas.orchestrator.backends import EmbeddingBackend
+def _prototypes(embedder: CommandEmbedder) -> Callable[[], Any]:
     from altlas.segmentation.prototypes import TypePrototypes
 
     def build() -> Any:
-        if models is None:
-            raise InvalidInputError("no embedding model is served here", field="input.embeddings")
-        backend = models.lease("all-minilm-l6-v2", "embedding").backend
-        assert isinstance(backend, EmbeddingBackend)
-        return TypePrototypes(backend.embedder)
+        return TypePrototypes(embedder.leased().embedder)
 
     return build
 

@@ -8,7 +8,6 @@ whose caller gives up (its future cancelled) drops its pieces not yet run.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 
 import numpy as np
 
@@ -21,17 +20,15 @@ __all__ = ["TextBatcher", "text_batcher", "text_request"]
 TextBatcher = DynamicBatcher[TextRequest, StagedRequests, np.ndarray]
 
 
-def text_batcher(
-    embedder: Embedder, name: str, policy: BatchPolicy, *, device: str = "", normalize: bool = True
-) -> TextBatcher:
+def text_batcher(embedder: Embedder, name: str, policy: BatchPolicy, *, device: str = "") -> TextBatcher:
     """Requests of texts to `embedder`, batched by `policy`; each caller gets its texts' vectors
-    (L2-normalised unless `normalize` is False). Texts are tokenized with their batch, on the
-    batcher's thread."""
+    (L2-normalised unless its request says otherwise). Texts are tokenized with their batch, on
+    the batcher's thread."""
     max_length = embedder.tokenizer.max_length
     return DynamicBatcher(
         name,
         prepare=embedder.stage_requests,
-        run=embedder.run_requests if normalize else partial(embedder.run_requests, normalize=False),
+        run=embedder.run_requests,
         cost=lambda request: request.estimated_tokens(max_length),
         policy=policy,
         size=lambda request: len(request.texts),
@@ -40,9 +37,10 @@ def text_batcher(
     )
 
 
-def text_request(texts: Sequence[str], field: str) -> TextRequest:
-    """A request of these texts; a text the tokenizer cannot take (not valid Unicode) is refused
-    here, naming `field`, so that it never fails the batch of other requests it would join."""
+def text_request(texts: Sequence[str], field: str, normalize: bool = True) -> TextRequest:
+    """A request of these texts (for L2-normalised vectors, unless `normalize` is False); a text
+    the tokenizer cannot take (not valid Unicode) is refused here, naming `field`, so that it
+    never fails the batch of other requests it would join."""
     texts = texts if isinstance(texts, list) else list(texts)
     try:
         "".join(texts).encode("utf-8")  # one call for all: this may run on the event loop
@@ -54,4 +52,4 @@ def text_request(texts: Sequence[str], field: str) -> TextRequest:
                 raise InvalidInputError(
                     "is not valid Unicode (it holds a lone surrogate)", field=f"{field}[{i}]"
                 ) from None
-    return TextRequest(texts)
+    return TextRequest(texts, normalize)

@@ -275,23 +275,28 @@ class Embedder:
         work = PreparedWork(
             tokenize_s, sum(b.real_tokens for b in staged), sum(b.padded_tokens for b in staged)
         )
-        return StagedRequests(staged, [len(request.texts) for request in requests], work)
+        counts = [len(request.texts) for request in requests]
+        return StagedRequests(staged, counts, work, [request.normalize for request in requests])
 
-    def run_requests(self, staged: StagedRequests, normalize: bool = True) -> list[np.ndarray]:
-        """Vectors of each staged request, in order."""
+    def run_requests(self, staged: StagedRequests) -> list[np.ndarray]:
+        """Vectors of each staged request, in order, L2-normalised for the requests that ask."""
         total = sum(staged.counts)
+        on_device = all(staged.normalize)  # the usual batch: normalised where it was computed
         with self._lock, torch.inference_mode():
             stats = EncodeStats(texts=total)
             started = time.perf_counter()
             out = (
-                self._run_staged(staged.batches, total, normalize, stats)
+                self._run_staged(staged.batches, total, on_device, stats)
                 if total
                 else np.zeros((0, self.dimension), np.float32)
             )
             stats.device_s = stats.wall_s = time.perf_counter() - started
             self.last_stats = stats
         bounds = np.cumsum([0, *staged.counts])
-        return [out[bounds[i] : bounds[i + 1]] for i in range(len(staged.counts))]
+        vectors = [out[bounds[i] : bounds[i + 1]] for i in range(len(staged.counts))]
+        if on_device:
+            return vectors
+        return [_unit_rows(v) if unit else v for v, unit in zip(vectors, staged.normalize, strict=True)]
 
     def _copy_stream(self) -> torch.cuda.Stream | None:
         if self.device.type != "cuda":
@@ -358,6 +363,7 @@ class TextRequest:
     rest of their batch, off the event loop; `tokens` is set then (read it once served)."""
 
     texts: list[str]
+    normalize: bool = True  # L2-normalised vectors (cosine = dot product), or the pooled ones
     tokens: int = 0
 
     def estimated_tokens(self, max_length: int) -> int:
@@ -389,10 +395,10 @@ class TextPieces:
         for i, text in enumerate(texts):
             size = len(text)
             if i > first and _estimated_tokens(i + 1 - first, characters + size, max_length) > budget:
-                pieces.append(TextRequest(texts[first:i]))
+                pieces.append(TextRequest(texts[first:i], request.normalize))
                 first, characters = i, 0
             characters += size
-        pieces.append(TextRequest(texts[first:]))
+        pieces.append(TextRequest(texts[first:], request.normalize))
         return pieces
 
     def join(self, request: TextRequest, pieces: list[TextRequest], outputs: list[np.ndarray]) -> np.ndarray:
@@ -407,6 +413,14 @@ class StagedRequests:
     batches: list[_StagedBatch]
     counts: list[int]
     work: PreparedWork  # read by the batcher's statistics
+    normalize: list[bool]  # whether request i wants its vectors L2-normalised
+
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows L2-normalised (as torch.nn.functional.normalize: a zero row stays zero)."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit: np.ndarray = vectors / np.maximum(norms, 1e-12)
+    return unit
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

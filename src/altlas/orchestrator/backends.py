@@ -159,19 +159,22 @@ class EmbeddingBackend(BatchedBackend[TextRequest, np.ndarray]):
         self.replica = None
 
     def submit(
-        self, texts: list[str], field: str = "input"
+        self, texts: list[str], field: str = "input", *, normalize: bool = True
     ) -> tuple[Future[Served[np.ndarray]], TextRequest]:
-        """Queue texts: (future of their vectors, the request, whose `tokens` count is set once
-        its batch is prepared). Tokenizing waits for the batch: one call for all its texts, on
-        the batcher's thread, not the caller's (on a server, the event loop). A text the
-        tokenizer cannot take (not valid Unicode) is refused here, naming `field`."""
-        request = text_request(texts, field)
+        """Queue texts: (future of their vectors, L2-normalised unless `normalize` is False; the
+        request, whose `tokens` count is set once its batch is prepared). Tokenizing waits for
+        the batch: one call for all its texts, on the batcher's thread, not the caller's (on a
+        server, the event loop). A text the tokenizer cannot take (not valid Unicode) is refused
+        here, naming `field`."""
+        request = text_request(texts, field, normalize)
         return self.batcher.submit(request), request
 
-    def encode(self, texts: list[str], timeout_s: float | None = None) -> Served[np.ndarray]:
-        """Vectors of `texts` through the batcher, waiting in this thread; TimeoutError after
-        `timeout_s`, and then what has not run yet never runs."""
-        future, _request = self.submit(texts)
+    def encode(
+        self, texts: list[str], timeout_s: float | None = None, field: str = "input"
+    ) -> Served[np.ndarray]:
+        """Unit vectors of `texts` through the batcher, waiting in this thread; TimeoutError
+        after `timeout_s`, and then what has not run yet never runs."""
+        future, _request = self.submit(texts, field)
         try:
             return future.result(timeout_s)
         except TimeoutError:

@@ -12,7 +12,8 @@ for its weights and its largest batch's activations (altlas.orchestrator.memory)
 does not fit unloads idle, unpinned models, least recently used first; if it still does not
 fit, `auto` goes to the CPU and an explicit GPU policy is refused (InsufficientMemoryError).
 A model with `options.cpu_replica` loaded on a GPU also gets a CPU copy that serves its
-overflow (altlas.scheduling.spillover).
+overflow (altlas.scheduling.spillover). The command embedding model (the setting
+`command_embedding_model`) loads from the folder the setting `embedding_model` names, if any.
 """
 
 from __future__ import annotations
@@ -89,6 +90,12 @@ class ModelManager:
         self._retired_oom_splits = 0  # of backends closed since start (counters only grow)
         self._retired_spillovers = 0
         self._capped: set[str] = set()  # GPUs whose allocator is held to gpu_memory_gb
+        # ALTLAS_EMBEDDING_MODEL: the folder the command embedding model loads from, whatever
+        # its registered versions say (relative to the working directory, as for `altlas embed`)
+        self._sources: dict[str, str] = {}
+        if settings.embedding_model:
+            folder = Path(settings.embedding_model).expanduser().absolute()
+            self._sources[settings.command_embedding_model] = str(folder)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelManager:
@@ -219,7 +226,7 @@ class ModelManager:
 
     def _build(self, spec: ModelSpec) -> _Built:
         started = time.perf_counter()
-        path = resolve_source(spec.source, self.settings.data_dir)
+        path = resolve_source(self._sources.get(spec.name, spec.source), self.settings.data_dir)
         policy = spec.device if spec.device != "auto" else self.settings.device
         try:
             device = resolve_device(policy)

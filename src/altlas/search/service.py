@@ -1,7 +1,8 @@
 """Command similarity for the segmentation service: similar past commands, and near-duplicates in a batch.
 
 The index of stored plans' commands is built on first use from the plan store and
-kept current through the store's save and delete hooks.
+kept current through the store's save and delete hooks. Commands are embedded by the command
+embedding model, leased from the model manager (altlas.orchestrator.command_model).
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from altlas.embeddings.service import EmbeddingService
 from altlas.errors import InputTooLargeError, InvalidInputError
+from altlas.orchestrator.command_model import CommandEmbedder
 from altlas.plans.model import AltFile
 from altlas.search.index import VectorIndex
 from altlas.search.pairs import similar_pairs
@@ -23,9 +24,9 @@ MAX_DEDUPE_COMMANDS = 100_000
 
 
 class CommandSimilarity:
-    def __init__(self, store: PlanStore, embeddings: EmbeddingService) -> None:
+    def __init__(self, store: PlanStore, embedder: CommandEmbedder) -> None:
         self.store = store
-        self.embeddings = embeddings
+        self.embedder = embedder
         self._index: VectorIndex | None = None
         self._commands: dict[str, str] = {}
         self._build_lock = threading.Lock()
@@ -36,11 +37,11 @@ class CommandSimilarity:
         if self._index is None:
             with self._build_lock:
                 if self._index is None:
-                    embedder = self.embeddings.embedder()
+                    embedder = self.embedder.leased().embedder
                     index = VectorIndex(embedder.dimension, metric="cosine", device=embedder.device)
                     pairs = self.store.commands()
                     if pairs:
-                        index.add([i for i, _ in pairs], self.embeddings.encode([c for _, c in pairs]))
+                        index.add([i for i, _ in pairs], self.embedder.encode([c for _, c in pairs], "texts"))
                     self._commands = dict(pairs)
                     self._index = index
         return self._index
@@ -48,7 +49,7 @@ class CommandSimilarity:
     def _saved(self, plans: list[AltFile]) -> None:
         if self._index is None:
             return  # built from the store on first use
-        vectors = self.embeddings.encode([p.command for p in plans], field="command")
+        vectors = self.embedder.encode([p.command for p in plans], "command")
         self._index.add([p.id for p in plans], vectors)
         self._commands.update({p.id: p.command for p in plans})
 
@@ -59,7 +60,7 @@ class CommandSimilarity:
 
     def similar(self, command: str, k: int) -> list[dict[str, Any]]:
         index = self._built()
-        vector = self.embeddings.encode([command], field="command")
+        vector = self.embedder.encode([command], "command")
         hits = index.search(vector, k)[0]
         return [
             {"plan_id": h.id, "command": self._commands.get(h.id, ""), "score": round(h.score, 6)}
@@ -73,7 +74,7 @@ class CommandSimilarity:
             )
         if not 0 < threshold <= 1:
             raise InvalidInputError(f"must be in (0, 1], got {threshold}", field="threshold")
-        vectors = self.embeddings.encode(commands, field="commands")
+        vectors = self.embedder.encode(commands, "commands")
         i, j, s = similar_pairs(vectors, threshold)
         pairs = [
             {"i": int(a), "j": int(b), "score": round(float(c), 6)}

@@ -30,8 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.types import Receive
 
 from altlas.api.cost import request_cost
+from altlas.api.vectors import MAX_TEXTS_PER_REQUEST, encode_base64
 from altlas.embeddings.engine import TextRequest
-from altlas.embeddings.service import MAX_TEXTS_PER_REQUEST, encode_base64
 from altlas.errors import InputTooLargeError, InvalidInputError
 from altlas.generation.engine import TextGenerator, TokenEvent
 from altlas.generation.sampling import (
