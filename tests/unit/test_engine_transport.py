@@ -66,14 +66,14 @@ class _Full(EmbeddingBackend):
     def __init__(self) -> None:
         pass
 
-    def submit(self, texts: list[str], field: str = "input") -> tuple[Any, Any]:
+    def submit(self, texts: list[str], field: str = "input", *, normalize: bool = True) -> tuple[Any, Any]:
         raise OverloadedError("the queue is full", 2.5, field)
 
 
 class _Broken(_Full):
     """An embedding backend with a bug."""
 
-    def submit(self, texts: list[str], field: str = "input") -> tuple[Any, Any]:
+    def submit(self, texts: list[str], field: str = "input", *, normalize: bool = True) -> tuple[Any, Any]:
         raise KeyError("a bug")
 
 
@@ -95,10 +95,14 @@ def test_vectors_equal_the_backends_own(engine: Engine, backend: EmbeddingBacken
         await client.start()
         try:
             got = await client.embed("minilm", texts, 60, "req-1")
+            raw = await client.embed("minilm", texts, 60, "req-2", normalize=False)
         finally:
             await client.close()
         assert got.vectors.shape == (3, 384) and got.vectors.dtype == np.float32
         np.testing.assert_allclose(got.vectors, want, rtol=0, atol=1e-6)
+        norms = np.linalg.norm(raw.vectors, axis=1, keepdims=True)  # as pooled: not unit length
+        assert not np.allclose(norms, 1.0, atol=1e-3)
+        np.testing.assert_allclose(raw.vectors / norms, want, rtol=0, atol=1e-5)
         assert isinstance(got.header, Vectors) and got.header.tokens > 3 and got.header.model_device == "cpu"
 
     asyncio.run(scenario())

@@ -68,11 +68,13 @@ class EngineClient:
         for waiting in self._waiting.values():
             waiting.cancel()
 
-    async def embed(self, model: str, texts: list[str], timeout_s: float, request_id: str = "") -> Embedded:
-        """The vectors of `texts` (TimedOutError past `timeout_s` seconds; 0: no limit)."""
-        header, frames = await self._ask(
-            Embed(next(self._ids), request_id, model, texts), timeout_s, f"embedding {len(texts)} texts"
-        )
+    async def embed(
+        self, model: str, texts: list[str], timeout_s: float, request_id: str = "", *, normalize: bool = True
+    ) -> Embedded:
+        """The vectors of `texts`, unit length unless `normalize` is False (TimedOutError past
+        `timeout_s` seconds; 0: no limit)."""
+        request = Embed(next(self._ids), request_id, model, texts, normalize)
+        header, frames = await self._ask(request, timeout_s, f"embedding {len(texts)} texts")
         vectors = np.frombuffer(frames[0], dtype=np.float32).reshape(header.rows, header.dim)
         return Embedded(vectors, header)
 

@@ -117,7 +117,7 @@ class Engine:
 
         backend = lease.backend
         assert isinstance(backend, EmbeddingBackend)  # lease checked the task
-        future, request = backend.submit(message.texts)
+        future, request = backend.submit(message.texts, normalize=message.normalize)
         key = (peer, message.id)
         self.in_flight[key] = future
 

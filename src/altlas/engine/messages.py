@@ -20,6 +20,7 @@ class Embed(msgspec.Struct, tag=True, array_like=True, frozen=True):
     request_id: str  # the HTTP request's, for the engine's log lines
     model: str
     texts: list[str]
+    normalize: bool = True  # unit vectors (False: as the model's pooling gives them)
 
 
 class Cancel(msgspec.Struct, tag=True, array_like=True, frozen=True):
