@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -33,7 +32,7 @@ from altlas.api.cost import request_cost
 from altlas.api.vectors import MAX_TEXTS_PER_REQUEST, encode_base64
 from altlas.embeddings.engine import TextRequest
 from altlas.errors import InputTooLargeError, InvalidInputError
-from altlas.generation.engine import TextGenerator, TokenEvent
+from altlas.generation.engine import TokenEvent
 from altlas.generation.sampling import (
     MAX_REPETITION_PENALTY,
     MAX_TEMPERATURE,
@@ -42,7 +41,8 @@ from altlas.generation.sampling import (
     MIN_DIVISOR,
     SamplingParams,
 )
-from altlas.orchestrator.backends import EmbeddingBackend, GenerationBackend
+from altlas.orchestrator.backends import EmbeddingBackend
+from altlas.orchestrator.generations import GenerationAsk, Started, start_generation
 from altlas.orchestrator.serving import Lease, LoadedModels
 from altlas.scheduling.batcher import Served
 from altlas.scheduling.waiting import wait_for
@@ -274,59 +274,39 @@ def generate(
     worker thread: it waits for the model's turn (at most `timeout_s`) and generates there;
     `gone` set (the client left) stops a whole-answer generation at its next tokens."""
     chat = isinstance(body, ChatRequest)
-    stack = ExitStack()
-    try:
-        lease = models.lease(body.model, "generation")
-        backend = lease.backend
-        assert isinstance(backend, GenerationBackend)
-        queue_ms = stack.enter_context(backend.turn(timeout_s))
-        engine = backend.generator
-        if isinstance(body, ChatRequest):
-            messages = [{"role": m.role if m.role != "developer" else "system", "content": m.text(i)}
-                        for i, m in enumerate(body.messages)]  # fmt: skip
-            ids = engine.chat_ids(messages)
-            limit = body.max_completion_tokens or body.max_tokens
-        else:
-            prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-            if len(prompts) != 1:
-                raise InvalidInputError("one prompt per request (n=1)", field="prompt")
-            ids = engine.text_ids(prompts[0])
-            limit = body.max_tokens
-        params = body.sampling(limit or (engine.max_context if chat else 16))
-        started = time.perf_counter()
-        if isinstance(engine, TextGenerator):
-            events = engine.stream(ids, params, "messages" if chat else "prompt", timeout_s=timeout_s)
-        else:
-            events = engine.stream(ids, params, "messages" if chat else "prompt")
-        first = next(events)  # the prefill runs here, so its errors are still plain 4xx answers
-        queue_ms += first.queue_ms  # continuous batching: the wait for a decode slot
-        started += first.queue_ms / 1e3  # processing times leave the wait out
-        first_ms = (time.perf_counter() - started) * 1e3
-    except BaseException:
-        stack.close()
-        raise
+    go = start_generation(models, _ask(body), timeout_s)
     ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
     created = int(time.time())
     shape = _ChatShape(ident, created, body.model) if chat else _TextShape(ident, created, body.model)
     if body.stream:
         include_usage = bool((body.stream_options or {}).get("include_usage"))
-        headers, _ = request_cost(lease, first_ms, queue_ms)
-        chunks = _stream_events(
-            stack, lease, shape, first, events, started, queue_ms, len(ids), include_usage
-        )
-        return Generation(headers, chunks=chunks)
-    with stack:
-        pieces, last = [first.text], first
-        for event in events:
+        headers, _ = request_cost(go.lease, go.first_ms, go.queue_ms)
+        return Generation(headers, chunks=_stream_events(go, shape, include_usage))
+    with go.turn:
+        pieces, last = [go.first.text], go.first
+        for event in go.events:
             if gone is not None and gone.is_set():
-                events.close()  # the slot (or turn) goes now, not at the end
+                go.events.close()  # the slot (or turn) goes now, not at the end
                 return Generation({})
             pieces.append(event.text)
             last = event
-        processing_ms = (time.perf_counter() - started) * 1e3
-    usage = _usage(len(ids), last.completion_tokens)
-    headers, cost = request_cost(lease, processing_ms, queue_ms, **_speed(last))
+        processing_ms = (time.perf_counter() - go.started) * 1e3
+    usage = _usage(go.prompt_tokens, last.completion_tokens)
+    headers, cost = request_cost(go.lease, processing_ms, go.queue_ms, **_speed(last))
     return Generation(headers, shape.whole("".join(pieces), last.finish_reason or "length", usage, cost))
+
+
+def _ask(body: CompletionRequest | ChatRequest) -> GenerationAsk:
+    """The request in the model's terms (its text parts and sampling checked here)."""
+    sampling = body.sampling(1)  # max_tokens: GenerationAsk's own
+    if isinstance(body, ChatRequest):
+        messages = tuple((m.role if m.role != "developer" else "system", m.text(i))
+                         for i, m in enumerate(body.messages))  # fmt: skip
+        return GenerationAsk(body.model, sampling, body.max_completion_tokens or body.max_tokens, messages)
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    if len(prompts) != 1:
+        raise InvalidInputError("one prompt per request (n=1)", field="prompt")
+    return GenerationAsk(body.model, sampling, body.max_tokens, prompt=prompts[0])
 
 
 def generate_json(
@@ -364,21 +344,19 @@ def _speed(last: TokenEvent) -> dict[str, Any]:
 
 
 def _stream_events(
-    stack: ExitStack, lease: Lease, shape: _TextShape | _ChatShape, first: TokenEvent,
-    events: Iterator[TokenEvent], started: float, queue_ms: float, prompt_tokens: int,
-    include_usage: bool,
-) -> Iterator[dict[str, Any] | str]:  # fmt: skip
-    """The SSE payloads; the lease is held until the last event or the client leaves."""
-    with stack:
+    go: Started, shape: _TextShape | _ChatShape, include_usage: bool
+) -> Iterator[dict[str, Any] | str]:
+    """The SSE payloads; the lease and turn are held until the last event or the client leaves."""
+    with go.turn:
         yield shape.opening()
-        last = first
-        for event in _chain(first, events):
+        last = go.first
+        for event in _chain(go.first, go.events):
             last = event
             if event.finish_reason is None and event.text:
                 yield shape.piece(event.text)
-        total_ms = (time.perf_counter() - started) * 1e3
-        _, cost = request_cost(lease, total_ms, queue_ms, **_speed(last))
-        usage = _usage(prompt_tokens, last.completion_tokens)
+        total_ms = (time.perf_counter() - go.started) * 1e3
+        _, cost = request_cost(go.lease, total_ms, go.queue_ms, **_speed(last))
+        usage = _usage(go.prompt_tokens, last.completion_tokens)
         yield shape.closing(last.finish_reason or "length", cost, None if include_usage else usage)
         if include_usage:
             yield shape.usage_chunk(usage)
