@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
@@ -59,32 +59,41 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_a_killed_engine_is_started_again_and_serves_the_same_client(tmp_path: Path) -> None:
+def run_with_an_engine(
+    tmp_path: Path, scenario: Callable[[EngineSupervisor, EngineClient], Awaitable[None]]
+) -> list[int | None]:
+    """`scenario` with one engine under its supervisor and a client of it; the engines' pids
+    at the end (all stopped on return)."""
     supervisor = EngineSupervisor(tmp_path, count=1, env=engine_env(tmp_path))
     supervisor.start()
     try:
 
-        async def scenario() -> None:
+        async def run() -> None:
             client = EngineClient(supervisor.addresses[0])
             await client.start()
             try:
-                first = await client.embed(MODEL, ["Chrome'u aç"], 300)
-                old = supervisor.pids()[0]
-                assert old is not None
-                os.kill(old, signal.SIGKILL)
-                await asyncio.to_thread(
-                    until, lambda: supervisor.pids()[0] not in (None, old), "a new engine"
-                )
-                assert supervisor.restarts == [1]
-                again = await client.embed(MODEL, ["Chrome'u aç"], 300)  # the socket reconnects by itself
-                np.testing.assert_allclose(again.vectors, first.vectors, rtol=0, atol=1e-6)
+                await scenario(supervisor, client)
             finally:
                 await client.close()
 
-        asyncio.run(scenario())
-        pids = supervisor.pids()
+        asyncio.run(run())
+        return supervisor.pids()
     finally:
         supervisor.stop()
+
+
+def test_a_killed_engine_is_started_again_and_serves_the_same_client(tmp_path: Path) -> None:
+    async def scenario(supervisor: EngineSupervisor, client: EngineClient) -> None:
+        first = await client.embed(MODEL, ["Chrome'u aç"], 300)
+        old = supervisor.pids()[0]
+        assert old is not None
+        os.kill(old, signal.SIGKILL)
+        await asyncio.to_thread(until, lambda: supervisor.pids()[0] not in (None, old), "a new engine")
+        assert supervisor.restarts == [1]
+        again = await client.embed(MODEL, ["Chrome'u aç"], 300)  # the socket reconnects by itself
+        np.testing.assert_allclose(again.vectors, first.vectors, rtol=0, atol=1e-6)
+
+    pids = run_with_an_engine(tmp_path, scenario)
     assert all(pid is not None and not alive(pid) for pid in pids)
 
 
@@ -122,30 +131,17 @@ def cpu_seconds(pid: int) -> float:
 
 
 def test_the_request_an_engine_dies_on_fails_at_once_with_503s_error(tmp_path: Path) -> None:
-    supervisor = EngineSupervisor(tmp_path, count=1, env=engine_env(tmp_path))
-    supervisor.start()
-    try:
+    async def scenario(supervisor: EngineSupervisor, client: EngineClient) -> None:
+        await client.embed(MODEL, ["warm up"], 300)  # loaded, connected
+        pid = supervisor.pids()[0]
+        assert pid is not None
+        idle = cpu_seconds(pid)
+        texts = [f"komut {i}: " + "dosyayı aç ve kaydet " * 20 for i in range(4000)]  # ~a minute of CPU
+        work = asyncio.create_task(client.embed(MODEL, texts, 600))
+        await asyncio.to_thread(until, lambda: cpu_seconds(pid) > idle + 1.0, "the engine at work")
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(EngineUnavailableError) as failed:
+            await asyncio.wait_for(work, 120)  # at once, in truth: the connection drops
+        assert failed.value.field == "model" and failed.value.retry_after_s == 1.0
 
-        async def scenario() -> None:
-            client = EngineClient(supervisor.addresses[0])
-            await client.start()
-            try:
-                await client.embed(MODEL, ["warm up"], 300)  # loaded, connected
-                pid = supervisor.pids()[0]
-                assert pid is not None
-                idle = cpu_seconds(pid)
-                texts = [
-                    f"komut {i}: " + "dosyayı aç ve kaydet " * 20 for i in range(4000)
-                ]  # ~a minute of CPU
-                work = asyncio.create_task(client.embed(MODEL, texts, 600))
-                await asyncio.to_thread(until, lambda: cpu_seconds(pid) > idle + 1.0, "the engine at work")
-                os.kill(pid, signal.SIGKILL)
-                with pytest.raises(EngineUnavailableError) as failed:
-                    await asyncio.wait_for(work, 120)  # at once, in truth: the connection drops
-                assert failed.value.field == "model" and failed.value.retry_after_s == 1.0
-            finally:
-                await client.close()
-
-        asyncio.run(scenario())
-    finally:
-        supervisor.stop()
+    run_with_an_engine(tmp_path, scenario)
