@@ -69,12 +69,8 @@ def run_with_an_engine(
     try:
 
         async def run() -> None:
-            client = EngineClient(supervisor.addresses[0])
-            await client.start()
-            try:
+            async with EngineClient(supervisor.addresses[0]) as client:
                 await scenario(supervisor, client)
-            finally:
-                await client.close()
 
         asyncio.run(run())
         return supervisor.pids()

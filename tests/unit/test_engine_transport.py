@@ -6,6 +6,7 @@ field); a request past its time limit is cancelled in the engine; replies go to 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -91,13 +92,9 @@ def test_vectors_equal_the_backends_own(engine: Engine, backend: EmbeddingBacken
     want = backend.encode(texts).value
 
     async def scenario() -> None:
-        client = EngineClient(engine.address)
-        await client.start()
-        try:
+        async with EngineClient(engine.address) as client:
             got = await client.embed("minilm", texts, 60, "req-1")
             raw = await client.embed("minilm", texts, 60, "req-2", normalize=False)
-        finally:
-            await client.close()
         assert got.vectors.shape == (3, 384) and got.vectors.dtype == np.float32
         np.testing.assert_allclose(got.vectors, want, rtol=0, atol=1e-6)
         norms = np.linalg.norm(raw.vectors, axis=1, keepdims=True)  # as pooled: not unit length
@@ -110,9 +107,7 @@ def test_vectors_equal_the_backends_own(engine: Engine, backend: EmbeddingBacken
 
 def test_errors_arrive_as_the_same_altlas_errors(engine: Engine) -> None:
     async def scenario() -> None:
-        client = EngineClient(engine.address)
-        await client.start()
-        try:
+        async with EngineClient(engine.address) as client:
             with pytest.raises(NotFoundError, match="no model named 'nope'") as unknown:
                 await client.embed("nope", ["x"], 60)
             assert unknown.value.field == "model"
@@ -127,17 +122,13 @@ def test_errors_arrive_as_the_same_altlas_errors(engine: Engine) -> None:
             )
             with pytest.raises(RuntimeError, match="internal error in the engine"):  # logged there
                 await client.embed("broken", ["x"], 60)
-        finally:
-            await client.close()
 
     asyncio.run(scenario())
 
 
 def test_a_request_past_its_time_limit_is_cancelled_in_the_engine(engine: Engine) -> None:
     async def scenario() -> None:
-        client = EngineClient(engine.address)
-        await client.start()
-        try:
+        async with EngineClient(engine.address) as client:
             with pytest.raises(TimedOutError, match=r"took longer than the 0\.001 s limit"):
                 await client.embed("minilm", ["a slow one"] * 2000, 0.001)
             deadline = time.monotonic() + 60
@@ -146,8 +137,6 @@ def test_a_request_past_its_time_limit_is_cancelled_in_the_engine(engine: Engine
             assert not engine.in_flight
             got = await client.embed("minilm", ["still served"], 60)  # the engine goes on
             assert got.vectors.shape == (1, 384)
-        finally:
-            await client.close()
 
     asyncio.run(scenario())
 
@@ -157,16 +146,11 @@ def test_concurrent_clients_each_get_their_own_answers(engine: Engine, backend: 
     want = backend.encode(texts).value
 
     async def scenario() -> None:
-        clients = [EngineClient(engine.address) for _ in range(3)]
-        for client in clients:
-            await client.start()
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(EngineClient(engine.address)) for _ in range(3)]
             answers = await asyncio.gather(
                 *(clients[i % 3].embed("minilm", [text], 60, f"req-{i}") for i, text in enumerate(texts))
             )
-        finally:
-            for client in clients:
-                await client.close()
         got = np.concatenate([answer.vectors for answer in answers])
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
 

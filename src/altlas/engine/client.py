@@ -37,7 +37,8 @@ class Embedded:
 
 
 class EngineClient:
-    """Requests to the engine at `address`, from one event loop (`start` on it first)."""
+    """Requests to the engine at `address`, from one event loop (`start` on it first, `close`
+    at the end; or `async with EngineClient(address) as client`)."""
 
     def __init__(self, address: str, context: zmq.asyncio.Context | None = None) -> None:
         self.address = address
@@ -57,6 +58,13 @@ class EngineClient:
         self._socket = socket
         self._reader = asyncio.create_task(self._read())
         self._monitor = asyncio.create_task(self._watch(monitor))
+
+    async def __aenter__(self) -> EngineClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     async def close(self) -> None:
         for task in (self._reader, self._monitor):

@@ -17,6 +17,7 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -91,26 +92,27 @@ class Engine:
             if work is not None:
                 work.cancel()
             return
-        token = request_id_var.set(message.request_id)
-        try:
-            lease = self.models.lease_if_loaded(message.model, "embedding")
-            if lease is None:  # loading takes seconds: not on the socket's thread
-                threading.Thread(target=self._load_then_embed, args=(peer, message), daemon=True).start()
-            else:
-                self._embed(peer, message, lease)
-        except Exception as exc:
-            self._fail(peer, message.id, exc)
-        finally:
-            request_id_var.reset(token)
+        if not self._embed_leased(peer, message, self.models.lease_if_loaded):
+            # not loaded: loading takes seconds, not on the socket's thread
+            leased = (peer, message, self.models.lease)
+            threading.Thread(target=self._embed_leased, args=leased, daemon=True).start()
 
-    def _load_then_embed(self, peer: bytes, message: Embed) -> None:
+    def _embed_leased(
+        self, peer: bytes, message: Embed, lease_of: Callable[[str, str], Lease | None]
+    ) -> bool:
+        """Embed under the lease `lease_of` gives, in the request's id context, an error answered
+        as Failed; False if it gives none (the model is not loaded)."""
         token = request_id_var.set(message.request_id)
         try:
-            self._embed(peer, message, self.models.lease(message.model, "embedding"))
+            lease = lease_of(message.model, "embedding")
+            if lease is None:
+                return False
+            self._embed(peer, message, lease)
         except Exception as exc:
             self._fail(peer, message.id, exc)
         finally:
             request_id_var.reset(token)
+        return True
 
     def _embed(self, peer: bytes, message: Embed, lease: Lease) -> None:
         from altlas.orchestrator.backends import EmbeddingBackend

@@ -268,7 +268,8 @@ class TextGenerator:
         chosen_by_step = self.decoder is not None and params.greedy and params.repetition_penalty == 1.0
         for step in range(budget):
             with torch.inference_mode():
-                if chosen_by_step and step > 0:
+                from_step = chosen_by_step and step > 0
+                if from_step:
                     assert self.decoder is not None
                     token = self.decoder.greedy[0]
                 else:
@@ -279,8 +280,9 @@ class TextGenerator:
                 if token_id not in self.eos_ids:
                     seen[len(ids) + step] = token
                     if step + 1 < budget and self.decoder is not None:
-                        fed = self.decoder.token if chosen_by_step and step > 0 else token
-                        logits = self.decoder.step(fed, len(ids) + step)
+                        logits = self.decoder.step(
+                            self.decoder.token if from_step else token, len(ids) + step
+                        )
                     elif step + 1 < budget:
                         cache = {self._cache_name: getattr(output, self._cache_name)}
                         output = self.model(input_ids=token.view(1, 1), use_cache=True, **cache)
