@@ -164,6 +164,45 @@ def test_split_attention_matches_one_program_per_head(qk_norm: bool) -> None:
         torch.testing.assert_close(outs[splits], outs[1], atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_output_product_combines_partial_softmaxes_as_the_combine_kernel_does(dtype: torch.dtype) -> None:
+    """gemv_kernel with COMBINE reads flash-decoding's partial softmaxes (an empty share among
+    them, heads not a power of two) and computes the output product of what
+    attention_combine_kernel writes, rounded to the model's dtype the same way."""
+    from altlas.generation.decode_kernels import attention_combine_kernel, gemv_kernel
+
+    g = torch.Generator().manual_seed(7)
+    heads, head_dim, splits, rows = 3, 16, 4, 24
+    cols = heads * head_dim
+    partials = torch.randn(heads, splits, head_dim + 2, generator=g)
+    partials[..., head_dim + 1] = partials[..., head_dim + 1].abs() + 0.5  # weight totals
+    partials[:, 1] = 0.0
+    partials[:, 1, head_dim] = float("-inf")  # an empty share
+    weight = (torch.randn(rows, cols, generator=g) / 8).to(dtype)
+    start = torch.randn(rows, generator=g).to(dtype)
+    attn = torch.empty(cols, dtype=dtype)
+    attention_combine_kernel[(heads,)](partials, attn, HEAD_DIM=head_dim, SPLITS=splits, PDL=False)
+    outs = []
+    for vector, combine in ((attn, 0), (partials, splits)):
+        out = start.clone()
+        gemv_kernel[(3,)](
+            weight, vector, vector, vector, out, rows, cols, 1e-6, NORM=False, SWIGLU=False,
+            RESIDUAL=True, BIAS=False, BLOCK_R=8, BLOCK_C=64, COL_BLOCKS=1, PDL=False,
+            COMBINE=combine, HEAD_DIM=head_dim if combine else 0,
+        )  # fmt: skip
+        outs.append(out)
+    best = partials[..., head_dim]
+    scale = torch.exp(best - best.max(dim=1, keepdim=True).values)  # [heads, splits]
+    totals = (partials[..., head_dim + 1] * scale).sum(1)
+    combined = (partials[..., :head_dim] * scale[..., None]).sum(1) / totals[:, None]
+    # fp32 to 1e-5; bf16 to torch's default (a rounding's last bit)
+    tolerance = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {}
+    torch.testing.assert_close(attn, combined.reshape(-1).to(dtype), **tolerance)
+    torch.testing.assert_close(outs[1], outs[0], atol=0, rtol=0)
+    want = (start.float() + (weight.float() @ attn.float()).to(dtype).float()).to(dtype)
+    torch.testing.assert_close(outs[1], want, **tolerance)
+
+
 @pytest.mark.parametrize("kind", ["norm+bias", "swiglu", "residual"])
 def test_long_rows_in_column_blocks_match_one_tile_and_torch(kind: str) -> None:
     """gemv_kernel over rows longer than a tile (COL_BLOCKS tiles of BLOCK_C, the norm's sum of

@@ -113,7 +113,9 @@ def test_the_batch1_decoder_decodes_transformers_greedy_tokens(name: str, produc
     decoder = LlamaDecoder(model, CONTEXT, use_graph=False)
     decoder.products = dict.fromkeys(PRODUCTS, DEFAULT_TILE if products == "fused" else LIBRARY)
     decoder.gemv_rows = 1 << 14  # one program per product: the interpreter pays per program
-    decoder.split_from, decoder.splits = PROMPT + STEPS // 2, 2  # the second half: flash-decoding
+    # near positions: 2 shares a head combined by the output product (fused) or one program a head
+    # (library); the second half: flash-decoding with its combine kernel
+    decoder.near_splits, decoder.split_from, decoder.splits = 2, PROMPT + STEPS // 2, 2
     got, logits = [], []
     with torch.no_grad():
         padded = torch.cat([prompt, prompt[:, -1:].expand(1, 64 - PROMPT)], dim=1)

@@ -5,8 +5,10 @@ launches and memory latency, not by arithmetic: torch's eager ops spend ~20 kern
 on norms, rotary embedding, cache writes and activations. These kernels fuse them into 5
 launches per layer: four matrix-vector products with the RMS norm, a bias, the SwiGLU
 activation or the residual add folded in; and attention with the rotary embedding (and Qwen3's
-per-head q/k norms) and the cache write folded in (one program per head, or over long contexts
-split over positions and combined: flash-decoding). They read the position from device memory,
+per-head q/k norms) and the cache write folded in, a head's positions split over programs
+(flash-decoding), their partial softmaxes combined by the output product as it reads them
+(gemv_kernel's COMBINE) or, where that product cannot, by a launch of their own. The LM head is
+one more product, the final norm folded in. They read the position from device memory,
 so one CUDA graph replays every step; on Hopper they are launched as programmatic dependents
 (PDL), each starting to load its weights while the kernel before it finishes.
 References: transformers' LlamaRMSNorm, apply_rotary_pos_emb, eager attention, nn.Linear
@@ -29,6 +31,7 @@ except ImportError:  # pragma: no cover - older Triton: kernels are launched wit
 __all__ = [
     "PDL_AVAILABLE",
     "attention_combine_kernel",
+    "combine_parts",
     "gemv_kernel",
     "greedy_kernel",
     "online_softmax_block",
@@ -243,23 +246,37 @@ def rope_attention_kernel(  # type: ignore[no-untyped-def]
 
 
 @triton.jit  # type: ignore[untyped-decorator]
+def combine_parts(  # type: ignore[no-untyped-def]
+    part_ptr, first_head, heads, HEADS_BLOCK: tl.constexpr, SPLITS: tl.constexpr, HEAD_DIM: tl.constexpr,
+):  # fmt: skip
+    """Attention outputs [HEADS_BLOCK, HEAD_DIM] (fp32) of heads first_head.. (zeros past
+    `heads`) from rope_attention_kernel's SPLITS partial softmaxes a head: each rescaled to the
+    best score of all (an empty share weighs 0), summed, divided once."""
+    head = first_head + tl.arange(0, HEADS_BLOCK)
+    real = head < heads
+    part = (head[:, None] * SPLITS + tl.arange(0, SPLITS)[None, :]) * (HEAD_DIM + 2)  # [heads, splits]
+    best = tl.load(part_ptr + part + HEAD_DIM, mask=real[:, None], other=float("-inf"))
+    total = tl.load(part_ptr + part + HEAD_DIM + 1, mask=real[:, None], other=0.0)
+    dims = tl.arange(0, HEAD_DIM)
+    acc = tl.load(part_ptr + part[:, :, None] + dims[None, None, :], mask=real[:, None, None], other=0.0)
+    # A real head's last share holds the new position: its best score is finite.
+    weight = tl.exp(best - tl.where(real, tl.max(best, axis=1), 0.0)[:, None])
+    totals = tl.where(real, tl.sum(total * weight, axis=1), 1.0)
+    return tl.sum(acc * weight[:, :, None], axis=1) / totals[:, None]
+
+
+@triton.jit  # type: ignore[untyped-decorator]
 def attention_combine_kernel(  # type: ignore[no-untyped-def]
     part_ptr, out_ptr, HEAD_DIM: tl.constexpr, SPLITS: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
-    """One head's attention output from rope_attention_kernel's SPLITS partial softmaxes:
-    each rescaled to the best score of all (an empty share weighs 0), summed, divided once."""
+    """One head's attention output (program 0) from rope_attention_kernel's SPLITS partial
+    softmaxes (combine_parts), where the product after attention cannot fold them in."""
     if PDL:
         gdc_launch_dependents()
         gdc_wait()
     head = tl.program_id(0)
-    splits = tl.arange(0, SPLITS)
-    dims = tl.arange(0, HEAD_DIM)
-    parts = part_ptr + (head * SPLITS + splits) * (HEAD_DIM + 2)
-    best = tl.load(parts + HEAD_DIM)
-    total = tl.load(parts + HEAD_DIM + 1)
-    acc = tl.load(parts[:, None] + dims[None, :])
-    weight = tl.exp(best - tl.max(best, axis=0))  # the last share holds the new position: the max is finite
-    out = tl.sum(acc * weight[:, None], axis=0) / tl.sum(total * weight, axis=0)
+    out = combine_parts(part_ptr, head, head + 1, 1, SPLITS, HEAD_DIM)
+    dims = tl.arange(0, HEAD_DIM)[None, :]
     tl.store(out_ptr + head * HEAD_DIM + dims, out.to(out_ptr.dtype.element_ty))
 
 
@@ -268,6 +285,7 @@ def gemv_kernel(  # type: ignore[no-untyped-def]
     w_ptr, v_ptr, norm_ptr, bias_ptr, out_ptr, rows, cols, eps,
     NORM: tl.constexpr, SWIGLU: tl.constexpr, RESIDUAL: tl.constexpr, BIAS: tl.constexpr,
     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, COL_BLOCKS: tl.constexpr, PDL: tl.constexpr,
+    COMBINE: tl.constexpr = 0, HEAD_DIM: tl.constexpr = 0,
 ):  # fmt: skip
     """out[r] = W[r] . v for BLOCK_R rows per program, fp32 accumulation, rounded once like
     cuBLAS. COL_BLOCKS == 1: one tile spans the row (BLOCK_C >= cols); else the row is read in
@@ -277,6 +295,10 @@ def gemv_kernel(  # type: ignore[no-untyped-def]
     BIAS: bias_ptr[r] is added in fp32 before the rounding (nn.Linear's addmm does the same).
     SWIGLU: W holds [gate; up] (2 x rows rows): out = silu(gate . v) * (up . v).
     RESIDUAL: out[r] += result in place (the residual stream).
+    COMBINE (one tile only, BLOCK_C a multiple of HEAD_DIM): v_ptr holds rope_attention_kernel's
+    COMBINE partial softmaxes a head, not v; each program combines every head's (combine_parts)
+    into v, rounded to the model's dtype as attention_combine_kernel writes it: flash-decoding
+    without a launch of its own (the output product after attention).
     PDL: launched as a programmatic dependent of the previous kernel (Hopper on): a one-tile
     program issues its weight loads before waiting for that kernel (which writes v and out), so
     the weights stream in while the previous kernel finishes.
@@ -286,6 +308,8 @@ def gemv_kernel(  # type: ignore[no-untyped-def]
     row = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     row_ok = row < rows
     w_rows = w_ptr + row.to(tl.int64)[:, None] * cols
+    if BIAS:  # the model's: read before waiting for the kernel before
+        bias = tl.load(bias_ptr + row, mask=row_ok, other=0.0).to(tl.float32)
     if COL_BLOCKS == 1:
         c = tl.arange(0, BLOCK_C)
         c_ok = c < cols
@@ -294,11 +318,18 @@ def gemv_kernel(  # type: ignore[no-untyped-def]
         tile = tl.load(w_rows + c[None, :], mask=row_ok[:, None] & c_ok[None, :], other=0.0)
         if SWIGLU:
             up = tl.load(w_rows + rows * cols + c[None, :], mask=row_ok[:, None] & c_ok[None, :], other=0.0)
-        if PDL:
-            gdc_wait()
-        v = tl.load(v_ptr + c, mask=c_ok, other=0.0)
         if NORM:
             weight = tl.load(norm_ptr + c, mask=c_ok, other=0.0)
+        if PDL:
+            gdc_wait()
+        if RESIDUAL:  # read with v, not after the product: one wait for memory, not two
+            residual = tl.load(out_ptr + row, mask=row_ok, other=0.0)
+        if COMBINE:
+            heads = combine_parts(v_ptr, 0, cols // HEAD_DIM, BLOCK_C // HEAD_DIM, COMBINE, HEAD_DIM)
+            v = tl.reshape(heads.to(out_ptr.dtype.element_ty), (BLOCK_C,))
+        else:
+            v = tl.load(v_ptr + c, mask=c_ok, other=0.0)
+        if NORM:
             vf = v.to(tl.float32)
             normed = (vf * tl.rsqrt(tl.sum(vf * vf, axis=0) / cols + eps)).to(v.dtype)
             v = (weight.to(tl.float32) * normed.to(tl.float32)).to(v.dtype)
@@ -309,6 +340,8 @@ def gemv_kernel(  # type: ignore[no-untyped-def]
     else:
         if PDL:
             gdc_wait()
+        if RESIDUAL:
+            residual = tl.load(out_ptr + row, mask=row_ok, other=0.0)
         # The norm needs the whole vector's sum of squares before any tile's product.
         if NORM:
             squares = tl.zeros((BLOCK_C,), tl.float32)
@@ -340,7 +373,7 @@ def gemv_kernel(  # type: ignore[no-untyped-def]
         if SWIGLU:
             acc_up = tl.sum(products_up, axis=1)
     if BIAS:
-        acc += tl.load(bias_ptr + row, mask=row_ok, other=0.0).to(tl.float32)
+        acc += bias
     dtype = out_ptr.dtype.element_ty
     result = acc.to(dtype)
     if SWIGLU:
@@ -348,9 +381,7 @@ def gemv_kernel(  # type: ignore[no-untyped-def]
         activated = (gate / (1.0 + tl.exp(-gate))).to(dtype)
         result = (activated.to(tl.float32) * acc_up.to(dtype).to(tl.float32)).to(dtype)
     if RESIDUAL:
-        result = (tl.load(out_ptr + row, mask=row_ok, other=0.0).to(tl.float32) + result.to(tl.float32)).to(
-            dtype
-        )
+        result = (residual.to(tl.float32) + result.to(tl.float32)).to(dtype)
     tl.store(out_ptr + row, result, mask=row_ok)
 
 

@@ -7,9 +7,10 @@ small model decodes at the host's pace (13 tokens/s measured for SmolLM2-135M th
 length), its keys and values are copied into a preallocated cache of `max_context`
 positions, and each next token runs 5 launches per layer (decode_kernels.py: four products
 with the norm, bias, activation or residual folded in, attention with the rotary embedding and
-the cache write folded in) that read the position from device memory, so the whole step is
-captured once and replayed (twice: past `split_from` positions attention is split over
-positions).
+the cache write folded in, a head's positions split over programs and combined by the output
+product) and the LM head with the final norm, all reading the position from device memory, so
+the whole step is captured once and replayed (twice: past `split_from` positions attention is
+split over many more programs, combined by a kernel of its own).
 
 Supported (`supports` says why not otherwise, and the engine then decodes through
 transformers): the families of FAMILIES, read from the transformers model as it is:
@@ -45,6 +46,8 @@ __all__ = [
 FAMILIES = ("llama", "mistral", "qwen2", "qwen3")  # transformers' model_type
 ROPE_TYPES = ("default", "linear", "llama3", "yarn", "dynamic")
 MAX_SPLITS = 64  # flash-decoding's programs per head at most
+NEAR_SPLITS = 8  # before split_from: shares of a head's positions, combined by the output product
+FOLD_VALUES = 16384  # partial-softmax values an output product's program combines at most
 
 
 def supports(model: Any, max_context: int | None = None, *, kernels: bool = True) -> str | None:
@@ -237,7 +240,6 @@ class LlamaDecoder(LlamaWeights):
         self.greedy = torch.zeros(1, dtype=torch.long, device=self.device)
         self._next_position: int | None = None  # what `position` holds after the last step
         self.x = torch.zeros(self.hidden, device=self.device, dtype=self.dtype)
-        self.h = torch.zeros_like(self.x)
         self.qkv = torch.zeros(
             (self.heads + 2 * self.kv_heads) * self.head_dim, device=self.device, dtype=self.dtype
         )
@@ -245,8 +247,13 @@ class LlamaDecoder(LlamaWeights):
         self.act = torch.zeros(self.intermediate, device=self.device, dtype=self.dtype)
         self.logits = torch.zeros(self.lm_head.shape[0], device=self.device, dtype=self.dtype)
         self.gemv_rows: int | None = None
-        # ~1,000 attention programs over long contexts (a head's positions split `splits` ways)
+        # ~1,000 attention programs over long contexts (a head's positions split `splits` ways);
+        # before `split_from`, `near_splits` shares a head where the output product can combine
+        # them as it reads them (`_folds_combine`; no launch added), else one program a head: a
+        # head's positions are read in parallel, not block after block (SmolLM2 on an H200:
+        # attention ~9 of a layer's ~17 us at position 160 with one program a head).
         self.splits = min(MAX_SPLITS, max(2, _floor_pow2(1024 // self.heads)))
+        self.near_splits = NEAR_SPLITS
         self.split_from = 512
         self.partials = torch.zeros(
             self.heads * MAX_SPLITS * (self.head_dim + 2), device=self.device, dtype=torch.float32
@@ -326,17 +333,14 @@ class LlamaDecoder(LlamaWeights):
 
     @torch.no_grad()
     def _forward(self, split: bool) -> None:
-        from altlas.generation.decode_kernels import rmsnorm_kernel
-
         torch.index_select(self.embed, 0, self.token, out=self.x[None, :])
         for i, w in enumerate(self.weights):
             self._product("qkv", w)
-            self._attend(i, w, split)
-            for kind in ("out", "gate_up", "down"):
+            combine = self._attend(i, w, split)
+            self._product("out", w, combine=combine)
+            for kind in ("gate_up", "down"):
                 self._product(kind, w)
-        hidden_block = _pow2(self.hidden)
-        rmsnorm_kernel[(1,)](self.x, self.final_norm, self.h, self.hidden, self.eps, BLOCK=hidden_block)
-        torch.mv(self.lm_head, self.h, out=self.logits)
+        self._product("head", {})  # the final norm folded in
         self._choose_greedy()
 
     def _choose_greedy(self) -> None:
@@ -348,36 +352,66 @@ class LlamaDecoder(LlamaWeights):
             BLOCK=GREEDY_BLOCK, NO_TOKEN=NO_TOKEN, PDL=self.pdl, launch_pdl=self.pdl, num_warps=16,
         )  # fmt: skip
 
-    def _attend(self, layer: int, w: dict[str, torch.Tensor], split: bool) -> None:
-        """self.attn = attention of layer `layer`'s rotated q over its cache up to the position,
-        this position's k and v written there first: one program per head, or (`split`)
-        `splits` per head and a second launch to combine them."""
+    def _attend(self, layer: int, w: dict[str, torch.Tensor], split: bool) -> int:
+        """Attention of layer `layer`'s rotated q over its cache up to the position, this
+        position's k and v written there first: one program per head into self.attn, or
+        `splits` (`split`) or `near_splits` per head into self.partials, combined into
+        self.attn by a second launch, or (the returned number of shares, else 0) by the output
+        product as it reads them."""
         from altlas.generation.decode_kernels import attention_combine_kernel, rope_attention_kernel
 
-        if not 1 <= self.splits <= MAX_SPLITS or self.splits & (self.splits - 1):
-            raise ValueError(f"splits must be a power of two up to {MAX_SPLITS}, not {self.splits}")
+        for name in ("splits", "near_splits"):
+            n = getattr(self, name)
+            if not 1 <= n <= MAX_SPLITS or n & (n - 1):
+                raise ValueError(f"{name} must be a power of two up to {MAX_SPLITS}, not {n}")
         k_cache, v_cache = self.k_cache[layer], self.v_cache[layer]
-        splits = self.splits if split else 1
+        splits = self.splits if split else self.near_splits
+        if not split and not self._folds_combine(splits):
+            splits = 1  # near shares only where no launch is added to combine them
         rope_attention_kernel[(self.heads, splits)](
             self.qkv, self.cos, self.sin, self.position, k_cache, v_cache,
-            self.partials if split else self.attn, self.head_dim**-0.5,
+            self.partials if splits > 1 else self.attn, self.head_dim**-0.5,
             k_cache.stride(0), k_cache.stride(1),
             w.get("q_norm", self.qkv), w.get("k_norm", self.qkv), self.eps,
             HEADS=self.heads, GROUP=self.heads // self.kv_heads, HEAD_DIM=self.head_dim,
             BLOCK_POS=64, SPLITS=splits, QK_NORM=self.qk_norm, PDL=self.pdl, launch_pdl=self.pdl,
         )  # fmt: skip
-        if split:
-            attention_combine_kernel[(self.heads,)](
-                self.partials, self.attn, HEAD_DIM=self.head_dim, SPLITS=self.splits,
-                PDL=self.pdl, launch_pdl=self.pdl,
-            )  # fmt: skip
+        if splits == 1:
+            return 0
+        if self._folds_combine(splits):
+            return splits
+        attention_combine_kernel[(self.heads,)](
+            self.partials, self.attn, HEAD_DIM=self.head_dim, SPLITS=splits, PDL=self.pdl,
+            launch_pdl=self.pdl,
+        )  # fmt: skip
+        return 0
 
-    def _product(self, kind: str, w: dict[str, torch.Tensor], way: Tile | str | None = None) -> None:
+    def _folds_combine(self, splits: int) -> bool:
+        """Whether the output product combines `splits` (> 1) partial softmaxes a head as it
+        reads them: the way it runs is one tile of gemv_kernel over the whole row and the
+        partials it reads a program stay few (FOLD_VALUES)."""
+        way = self._way("out")
+        cols = self.heads * self.head_dim
+        return (
+            splits > 1
+            and isinstance(way, Tile)
+            and way.width(cols) >= cols
+            and _pow2(self.heads) * splits * self.head_dim <= FOLD_VALUES
+        )
+
+    def _way(self, kind: str) -> Tile | str:
+        return DEFAULT_TILE if self.products is None else self.products[kind]
+
+    def _product(
+        self, kind: str, w: dict[str, torch.Tensor], way: Tile | str | None = None, *, combine: int = 0
+    ) -> None:
         """One of a layer's products (PRODUCTS), `way` (a Tile or LIBRARY) or else the way
-        `self.products` says."""
+        `self.products` says; `combine`: the output product reads that many partial softmaxes a
+        head (`_attend`) instead of the attention's output."""
         weight, vector, out, options = self.product_args(kind, w)
-        if way is None:
-            way = DEFAULT_TILE if self.products is None else self.products[kind]
+        if combine:
+            vector, options["combine"] = self.partials, combine
+        way = way or self._way(kind)
         if isinstance(way, Tile):
             self._gemv(weight, vector, out, tile=way, **options)
         else:
@@ -386,7 +420,10 @@ class LlamaDecoder(LlamaWeights):
     def product_args(
         self, kind: str, w: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
-        """(weight, input, output, the fused options) of one of layer `w`'s products (PRODUCTS)."""
+        """(weight, input, output, the fused options) of one of layer `w`'s products (PRODUCTS;
+        "head": the LM head's, with the final norm, whatever `w`)."""
+        if kind == "head":
+            return self.lm_head, self.x, self.logits, {"norm": self.final_norm}
         if kind == "qkv":
             return w["qkv"], self.x, self.qkv, {"norm": w["norm1"], "bias": w.get("qkv_bias")}
         if kind == "out":
@@ -407,17 +444,18 @@ class LlamaDecoder(LlamaWeights):
     def product_times(self, kind: str) -> dict[Tile | str, float]:
         """µs per layer of product `kind` every way it can run here (`tiles_for`, LIBRARY),
         timed in CUDA graphs over every layer's weights in turn, as a step reads them (one
-        matrix again and again would be read from the L2 cache)."""
+        matrix again and again would be read from the L2 cache; the LM head's: once a step)."""
         weight, _, _, options = self.product_args(kind, self.weights[0])
         ways: list[Tile | str] = [*tiles_for(weight.shape, swiglu=options.get("swiglu", False)), LIBRARY]
+        layers = self.weights[:1] if kind == "head" else self.weights
         times: dict[Tile | str, float] = {}
         for way in ways:
 
             def run(way: Tile | str = way) -> None:
-                for w in self.weights:
+                for w in layers:
                     self._product(kind, w, way)
 
-            times[way] = graph_time(run, reps=2) / self.layers
+            times[way] = graph_time(run, reps=2) / len(layers)
         return times
 
     def _library_gemv(
@@ -434,7 +472,7 @@ class LlamaDecoder(LlamaWeights):
             size = vector.shape[0]
             rmsnorm_kernel[(1,)](vector, norm, self.normed, size, self.eps, BLOCK=_pow2(size))
             vector = self.normed
-        product = self.product[: weight.shape[0]]
+        product = self.product[: weight.shape[0]] if swiglu or residual else out
         if bias is not None:
             torch.addmv(bias, weight, vector, out=product)
         else:
@@ -444,16 +482,15 @@ class LlamaDecoder(LlamaWeights):
             torch.mul(torch.nn.functional.silu(gate), up, out=out)
         elif residual:
             out.add_(product)
-        else:
-            out.copy_(product)
 
     def _gemv(
         self, weight: torch.Tensor, vector: torch.Tensor, out: torch.Tensor, *, tile: Tile | None = None,
         norm: torch.Tensor | None = None, bias: torch.Tensor | None = None, swiglu: bool = False,
-        residual: bool = False,
+        residual: bool = False, combine: int = 0,
     ) -> None:  # fmt: skip
         """out = weight @ vector (+ bias) through gemv_kernel as `tile` says, with the norm /
-        SwiGLU / residual fused."""
+        SwiGLU / residual fused; `combine`: `vector` holds that many partial softmaxes a head,
+        combined into the attention's output first."""
         from altlas.generation.decode_kernels import gemv_kernel
 
         tile = tile or DEFAULT_TILE
@@ -468,11 +505,12 @@ class LlamaDecoder(LlamaWeights):
             out, rows, cols, self.eps,
             NORM=norm is not None, SWIGLU=swiglu, RESIDUAL=residual, BIAS=bias is not None,
             BLOCK_R=block_r, BLOCK_C=block_c, COL_BLOCKS=-(-cols // block_c), PDL=self.pdl,
-            launch_pdl=self.pdl, num_warps=tile.warps,
+            COMBINE=combine, HEAD_DIM=self.head_dim if combine else 0, launch_pdl=self.pdl,
+            num_warps=tile.warps,
         )  # fmt: skip
 
 
-PRODUCTS = ("qkv", "out", "gate_up", "down")  # a layer's matrix-vector products
+PRODUCTS = ("qkv", "out", "gate_up", "down", "head")  # a layer's matrix-vector products, the LM head's
 LIBRARY = "library"  # a product through cuBLAS (torch.mv) between small kernels
 
 
