@@ -28,6 +28,7 @@ from altlas.orchestrator.serving import Loaded, LoadedModels
 from altlas.scheduling.batcher import BatchPolicy
 
 from ..embedding_cases import model_path
+from ..engine_threads import preloaded, serving
 
 
 @pytest.fixture(scope="module")
@@ -41,24 +42,10 @@ def backend() -> Iterator[EmbeddingBackend]:
 
 @pytest.fixture
 def engine(backend: EmbeddingBackend, tmp_path: Path) -> Iterator[Engine]:
-    def refuse(name: str) -> None:
-        raise AssertionError(f"tried to load {name!r}")
-
-    models = LoadedModels(refuse)
-    models.add("minilm", "embedding")
-    models.publish("minilm", Loaded(backend, "1", "cpu", 0))
-    models.add("vad", "audio-vad")
-    for name, failing in (("full", _Full()), ("broken", _Broken())):
-        models.add(name, "embedding")
-        models.publish(name, Loaded(failing, "1", "cpu", 0))  # type: ignore[arg-type]
-    served = Engine(models, f"ipc://{tmp_path}/engine-0")
-    stop = threading.Event()
-    thread = threading.Thread(target=served.serve, args=(stop,), daemon=True)
-    thread.start()
-    assert served.bound.wait(30)
-    yield served
-    stop.set()
-    thread.join(30)
+    served = {"minilm": backend, "full": _Full(), "broken": _Broken()}
+    models = preloaded({name: ("embedding", each) for name, each in served.items()}, vad="audio-vad")
+    with serving(models, f"ipc://{tmp_path}/engine-0") as served:
+        yield served
 
 
 class _Full(EmbeddingBackend):
@@ -169,3 +156,50 @@ def test_a_cancel_cancels_the_peers_waiting_work_only(tmp_path: Path) -> None:
     engine._take(b"me", encode(Cancel(3)))
     assert mine.cancelled() and not theirs.cancelled()
     assert list(engine.in_flight) == [(b"them", 3)]
+
+
+def test_a_request_cancelled_while_its_model_loads_never_runs(
+    backend: EmbeddingBackend, tmp_path: Path
+) -> None:
+    """An Embed for a model that is not loaded waits on a loader thread; its Cancel (the client's
+    time limit passed) comes while the model loads: once loaded, the request is not submitted,
+    and the next request is served."""
+    loading, go_on = threading.Event(), threading.Event()
+    submitted: list[list[str]] = []
+
+    class Recording(EmbeddingBackend):
+        def __init__(self) -> None:
+            pass
+
+        def submit(
+            self, texts: list[str], field: str = "input", *, normalize: bool = True
+        ) -> tuple[Any, Any]:
+            submitted.append(texts)
+            return backend.submit(texts, field, normalize=normalize)
+
+    def load(name: str) -> None:
+        loading.set()
+        assert go_on.wait(60)
+        models.publish(name, Loaded(Recording(), "1", "cpu", 0))
+
+    models = LoadedModels(load)
+    models.add("later", "embedding")
+
+    async def scenario(engine: Engine) -> None:
+        async with EngineClient(engine.address) as client:
+            asking = asyncio.create_task(client.embed("later", ["first"], 60))
+            assert await asyncio.to_thread(loading.wait, 60)
+            asking.cancel()  # the client left while the model loads
+            with pytest.raises(asyncio.CancelledError):
+                await asking
+            deadline = time.monotonic() + 60
+            while engine.in_flight and time.monotonic() < deadline:  # the Cancel is taken
+                await asyncio.sleep(0.01)
+            assert not engine.in_flight
+            go_on.set()
+            got = await client.embed("later", ["second"], 60)
+            assert got.vectors.shape == (1, 384)
+
+    with serving(models, f"ipc://{tmp_path}/engine-2") as engine:
+        asyncio.run(scenario(engine))
+    assert submitted == [["second"]]

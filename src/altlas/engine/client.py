@@ -1,8 +1,9 @@
 """The API process's side of the transport: requests to an engine, awaited on the event loop.
 
-One DEALER socket per client (zmq.asyncio), one reader task matching replies to the requests
-waiting for them by id. A request past its time limit, or whose caller is cancelled (the HTTP
-client left), sends the engine a Cancel, so work not yet gathered into a batch never runs.
+One DEALER socket per client (zmq.asyncio), one reader task putting each reply in its request's
+queue by id (an embedding has one reply; a generation a stream: Begun, then Tokens). A request
+past its time limit, or whose caller is cancelled (the HTTP client left), sends the engine a
+Cancel, so work not yet gathered into a batch never runs and a generation stops.
 An engine's error comes back as the same AltlasError (altlas.errors.error_from_kind); its
 internal errors as a RuntimeError (the API's catch-all answer, a 500 naming the request id).
 An engine that dies is seen at once on the socket's monitor (the connection drops: no timer,
@@ -22,10 +23,25 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
-from altlas.engine.messages import REPLIES, Cancel, Embed, Failed, Vectors, encode
+from altlas.engine.messages import (
+    REPLIES,
+    Begun,
+    Cancel,
+    Embed,
+    Failed,
+    Generate,
+    Request,
+    Token,
+    Vectors,
+    encode,
+)
 from altlas.errors import EngineUnavailableError, TimedOutError, error_from_kind
+from altlas.generation.engine import TokenEvent
+from altlas.generation.sampling import SamplingParams
 
-__all__ = ["Embedded", "EngineClient"]
+__all__ = ["Embedded", "EngineClient", "GenerationStream"]
+
+_Replies = asyncio.Queue[tuple[Any, list[Any]] | BaseException]  # a request's replies, or its error
 
 
 @dataclass(frozen=True)
@@ -44,7 +60,7 @@ class EngineClient:
         self.address = address
         self.context = context or zmq.asyncio.Context.instance()
         self._ids = itertools.count(1)
-        self._waiting: dict[int, asyncio.Future[tuple[Any, list[Any]]]] = {}
+        self._waiting: dict[int, _Replies] = {}
         self._socket: zmq.asyncio.Socket | None = None
         self._reader: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
@@ -73,8 +89,8 @@ class EngineClient:
         if self._socket is not None:
             self._socket.disable_monitor()
             self._socket.close()
-        for waiting in self._waiting.values():
-            waiting.cancel()
+        for replies in self._waiting.values():
+            replies.put_nowait(asyncio.CancelledError())
 
     async def embed(
         self, model: str, texts: list[str], timeout_s: float, request_id: str = "", *, normalize: bool = True
@@ -86,42 +102,83 @@ class EngineClient:
         vectors = np.frombuffer(frames[0], dtype=np.float32).reshape(header.rows, header.dim)
         return Embedded(vectors, header)
 
-    async def _ask(self, request: Embed, timeout_s: float, what: str) -> tuple[Any, list[Any]]:
-        assert self._socket is not None, "start() the client first"
-        waiting: asyncio.Future[tuple[Any, list[Any]]] = asyncio.get_running_loop().create_future()
-        self._waiting[request.id] = waiting
+    async def generate(
+        self, model: str, sampling: SamplingParams, timeout_s: float, request_id: str = "", *,
+        messages: list[tuple[str, str]] | None = None, prompt: str | None = None,
+        max_tokens: int | None = None,
+    ) -> GenerationStream:  # fmt: skip
+        """A chat (`messages`) or completion (`prompt`) under way, once its prefill is done (the
+        model's errors, a prompt too long or a full queue, are raised here); TimedOutError past
+        `timeout_s` seconds without a start (0: no limit). Iterate it for the pieces; close it
+        to stop early."""
+        request = Generate(
+            next(self._ids), request_id, model, sampling, timeout_s, max_tokens, messages, prompt
+        )
+        replies = await self._open(request)
         try:
-            await self._socket.send(encode(request))
-            try:
-                return await asyncio.wait_for(waiting, timeout_s or None)
-            except TimeoutError:
-                raise TimedOutError(
-                    f"{what} took longer than the {timeout_s:g} s limit", field="timeout"
-                ) from None
+            begun, _ = await self._next(replies, timeout_s, f"starting a generation with {model!r}")
         except BaseException:
-            if not waiting.done() or waiting.cancelled():
-                await self._socket.send(encode(Cancel(request.id)))
+            await self._cancel(request.id)
+            raise
+        return GenerationStream(self, request.id, begun, replies)
+
+    async def _ask(self, request: Embed, timeout_s: float, what: str) -> tuple[Any, list[Any]]:
+        replies = await self._open(request)
+        try:
+            return await self._next(replies, timeout_s, what)
+        except BaseException:
+            await self._cancel(request.id)
             raise
         finally:
             self._waiting.pop(request.id, None)
+
+    async def _open(self, request: Request) -> _Replies:
+        """Send `request`; its replies go to the queue returned."""
+        assert self._socket is not None, "start() the client first"
+        replies: _Replies = asyncio.Queue()
+        self._waiting[request.id] = replies
+        try:
+            await self._socket.send(encode(request))
+        except BaseException:
+            self._waiting.pop(request.id, None)
+            raise
+        return replies
+
+    @staticmethod
+    async def _next(replies: _Replies, timeout_s: float, what: str) -> tuple[Any, list[Any]]:
+        """The next reply (its error raised), TimedOutError past `timeout_s` (0: no limit)."""
+        try:
+            reply = await asyncio.wait_for(replies.get(), timeout_s or None)
+        except TimeoutError:
+            raise TimedOutError(
+                f"{what} took longer than the {timeout_s:g} s limit", field="timeout"
+            ) from None
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+    async def _cancel(self, ident: int) -> None:
+        """The request needs no more replies: the engine drops its work (a no-op once done)."""
+        if self._waiting.pop(ident, None) is not None and self._socket is not None:
+            await self._socket.send(encode(Cancel(ident)))
 
     async def _read(self) -> None:
         assert self._socket is not None
         while True:
             frames = await self._socket.recv_multipart(copy=False)
             reply = REPLIES.decode(frames[0].bytes)
-            waiting = self._waiting.get(reply.id)
-            if waiting is None or waiting.done():  # answered after its time-out: nobody waits
+            replies = self._waiting.get(reply.id)
+            if replies is None:  # answered after its time-out or cancel: nobody waits
                 continue
             if isinstance(reply, Failed):
                 if reply.kind == "internal":
-                    waiting.set_exception(RuntimeError(reply.message))
+                    replies.put_nowait(RuntimeError(reply.message))
                 else:
-                    waiting.set_exception(
+                    replies.put_nowait(
                         error_from_kind(reply.kind, reply.message, reply.field, reply.retry_after_s)
                     )
             else:
-                waiting.set_result((reply, [frame.buffer for frame in frames[1:]]))
+                replies.put_nowait((reply, [frame.buffer for frame in frames[1:]]))
 
     async def _watch(self, monitor: zmq.asyncio.Socket) -> None:
         """The connection's ups and downs: a drop fails every request waiting on the engine."""
@@ -132,10 +189,53 @@ class EngineClient:
                     self.connected.set()
                 elif event["event"] == zmq.EVENT_DISCONNECTED:
                     self.connected.clear()
-                    for waiting in self._waiting.values():
-                        if not waiting.done():
-                            waiting.set_exception(
-                                EngineUnavailableError("the engine serving the model stopped; retry", "model")
-                            )
+                    for replies in self._waiting.values():
+                        replies.put_nowait(
+                            EngineUnavailableError("the engine serving the model stopped; retry", "model")
+                        )
         finally:
             monitor.close()
+
+
+class GenerationStream:
+    """A generation under way in an engine: `begun` (its facts), then `async for event in
+    stream`: TokenEvents up to the one with a finish reason. `aclose()` (or leaving `async
+    with`) before that sends a Cancel: the engine stops before its next token."""
+
+    def __init__(self, client: EngineClient, ident: int, begun: Begun, replies: _Replies) -> None:
+        self.begun = begun
+        self._client = client
+        self._ident = ident
+        self._replies = replies
+        self._finished = False
+
+    def __aiter__(self) -> GenerationStream:
+        return self
+
+    async def __anext__(self) -> TokenEvent:
+        if self._finished:
+            raise StopAsyncIteration
+        try:
+            token, _ = await self._client._next(self._replies, 0, "")
+        except BaseException:
+            await self.aclose()
+            raise
+        assert isinstance(token, Token)
+        if token.finish_reason is not None:
+            self._finished = True
+            self._client._waiting.pop(self._ident, None)
+        return TokenEvent(
+            token.text, token.finish_reason, token.completion_tokens, token.token_ids, token.prefill_ms,
+            token.decode_ms, token.queue_ms,
+        )  # fmt: skip
+
+    async def aclose(self) -> None:
+        if not self._finished:
+            self._finished = True
+            await self._client._cancel(self._ident)
+
+    async def __aenter__(self) -> GenerationStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

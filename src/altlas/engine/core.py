@@ -4,8 +4,11 @@
 requests and writes replies. A request for a loaded model is submitted right there (a lease is a
 dict read, the submit a queue put: altlas.orchestrator.serving); one for a model that is not
 loaded goes to a loader thread first. Replies come from the batchers' threads as futures finish:
-they are queued for the socket's thread, which a pipe wakes. A Cancel cancels the request's
-future (work not yet gathered into a batch never runs). Errors travel as their kind
+they are queued for the socket's thread, which a pipe wakes. A Generate runs on a thread of its
+own (altlas.orchestrator.generations.start_generation: lease, turn, prefill; then one Token a
+piece as the model produces them). A Cancel cancels the request's future (work not yet gathered
+into a batch never runs) or stops its generation before the next token (the model's turn or
+decode slot goes at once). Errors travel as their kind
 (altlas.errors.error_kind); an unexpected one is logged here under the request's id and travels
 as a plain internal error.
 """
@@ -24,9 +27,11 @@ from typing import Any
 import numpy as np
 import zmq
 
-from altlas.engine.messages import REQUESTS, Cancel, Embed, Failed, Vectors, encode
+from altlas.engine.messages import REQUESTS, Begun, Cancel, Embed, Failed, Generate, Token, Vectors, encode
 from altlas.errors import AltlasError, error_kind
+from altlas.generation.engine import TokenEvent
 from altlas.logs import request_id_var
+from altlas.orchestrator.generations import GenerationAsk, start_generation
 from altlas.orchestrator.serving import Lease, LoadedModels
 
 __all__ = ["Engine"]
@@ -42,7 +47,8 @@ class Engine:
         self.models = models
         self.address = address
         self.context = context or zmq.Context.instance()
-        self.in_flight: dict[tuple[bytes, int], Future[Any]] = {}  # (peer, id) -> its work
+        # (peer, id) -> its work: an embedding's future, a generation's stop flag (cancel())
+        self.in_flight: dict[tuple[bytes, int], Future[Any] | _Stop] = {}
         self._outbox: queue.SimpleQueue[tuple[bytes, list[bytes]]] = queue.SimpleQueue()
         self._wake_read = self._wake_write = -1  # a pipe while serving: replies wake the socket's thread
         self.bound = threading.Event()  # set once the socket listens
@@ -92,29 +98,43 @@ class Engine:
             if work is not None:
                 work.cancel()
             return
+        if isinstance(message, Generate):
+            stop = self.in_flight[(peer, message.id)] = _Stop()
+            threading.Thread(target=self._generate, args=(peer, message, stop), daemon=True).start()
+            return
         if not self._embed_leased(peer, message, self.models.lease_if_loaded):
-            # not loaded: loading takes seconds, not on the socket's thread
-            leased = (peer, message, self.models.lease)
+            # not loaded: loading takes seconds, not on the socket's thread; a Cancel meanwhile
+            # sets the stop flag held for the request till then
+            stop = self.in_flight[(peer, message.id)] = _Stop()
+            leased = (peer, message, self.models.lease, stop)
             threading.Thread(target=self._embed_leased, args=leased, daemon=True).start()
 
     def _embed_leased(
-        self, peer: bytes, message: Embed, lease_of: Callable[[str, str], Lease | None]
+        self,
+        peer: bytes,
+        message: Embed,
+        lease_of: Callable[[str, str], Lease | None],
+        stop: _Stop | None = None,
     ) -> bool:
         """Embed under the lease `lease_of` gives, in the request's id context, an error answered
-        as Failed; False if it gives none (the model is not loaded)."""
+        as Failed, nothing done once `stop` is set (cancelled while the model loaded); False if
+        it gives none (the model is not loaded)."""
         token = request_id_var.set(message.request_id)
         try:
             lease = lease_of(message.model, "embedding")
             if lease is None:
                 return False
-            self._embed(peer, message, lease)
+            if stop is None or not stop.is_set():
+                self._embed(peer, message, lease, stop)
         except Exception as exc:
             self._fail(peer, message.id, exc)
         finally:
+            if stop is not None and self.in_flight.get((peer, message.id)) is stop:
+                del self.in_flight[(peer, message.id)]  # the load failed, or the Cancel came
             request_id_var.reset(token)
         return True
 
-    def _embed(self, peer: bytes, message: Embed, lease: Lease) -> None:
+    def _embed(self, peer: bytes, message: Embed, lease: Lease, stop: _Stop | None) -> None:
         from altlas.orchestrator.backends import EmbeddingBackend
 
         backend = lease.backend
@@ -122,6 +142,8 @@ class Engine:
         future, request = backend.submit(message.texts, normalize=message.normalize)
         key = (peer, message.id)
         self.in_flight[key] = future
+        if stop is not None and stop.is_set():  # cancelled since the model loaded
+            future.cancel()
 
         def done(finished: Future[Any]) -> None:
             self.in_flight.pop(key, None)
@@ -142,6 +164,34 @@ class Engine:
 
         future.add_done_callback(done)
 
+    def _generate(self, peer: bytes, message: Generate, stop: _Stop) -> None:
+        """Run one generation on this thread: Begun, then each piece as a Token, up to the last
+        one, a Cancel (`stop`) or an error (Failed)."""
+        token = request_id_var.set(message.request_id)
+        messages = None if message.messages is None else tuple(message.messages)
+        ask = GenerationAsk(message.model, message.sampling, message.max_tokens, messages, message.prompt)
+        try:
+            go = start_generation(self.models, ask, message.timeout_s)
+            with go.turn:
+                try:
+                    if stop.is_set():
+                        return
+                    facts = (go.prompt_tokens, go.queue_ms, go.first_ms, go.lease.device, go.lease.gpu_bytes)
+                    self._send(peer, [encode(Begun(message.id, *facts))])
+                    self._send(peer, [encode(_token(message.id, go.first))])
+                    for event in go.events:
+                        if stop.is_set():
+                            return
+                        self._send(peer, [encode(_token(message.id, event))])
+                finally:
+                    go.events.close()  # the turn or decode slot goes now
+        except Exception as exc:
+            if not stop.is_set():
+                self._fail(peer, message.id, exc)
+        finally:
+            self.in_flight.pop((peer, message.id), None)
+            request_id_var.reset(token)
+
     def _fail(self, peer: bytes, ident: int, exc: BaseException) -> None:
         if isinstance(exc, AltlasError):
             reply = Failed(
@@ -157,3 +207,17 @@ class Engine:
         self._outbox.put((peer, frames))
         with contextlib.suppress(BlockingIOError):
             os.write(self._wake_write, b"\0")
+
+
+class _Stop(threading.Event):
+    """A generation's stop flag, set by its Cancel."""
+
+    def cancel(self) -> None:
+        self.set()
+
+
+def _token(ident: int, event: TokenEvent) -> Token:
+    return Token(
+        ident, event.text, event.finish_reason, event.completion_tokens, event.token_ids, event.prefill_ms,
+        event.decode_ms, event.queue_ms,
+    )  # fmt: skip

@@ -4,13 +4,20 @@ Each message is one frame, tagged with its type (a union decodes to the right st
 out as an array (no field names on the wire). Vectors travel beside their header as a second
 frame of raw float32 bytes: never through MessagePack's per-number encoding. Every request
 carries an `id` the client chose (unique per client), which its replies and a Cancel name.
+An Embed has one reply (Vectors or Failed); a Generate a stream: Begun, then Tokens up to the one
+with a finish reason, or Failed at any point.
 """
 
 from __future__ import annotations
 
 import msgspec
 
-__all__ = ["REPLIES", "REQUESTS", "Cancel", "Embed", "Failed", "Reply", "Request", "Vectors", "encode"]
+from altlas.generation.sampling import SamplingParams
+
+__all__ = [
+    "REPLIES", "REQUESTS", "Begun", "Cancel", "Embed", "Failed", "Generate", "Reply", "Request", "Token",
+    "Vectors", "encode",
+]  # fmt: skip
 
 
 class Embed(msgspec.Struct, tag=True, array_like=True, frozen=True):
@@ -21,6 +28,22 @@ class Embed(msgspec.Struct, tag=True, array_like=True, frozen=True):
     model: str
     texts: list[str]
     normalize: bool = True  # unit vectors (False: as the model's pooling gives them)
+
+
+class Generate(msgspec.Struct, tag=True, array_like=True, frozen=True):
+    """Generate with the model `model` (loaded for it if it is not): a chat (`messages`: role and
+    content pairs) or else a completion of `prompt`; `sampling` as asked, its max_tokens
+    replaced by `max_tokens` or the default (altlas.orchestrator.generations.GenerationAsk);
+    `timeout_s` bounds the wait for the model's turn (0: none)."""
+
+    id: int
+    request_id: str
+    model: str
+    sampling: SamplingParams
+    timeout_s: float
+    max_tokens: int | None = None
+    messages: list[tuple[str, str]] | None = None
+    prompt: str | None = None
 
 
 class Cancel(msgspec.Struct, tag=True, array_like=True, frozen=True):
@@ -46,6 +69,32 @@ class Vectors(msgspec.Struct, tag=True, array_like=True, frozen=True):
     gpu_bytes: int
 
 
+class Begun(msgspec.Struct, tag=True, array_like=True, frozen=True):
+    """A Generate under way (its prefill done): the prompt's tokens, the wait for the model, the
+    time from the end of that wait to the first token, and the lease's facts."""
+
+    id: int
+    prompt_tokens: int
+    queue_ms: float
+    first_ms: float
+    model_device: str
+    gpu_bytes: int
+
+
+class Token(msgspec.Struct, tag=True, array_like=True, frozen=True):
+    """A piece of a Generate's answer (altlas.generation.engine.TokenEvent's fields); the last
+    one has a finish reason and the totals."""
+
+    id: int
+    text: str
+    finish_reason: str | None = None
+    completion_tokens: int = 0
+    token_ids: tuple[int, ...] = ()
+    prefill_ms: float = 0.0
+    decode_ms: float = 0.0
+    queue_ms: float = 0.0
+
+
 class Failed(msgspec.Struct, tag=True, array_like=True, frozen=True):
     """A request's error: altlas.errors.error_kind's name, built again on the other side."""
 
@@ -56,8 +105,8 @@ class Failed(msgspec.Struct, tag=True, array_like=True, frozen=True):
     retry_after_s: float | None = None
 
 
-Request = Embed | Cancel
-Reply = Vectors | Failed
+Request = Embed | Generate | Cancel
+Reply = Vectors | Begun | Token | Failed
 REQUESTS = msgspec.msgpack.Decoder(Request)
 REPLIES = msgspec.msgpack.Decoder(Reply)
 encode = msgspec.msgpack.Encoder().encode
