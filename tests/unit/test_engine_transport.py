@@ -22,7 +22,13 @@ from altlas.embeddings import default_model_path
 from altlas.engine.client import EngineClient
 from altlas.engine.core import Engine
 from altlas.engine.messages import REPLIES, REQUESTS, Cancel, Embed, Failed, Vectors, encode
-from altlas.errors import NotFoundError, OverloadedError, TimedOutError, WrongTaskError
+from altlas.errors import (
+    EngineUnavailableError,
+    NotFoundError,
+    OverloadedError,
+    TimedOutError,
+    WrongTaskError,
+)
 from altlas.orchestrator.backends import EmbeddingBackend
 from altlas.orchestrator.serving import Loaded, LoadedModels
 from altlas.scheduling.batcher import BatchPolicy
@@ -203,3 +209,27 @@ def test_a_request_cancelled_while_its_model_loads_never_runs(
     with serving(models, f"ipc://{tmp_path}/engine-2") as engine:
         asyncio.run(scenario(engine))
     assert submitted == [["second"]]
+
+
+def test_a_request_waits_for_an_engine_that_is_starting_then_fails_without_one(
+    backend: EmbeddingBackend, tmp_path: Path
+) -> None:
+    """A request made before the engine listens is served once it does (within the client's
+    start_timeout_s); with no engine at all it fails with EngineUnavailableError (503)."""
+    address = f"ipc://{tmp_path}/engine-3"
+    models = preloaded({"minilm": ("embedding", backend)})
+
+    async def scenario() -> None:
+        async with EngineClient(f"ipc://{tmp_path}/nobody", start_timeout_s=0.05) as alone:
+            with pytest.raises(EngineUnavailableError, match=r"not running \(waited 0\.05 s\)") as failed:
+                await alone.embed("minilm", ["x"], 60)
+            assert failed.value.field == "model" and failed.value.retry_after_s == 1.0
+        async with EngineClient(address, start_timeout_s=120) as client:
+            asking = asyncio.create_task(client.embed("minilm", ["early"], 120))
+            await asyncio.sleep(0)  # the request is made, waiting for an engine
+            assert not asking.done()
+            with serving(models, address):  # the engine starts listening
+                got = await asking
+            assert got.vectors.shape == (1, 384)
+
+    asyncio.run(scenario())

@@ -8,7 +8,9 @@ An engine's error comes back as the same AltlasError (altlas.errors.error_from_k
 internal errors as a RuntimeError (the API's catch-all answer, a 500 naming the request id).
 An engine that dies is seen at once on the socket's monitor (the connection drops: no timer,
 no heartbeat): the requests waiting on it fail with EngineUnavailableError (503, Retry-After);
-the socket reconnects by itself when the engine is started again.
+the socket reconnects by itself when the engine is started again. A request made while the
+engine is not connected (not started yet, or restarting) waits up to `start_timeout_s` for it,
+then fails the same way.
 """
 
 from __future__ import annotations
@@ -54,10 +56,14 @@ class Embedded:
 
 class EngineClient:
     """Requests to the engine at `address`, from one event loop (`start` on it first, `close`
-    at the end; or `async with EngineClient(address) as client`)."""
+    at the end; or `async with EngineClient(address) as client`); `start_timeout_s`: how long a
+    request waits for an engine that is not connected."""
 
-    def __init__(self, address: str, context: zmq.asyncio.Context | None = None) -> None:
+    def __init__(
+        self, address: str, context: zmq.asyncio.Context | None = None, *, start_timeout_s: float = 30.0
+    ) -> None:
         self.address = address
+        self.start_timeout_s = start_timeout_s
         self.context = context or zmq.asyncio.Context.instance()
         self._ids = itertools.count(1)
         self._waiting: dict[int, _Replies] = {}
@@ -133,8 +139,16 @@ class EngineClient:
             self._waiting.pop(request.id, None)
 
     async def _open(self, request: Request) -> _Replies:
-        """Send `request`; its replies go to the queue returned."""
+        """Send `request` once the engine is connected; its replies go to the queue returned."""
         assert self._socket is not None, "start() the client first"
+        if not self.connected.is_set():
+            try:
+                await asyncio.wait_for(self.connected.wait(), self.start_timeout_s)
+            except TimeoutError:
+                raise EngineUnavailableError(
+                    f"the engine serving the model is not running (waited {self.start_timeout_s:g} s); retry",
+                    "model",
+                ) from None
         replies: _Replies = asyncio.Queue()
         self._waiting[request.id] = replies
         try:
