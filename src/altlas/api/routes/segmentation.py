@@ -6,6 +6,7 @@ A stored plan always reaches its client: the answer is the bytes the store encod
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -45,35 +46,24 @@ def time_reference(body: SegmentOptionsBody) -> TimeReference:
 def segmentation_router(service: SegmentationService) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["segmentation"])
 
-    @router.post(
-        "/segment",
-        status_code=201,
-        response_model=dict[str, Any],
-        summary="Segment one command into an ALT plan",
-    )
+    async def run(method: Any, commands: Any, body: SegmentOptionsBody, store: bool) -> Any:
+        """service.segment or segment_batch of `commands` with the body's options, off the loop."""
+        options, reference = segmentation_options(body), time_reference(body)
+        return await run_in_threadpool(partial(method, commands, options, store=store, reference=reference))
+
+    def created(path: str, summary: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """A POST route answering 201 with a plan (or plans) as JSON."""
+        return router.post(path, status_code=201, response_model=dict[str, Any], summary=summary)
+
+    @created("/segment", "Segment one command into an ALT plan")
     async def segment(body: SegmentRequest) -> Response:
-        plan = await run_in_threadpool(
-            partial(service.segment, reference=time_reference(body)),
-            body.command,
-            segmentation_options(body),
-            store=body.store,
-        )
+        plan = await run(service.segment, body.command, body, body.store)
         headers = {"Location": f"/v1/alt-files/{plan.id}"} if body.store else None
         return _json(encode_plan(plan), headers)
 
-    @router.post(
-        "/segment/batch",
-        status_code=201,
-        response_model=dict[str, Any],
-        summary="Segment up to 1000 commands",
-    )
+    @created("/segment/batch", "Segment up to 1000 commands")
     async def segment_batch(body: BatchSegmentRequest) -> Response:
-        plans = await run_in_threadpool(
-            partial(service.segment_batch, reference=time_reference(body)),
-            body.commands,
-            segmentation_options(body),
-            store=body.store,
-        )
+        plans = await run(service.segment_batch, body.commands, body, body.store)
         data = b",".join(encode_plan(plan) for plan in plans)
         return _json(b'{"count":%d,"data":[%s]}' % (len(plans), data))
 
