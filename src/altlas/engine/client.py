@@ -25,18 +25,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
-from altlas.engine.messages import (
-    REPLIES,
-    Begun,
-    Cancel,
-    Embed,
-    Failed,
-    Generate,
-    Request,
-    Token,
-    Vectors,
-    encode,
-)
+from altlas.engine import messages as wire
 from altlas.errors import EngineUnavailableError, TimedOutError, error_from_kind
 from altlas.generation.engine import TokenEvent
 from altlas.generation.sampling import SamplingParams
@@ -51,7 +40,7 @@ class Embedded:
     """An Embed's answer: the vectors [rows, dim] (float32) and their header."""
 
     vectors: np.ndarray
-    header: Vectors
+    header: wire.Vectors
 
 
 class EngineClient:
@@ -103,7 +92,7 @@ class EngineClient:
     ) -> Embedded:
         """The vectors of `texts`, unit length unless `normalize` is False (TimedOutError past
         `timeout_s` seconds; 0: no limit)."""
-        request = Embed(next(self._ids), request_id, model, texts, normalize)
+        request = wire.Embed(next(self._ids), request_id, model, texts, normalize)
         header, frames = await self._ask(request, timeout_s, f"embedding {len(texts)} texts")
         vectors = np.frombuffer(frames[0], dtype=np.float32).reshape(header.rows, header.dim)
         return Embedded(vectors, header)
@@ -117,7 +106,7 @@ class EngineClient:
         model's errors, a prompt too long or a full queue, are raised here); TimedOutError past
         `timeout_s` seconds without a start (0: no limit). Iterate it for the pieces; close it
         to stop early."""
-        request = Generate(
+        request = wire.Generate(
             next(self._ids), request_id, model, sampling, timeout_s, max_tokens, messages, prompt
         )
         replies = await self._open(request)
@@ -128,8 +117,33 @@ class EngineClient:
             raise
         return GenerationStream(self, request.id, begun, replies)
 
-    async def _ask(self, request: Embed, timeout_s: float, what: str) -> tuple[Any, list[Any]]:
-        replies = await self._open(request)
+    async def detect_speech(
+        self, model: str, audio: bytes, timeout_s: float, request_id: str = "", **settings: float
+    ) -> wire.Speech:
+        """Speech segments in the audio file `audio` (WAV, FLAC, OGG); `settings`: DetectSpeech's
+        threshold, min_speech_ms, min_silence_ms and pad_ms, all four."""
+        request = wire.DetectSpeech(next(self._ids), request_id, model, **settings)
+        speech, _ = await self._ask(request, timeout_s, "voice detection", audio)
+        assert isinstance(speech, wire.Speech)
+        return speech
+
+    async def classify(
+        self, model: str, image: bytes, top_k: int, timeout_s: float, request_id: str = ""
+    ) -> wire.Labels:
+        """The `top_k` likeliest labels of the image file `image` (JPEG, PNG, WebP, ...)."""
+        request = wire.Classify(next(self._ids), request_id, model, top_k)
+        labels, _ = await self._ask(request, timeout_s, "classification", image)
+        assert isinstance(labels, wire.Labels)
+        return labels
+
+    async def _ask(
+        self,
+        request: wire.Embed | wire.DetectSpeech | wire.Classify,
+        timeout_s: float,
+        what: str,
+        upload: bytes | None = None,
+    ) -> tuple[Any, list[Any]]:
+        replies = await self._open(request, upload)
         try:
             return await self._next(replies, timeout_s, what)
         except BaseException:
@@ -138,8 +152,9 @@ class EngineClient:
         finally:
             self._waiting.pop(request.id, None)
 
-    async def _open(self, request: Request) -> _Replies:
-        """Send `request` once the engine is connected; its replies go to the queue returned."""
+    async def _open(self, request: wire.Request, upload: bytes | None = None) -> _Replies:
+        """Send `request` (and its `upload` as a second frame) once the engine is connected; its
+        replies go to the queue returned."""
         assert self._socket is not None, "start() the client first"
         if not self.connected.is_set():
             try:
@@ -152,7 +167,9 @@ class EngineClient:
         replies: _Replies = asyncio.Queue()
         self._waiting[request.id] = replies
         try:
-            await self._socket.send(encode(request))
+            await self._socket.send_multipart(
+                [wire.encode(request)] if upload is None else [wire.encode(request), upload]
+            )
         except BaseException:
             self._waiting.pop(request.id, None)
             raise
@@ -174,17 +191,17 @@ class EngineClient:
     async def _cancel(self, ident: int) -> None:
         """The request needs no more replies: the engine drops its work (a no-op once done)."""
         if self._waiting.pop(ident, None) is not None and self._socket is not None:
-            await self._socket.send(encode(Cancel(ident)))
+            await self._socket.send(wire.encode(wire.Cancel(ident)))
 
     async def _read(self) -> None:
         assert self._socket is not None
         while True:
             frames = await self._socket.recv_multipart(copy=False)
-            reply = REPLIES.decode(frames[0].bytes)
+            reply = wire.REPLIES.decode(frames[0].bytes)
             replies = self._waiting.get(reply.id)
             if replies is None:  # answered after its time-out or cancel: nobody waits
                 continue
-            if isinstance(reply, Failed):
+            if isinstance(reply, wire.Failed):
                 if reply.kind == "internal":
                     replies.put_nowait(RuntimeError(reply.message))
                 else:
@@ -216,7 +233,7 @@ class GenerationStream:
     stream`: TokenEvents up to the one with a finish reason. `aclose()` (or leaving `async
     with`) before that sends a Cancel: the engine stops before its next token."""
 
-    def __init__(self, client: EngineClient, ident: int, begun: Begun, replies: _Replies) -> None:
+    def __init__(self, client: EngineClient, ident: int, begun: wire.Begun, replies: _Replies) -> None:
         self.begun = begun
         self._client = client
         self._ident = ident
@@ -234,7 +251,7 @@ class GenerationStream:
         except BaseException:
             await self.aclose()
             raise
-        assert isinstance(token, Token)
+        assert isinstance(token, wire.Token)
         if token.finish_reason is not None:
             self._finished = True
             self._client._waiting.pop(self._ident, None)

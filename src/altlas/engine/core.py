@@ -1,9 +1,10 @@
 """The engine's side of the transport: typed requests in, replies out, over one ROUTER socket.
 
 `Engine.serve` runs the socket on one thread (ZeroMQ sockets are not thread-safe): it reads
-requests and writes replies. A request for a loaded model is submitted right there (a lease is a
+requests and writes replies. An Embed for a loaded model is submitted right there (a lease is a
 dict read, the submit a queue put: altlas.orchestrator.serving); one for a model that is not
-loaded goes to a loader thread first. Replies come from the batchers' threads as futures finish:
+loaded, and an upload (DetectSpeech, Classify: its header checked, an image decoded) go to a
+thread first. Replies come from the batchers' threads as futures finish:
 they are queued for the socket's thread, which a pipe wakes. A Generate runs on a thread of its
 own (altlas.orchestrator.generations.start_generation: lease, turn, prefill; then one Token a
 piece as the model produces them). A Cancel cancels the request's future (work not yet gathered
@@ -27,7 +28,22 @@ from typing import Any
 import numpy as np
 import zmq
 
-from altlas.engine.messages import REQUESTS, Begun, Cancel, Embed, Failed, Generate, Token, Vectors, encode
+from altlas.engine.messages import (
+    REQUESTS,
+    Begun,
+    Cancel,
+    Classify,
+    DetectSpeech,
+    Embed,
+    Failed,
+    Generate,
+    Labels,
+    Served,
+    Speech,
+    Token,
+    Vectors,
+    encode,
+)  # fmt: skip
 from altlas.errors import AltlasError, error_kind
 from altlas.generation.engine import TokenEvent
 from altlas.logs import request_id_var
@@ -78,16 +94,16 @@ class Engine:
                 if socket in ready:
                     while True:
                         try:
-                            peer, payload = socket.recv_multipart(zmq.NOBLOCK)
+                            peer, payload, *upload = socket.recv_multipart(zmq.NOBLOCK)
                         except zmq.Again:
                             break
-                        self._take(peer, payload)
+                        self._take(peer, payload, upload)
         finally:
             socket.close()
             os.close(self._wake_read)
             os.close(self._wake_write)
 
-    def _take(self, peer: bytes, payload: bytes) -> None:
+    def _take(self, peer: bytes, payload: bytes, upload: list[bytes]) -> None:
         try:
             message = REQUESTS.decode(payload)
         except Exception:  # a peer speaking something else: nothing to answer to
@@ -102,30 +118,36 @@ class Engine:
             stop = self.in_flight[(peer, message.id)] = _Stop()
             threading.Thread(target=self._generate, args=(peer, message, stop), daemon=True).start()
             return
-        if not self._embed_leased(peer, message, self.models.lease_if_loaded):
-            # not loaded: loading takes seconds, not on the socket's thread; a Cancel meanwhile
-            # sets the stop flag held for the request till then
-            stop = self.in_flight[(peer, message.id)] = _Stop()
-            leased = (peer, message, self.models.lease, stop)
-            threading.Thread(target=self._embed_leased, args=leased, daemon=True).start()
+        data = upload[0] if upload else b""
+        if isinstance(message, Embed) and self._submit_leased(
+            peer, message, data, self.models.lease_if_loaded
+        ):
+            return  # texts for a loaded model: submitted right here
+        # A model to load (seconds), or an upload to check or decode: not on the socket's
+        # thread; a Cancel meanwhile sets the stop flag held for the request till then.
+        stop = self.in_flight[(peer, message.id)] = _Stop()
+        leased = (peer, message, data, self.models.lease, stop)
+        threading.Thread(target=self._submit_leased, args=leased, daemon=True).start()
 
-    def _embed_leased(
+    def _submit_leased(
         self,
         peer: bytes,
-        message: Embed,
+        message: Embed | DetectSpeech | Classify,
+        data: bytes,
         lease_of: Callable[[str, str], Lease | None],
         stop: _Stop | None = None,
     ) -> bool:
-        """Embed under the lease `lease_of` gives, in the request's id context, an error answered
-        as Failed, nothing done once `stop` is set (cancelled while the model loaded); False if
-        it gives none (the model is not loaded)."""
+        """Submit `message` (its upload `data`) to its model's batcher under the lease
+        `lease_of` gives, in the request's id context, an error answered as Failed, nothing
+        done once `stop` is set (cancelled meanwhile); False if it gives none (not loaded)."""
         token = request_id_var.set(message.request_id)
         try:
-            lease = lease_of(message.model, "embedding")
+            lease = lease_of(message.model, TASKS[type(message)])
             if lease is None:
                 return False
             if stop is None or not stop.is_set():
-                self._embed(peer, message, lease, stop)
+                future, answer = _submit(message, data, lease.backend)
+                self._answer_when_done(peer, message.id, future, answer, lease, stop)
         except Exception as exc:
             self._fail(peer, message.id, exc)
         finally:
@@ -134,13 +156,12 @@ class Engine:
             request_id_var.reset(token)
         return True
 
-    def _embed(self, peer: bytes, message: Embed, lease: Lease, stop: _Stop | None) -> None:
-        from altlas.orchestrator.backends import EmbeddingBackend
-
-        backend = lease.backend
-        assert isinstance(backend, EmbeddingBackend)  # lease checked the task
-        future, request = backend.submit(message.texts, normalize=message.normalize)
-        key = (peer, message.id)
+    def _answer_when_done(
+        self, peer: bytes, ident: int, future: Future[Any], answer: _Answer, lease: Lease, stop: _Stop | None
+    ) -> None:
+        """Send `answer`'s frames for the batch's result when `future` is done (Failed for its
+        error; nothing once cancelled: the client has gone, or answered its own time-out)."""
+        key = (peer, ident)
         self.in_flight[key] = future
         if stop is not None and stop.is_set():  # cancelled since the model loaded
             future.cancel()
@@ -148,19 +169,17 @@ class Engine:
         def done(finished: Future[Any]) -> None:
             self.in_flight.pop(key, None)
             if finished.cancelled():
-                return  # the client has gone, or answered its own time-out: nobody waits
+                return
             exc = finished.exception()
             if exc is not None:
-                self._fail(peer, message.id, exc)
+                self._fail(peer, ident, exc)
                 return
-            served = finished.result()
-            vectors = np.ascontiguousarray(served.value, dtype=np.float32)
-            header = Vectors(
-                message.id, int(vectors.shape[0]), int(vectors.shape[1]), request.tokens, served.run_ms,
-                served.queue_ms, served.batch_size, served.batch_requests, served.device, lease.device,
-                lease.gpu_bytes,
+            result = finished.result()
+            served = Served(
+                result.run_ms, result.queue_ms, result.batch_size, result.batch_requests, result.device,
+                lease.device, lease.gpu_bytes,
             )  # fmt: skip
-            self._send(peer, [encode(header), vectors.tobytes()])
+            self._send(peer, answer(ident, result.value, served))
 
         future.add_done_callback(done)
 
@@ -221,3 +240,45 @@ def _token(ident: int, event: TokenEvent) -> Token:
         ident, event.text, event.finish_reason, event.completion_tokens, event.token_ids, event.prefill_ms,
         event.decode_ms, event.queue_ms,
     )  # fmt: skip
+
+
+_Answer = Callable[[int, Any, Served], list[bytes]]  # (id, the batch's value, served) -> frames
+TASKS = {Embed: "embedding", DetectSpeech: "audio-vad", Classify: "image-classification"}
+
+
+def _submit(
+    message: Embed | DetectSpeech | Classify, data: bytes, backend: Any
+) -> tuple[Future[Any], _Answer]:
+    """`message` submitted to `backend` (the lease checked its task): its future and how its
+    result is answered. Runs the checks the HTTP routes ran in-process (an upload's header, the
+    image decoded as far as the model needs, top_k), so their errors are the same."""
+    from altlas.audio.decode import open_audio
+    from altlas.orchestrator.backends import VadRequest
+
+    if isinstance(message, Embed):
+        future, request = backend.submit(message.texts, normalize=message.normalize)
+
+        def vectors(ident: int, value: Any, served: Served) -> list[bytes]:
+            rows = np.ascontiguousarray(value, dtype=np.float32)
+            header = Vectors(ident, int(rows.shape[0]), int(rows.shape[1]), request.tokens, served)
+            return [encode(header), rows.tobytes()]
+
+        return future, vectors
+    if isinstance(message, DetectSpeech):
+        audio = open_audio(data)  # the header checked; decoded as the detector reads it
+        settings = (message.threshold, message.min_speech_ms, message.min_silence_ms, message.pad_ms)
+
+        def speech(ident: int, value: Any, served: Served) -> list[bytes]:
+            segments, duration = value
+            found = [(s.start, s.end, s.probability) for s in segments]
+            return [encode(Speech(ident, audio.rate, duration, found, served))]
+
+        return backend.batcher.submit(VadRequest(audio, *settings)), speech
+    backend.classifier.check_top_k(message.top_k)
+    image = backend.classifier.decode(data)  # only as far as the model needs
+
+    def labels(ident: int, value: Any, served: Served) -> list[bytes]:
+        predictions = [(p.label, p.index, p.score) for p in value]
+        return [encode(Labels(ident, image.width, image.height, predictions, served))]
+
+    return backend.batcher.submit((image.pixels, message.top_k)), labels

@@ -4,8 +4,9 @@ Each message is one frame, tagged with its type (a union decodes to the right st
 out as an array (no field names on the wire). Vectors travel beside their header as a second
 frame of raw float32 bytes: never through MessagePack's per-number encoding. Every request
 carries an `id` the client chose (unique per client), which its replies and a Cancel name.
-An Embed has one reply (Vectors or Failed); a Generate a stream: Begun, then Tokens up to the one
-with a finish reason, or Failed at any point.
+An Embed, DetectSpeech or Classify has one reply (Vectors, Speech or Labels; or Failed); a
+Generate a stream: Begun, then Tokens up to the one with a finish reason, or Failed at any point.
+Uploads (an audio file, an image) travel as the request's second frame, as they came.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import msgspec
 from altlas.generation.sampling import SamplingParams
 
 __all__ = [
-    "REPLIES", "REQUESTS", "Begun", "Cancel", "Embed", "Failed", "Generate", "Reply", "Request", "Token",
-    "Vectors", "encode",
+    "REPLIES", "REQUESTS", "Begun", "Cancel", "Classify", "DetectSpeech", "Embed", "Failed", "Generate",
+    "Labels", "Reply", "Request", "Served", "Speech", "Token", "Vectors", "encode",
 ]  # fmt: skip
 
 
@@ -46,20 +47,39 @@ class Generate(msgspec.Struct, tag=True, array_like=True, frozen=True):
     prompt: str | None = None
 
 
+class DetectSpeech(msgspec.Struct, tag=True, array_like=True, frozen=True):
+    """Speech segments in the audio file of the next frame (WAV, FLAC, OGG) with the voice
+    activity model `model`, with altlas.orchestrator.backends.VadRequest's settings (the
+    route's defaults are the only ones)."""
+
+    id: int
+    request_id: str
+    model: str
+    threshold: float
+    min_speech_ms: float
+    min_silence_ms: float
+    pad_ms: float
+
+
+class Classify(msgspec.Struct, tag=True, array_like=True, frozen=True):
+    """The `top_k` likeliest labels of the image in the next frame with the image model `model`."""
+
+    id: int
+    request_id: str
+    model: str
+    top_k: int
+
+
 class Cancel(msgspec.Struct, tag=True, array_like=True, frozen=True):
     """The client left or its time limit passed: work not yet gathered into a batch never runs."""
 
     id: int
 
 
-class Vectors(msgspec.Struct, tag=True, array_like=True, frozen=True):
-    """An Embed's answer: `rows` x `dim` float32 values in the next frame, what the texts cost,
-    and the model's lease facts (for the answer's X-Altlas-* headers and cost object)."""
+class Served(msgspec.Struct, array_like=True, frozen=True):
+    """How a batched request was served (altlas.scheduling.batcher.Served's facts) and the
+    model's lease facts: what the answer's X-Altlas-* headers and cost object say."""
 
-    id: int
-    rows: int
-    dim: int
-    tokens: int
     run_ms: float
     queue_ms: float
     batch_size: int
@@ -67,6 +87,39 @@ class Vectors(msgspec.Struct, tag=True, array_like=True, frozen=True):
     device: str  # where the batch ran
     model_device: str  # the lease's: where the model lives
     gpu_bytes: int
+
+
+class Vectors(msgspec.Struct, tag=True, array_like=True, frozen=True):
+    """An Embed's answer: `rows` x `dim` float32 values in the next frame, and what the texts
+    cost."""
+
+    id: int
+    rows: int
+    dim: int
+    tokens: int
+    served: Served
+
+
+class Speech(msgspec.Struct, tag=True, array_like=True, frozen=True):
+    """A DetectSpeech's answer: the file's rate and duration (s), its speech segments (start,
+    end, mean probability)."""
+
+    id: int
+    rate: int
+    duration: float
+    segments: list[tuple[float, float, float]]
+    served: Served
+
+
+class Labels(msgspec.Struct, tag=True, array_like=True, frozen=True):
+    """A Classify's answer: the image's size and its predictions (label, index, score), likeliest
+    first."""
+
+    id: int
+    width: int
+    height: int
+    predictions: list[tuple[str, int, float]]
+    served: Served
 
 
 class Begun(msgspec.Struct, tag=True, array_like=True, frozen=True):
@@ -105,8 +158,8 @@ class Failed(msgspec.Struct, tag=True, array_like=True, frozen=True):
     retry_after_s: float | None = None
 
 
-Request = Embed | Generate | Cancel
-Reply = Vectors | Begun | Token | Failed
+Request = Embed | Generate | DetectSpeech | Classify | Cancel
+Reply = Vectors | Speech | Labels | Begun | Token | Failed
 REQUESTS = msgspec.msgpack.Decoder(Request)
 REPLIES = msgspec.msgpack.Decoder(Reply)
 encode = msgspec.msgpack.Encoder().encode
