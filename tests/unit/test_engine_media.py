@@ -7,6 +7,7 @@ same AltlasError, naming the field."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,9 +19,12 @@ from altlas.audio.decode import open_audio
 from altlas.audio.vad import default_vad_path
 from altlas.engine.client import EngineClient
 from altlas.engine.core import Engine
+from altlas.engine.service import LocalModels
 from altlas.errors import InvalidInputError, UnsupportedAudioError, UnsupportedImageError, WrongTaskError
 from altlas.orchestrator.backends import ImageBackend, VadBackend, VadRequest
+from altlas.orchestrator.serving import LoadedModels
 from altlas.scheduling.batcher import BatchPolicy
+from altlas.scheduling.waiting import ClientGone
 
 from ..engine_threads import preloaded, serving
 from ..media_bytes import efficientnet_weights, png
@@ -43,9 +47,13 @@ def backends() -> Iterator[Backends]:
 
 
 @pytest.fixture
-def engine(backends: Backends, tmp_path: Path) -> Iterator[Engine]:
+def models(backends: Backends) -> LoadedModels:
     vad, image = backends
-    models = preloaded({"vad": ("audio-vad", vad), "image": ("image-classification", image)})
+    return preloaded({"vad": ("audio-vad", vad), "image": ("image-classification", image)})
+
+
+@pytest.fixture
+def engine(models: LoadedModels, tmp_path: Path) -> Iterator[Engine]:
     with serving(models, f"ipc://{tmp_path}/engine-0") as served:
         yield served
 
@@ -100,5 +108,55 @@ def test_an_uploads_errors_arrive_as_the_same_altlas_errors(engine: Engine) -> N
                 await client.classify("vad", png(8, 8), 3, 60)
             got = await client.classify("image", png(8, 8), 1, 60)  # the engine goes on
             assert len(got.predictions) == 1
+
+    asyncio.run(scenario())
+
+
+def test_the_local_service_answers_as_the_engine_does(engine: Engine, models: LoadedModels) -> None:
+    """ModelService in this process (LocalModels) and through an engine (EngineClient): the same
+    replies but for the request id, the same errors."""
+    speech, image = SPEECH.read_bytes(), png(40, 30)
+
+    async def scenario() -> None:
+        local = LocalModels(models)
+        async with EngineClient(engine.address) as remote:
+            answers = [
+                (
+                    await service.detect_speech("vad", speech, 120, **SETTINGS),
+                    await service.classify("image", image, 2, 120),
+                )
+                for service in (local, remote)
+            ]
+            for service in (local, remote):
+                with pytest.raises(UnsupportedImageError):
+                    await service.classify("image", b"GIF89a broken", 2, 60)
+        (local_speech, local_labels), (remote_speech, remote_labels) = answers
+        assert local_speech.segments == remote_speech.segments and local_speech.rate == remote_speech.rate
+        assert local_labels.predictions == remote_labels.predictions
+        assert (
+            (local_labels.width, local_labels.height)
+            == (40, 30)
+            == (remote_labels.width, remote_labels.height)
+        )
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("where", ["local", "engine"])
+def test_a_client_that_leaves_cancels_its_request(engine: Engine, models: LoadedModels, where: str) -> None:
+    """`receive` reports the HTTP client gone: ClientGone, and the engine holds nothing for it."""
+
+    async def gone() -> dict[str, str]:
+        return {"type": "http.disconnect"}
+
+    async def scenario() -> None:
+        async with EngineClient(engine.address) as remote:
+            service = LocalModels(models) if where == "local" else remote
+            with pytest.raises(ClientGone):
+                await service.detect_speech("vad", SPEECH.read_bytes(), 120, receive=gone, **SETTINGS)
+        deadline = time.monotonic() + 60
+        while engine.in_flight and time.monotonic() < deadline:  # the Cancel is taken
+            await asyncio.sleep(0.01)
+        assert not engine.in_flight
 
     asyncio.run(scenario())

@@ -82,6 +82,7 @@ def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
     from altlas.api.routes.models import models_router
     from altlas.api.routes.openai_compat import generation_threads, openai_router
     from altlas.api.routes.search import search_router
+    from altlas.engine.service import LocalModels
     from altlas.runtime.device import resolve_device
     from altlas.search.collections import Collections
 
@@ -91,7 +92,7 @@ def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
     threads = generation_threads()
     app.include_router(openai_router(models, timeout_s, threads))
     app.state.on_stop.append(threads.shutdown)  # generations in flight finish first
-    app.include_router(media_router(models, timeout_s))
+    app.include_router(media_router(LocalModels(models), timeout_s))
     collections = Collections(settings.data_dir / "collections", device=str(resolve_device(settings.device)))
     app.include_router(search_router(models, collections, timeout_s))
     app.state.models = models

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from altlas.engine.messages import Served
 from altlas.orchestrator.serving import Lease
 
-__all__ = ["request_cost"]
+__all__ = ["request_cost", "served_cost"]
+
+
+def served_cost(served: Served, **extra: Any) -> tuple[dict[str, str], dict[str, Any]]:
+    """request_cost of a batched request as its model's service told it (altlas.engine.messages.Served)."""
+    batch = (served.batch_size, served.batch_requests)
+    return _cost(served.device, served.gpu_bytes, served.run_ms, served.queue_ms, *batch, **extra)
 
 
 def request_cost(
@@ -25,7 +32,21 @@ def request_cost(
     files) that ran together; batch_requests: the requests they came from; served_on: the
     device that ran it (`Served.device`) when that may differ from the lease's (a model's CPU
     replica serves its GPU's overflow)."""
-    device = served_on or lease.device
+    return _cost(
+        served_on or lease.device,
+        lease.gpu_bytes,
+        processing_ms,
+        queue_ms,
+        batch_size,
+        batch_requests,
+        **extra,
+    )
+
+
+def _cost(
+    device: str, gpu_bytes: int, processing_ms: float, queue_ms: float, batch_size: int, batch_requests: int,
+    **extra: Any,
+) -> tuple[dict[str, str], dict[str, Any]]:  # fmt: skip
     headers = {
         "X-Altlas-Processing-Ms": f"{processing_ms:.3f}",
         "X-Altlas-Queue-Ms": f"{queue_ms:.3f}",
@@ -37,7 +58,7 @@ def request_cost(
         "device": device,
         "batch_size": batch_size,
         "batch_requests": batch_requests,
-        "model_gpu_bytes": lease.gpu_bytes,
+        "model_gpu_bytes": gpu_bytes,
         **extra,
     }
     return headers, body

@@ -29,6 +29,7 @@ from altlas.engine import messages as wire
 from altlas.errors import EngineUnavailableError, TimedOutError, error_from_kind
 from altlas.generation.engine import TokenEvent
 from altlas.generation.sampling import SamplingParams
+from altlas.scheduling.waiting import ClientGone, Receive, client_left
 
 __all__ = ["Embedded", "EngineClient", "GenerationStream"]
 
@@ -88,12 +89,14 @@ class EngineClient:
             replies.put_nowait(asyncio.CancelledError())
 
     async def embed(
-        self, model: str, texts: list[str], timeout_s: float, request_id: str = "", *, normalize: bool = True
-    ) -> Embedded:
+        self, model: str, texts: list[str], timeout_s: float, request_id: str = "", *, normalize: bool = True,
+        receive: Receive | None = None,
+    ) -> Embedded:  # fmt: skip
         """The vectors of `texts`, unit length unless `normalize` is False (TimedOutError past
-        `timeout_s` seconds; 0: no limit)."""
+        `timeout_s` seconds; 0: no limit). `receive` (an HTTP request's): ClientGone when its
+        client leaves, the engine told to drop the work (altlas.engine.service.ModelService)."""
         request = wire.Embed(next(self._ids), request_id, model, texts, normalize)
-        header, frames = await self._ask(request, timeout_s, f"embedding {len(texts)} texts")
+        header, frames = await self._ask(request, timeout_s, f"embedding {len(texts)} texts", receive=receive)
         vectors = np.frombuffer(frames[0], dtype=np.float32).reshape(header.rows, header.dim)
         return Embedded(vectors, header)
 
@@ -118,21 +121,23 @@ class EngineClient:
         return GenerationStream(self, request.id, begun, replies)
 
     async def detect_speech(
-        self, model: str, audio: bytes, timeout_s: float, request_id: str = "", **settings: float
-    ) -> wire.Speech:
+        self, model: str, audio: bytes, timeout_s: float, request_id: str = "", *,
+        receive: Receive | None = None, **settings: float,
+    ) -> wire.Speech:  # fmt: skip
         """Speech segments in the audio file `audio` (WAV, FLAC, OGG); `settings`: DetectSpeech's
         threshold, min_speech_ms, min_silence_ms and pad_ms, all four."""
         request = wire.DetectSpeech(next(self._ids), request_id, model, **settings)
-        speech, _ = await self._ask(request, timeout_s, "voice detection", audio)
+        speech, _ = await self._ask(request, timeout_s, "voice detection", audio, receive)
         assert isinstance(speech, wire.Speech)
         return speech
 
     async def classify(
-        self, model: str, image: bytes, top_k: int, timeout_s: float, request_id: str = ""
-    ) -> wire.Labels:
+        self, model: str, image: bytes, top_k: int, timeout_s: float, request_id: str = "", *,
+        receive: Receive | None = None,
+    ) -> wire.Labels:  # fmt: skip
         """The `top_k` likeliest labels of the image file `image` (JPEG, PNG, WebP, ...)."""
         request = wire.Classify(next(self._ids), request_id, model, top_k)
-        labels, _ = await self._ask(request, timeout_s, "classification", image)
+        labels, _ = await self._ask(request, timeout_s, "classification", image, receive)
         assert isinstance(labels, wire.Labels)
         return labels
 
@@ -142,14 +147,18 @@ class EngineClient:
         timeout_s: float,
         what: str,
         upload: bytes | None = None,
+        receive: Receive | None = None,
     ) -> tuple[Any, list[Any]]:
         replies = await self._open(request, upload)
+        watcher = asyncio.create_task(_watch_client(receive, replies)) if receive is not None else None
         try:
             return await self._next(replies, timeout_s, what)
         except BaseException:
             await self._cancel(request.id)
             raise
         finally:
+            if watcher is not None:
+                watcher.cancel()
             self._waiting.pop(request.id, None)
 
     async def _open(self, request: wire.Request, upload: bytes | None = None) -> _Replies:
@@ -270,3 +279,9 @@ class GenerationStream:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+async def _watch_client(receive: Receive, replies: _Replies) -> None:
+    """ClientGone into `replies` when the HTTP client behind `receive` leaves."""
+    await client_left(receive)
+    replies.put_nowait(ClientGone())

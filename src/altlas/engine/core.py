@@ -25,25 +25,10 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-import numpy as np
 import zmq
 
-from altlas.engine.messages import (
-    REQUESTS,
-    Begun,
-    Cancel,
-    Classify,
-    DetectSpeech,
-    Embed,
-    Failed,
-    Generate,
-    Labels,
-    Served,
-    Speech,
-    Token,
-    Vectors,
-    encode,
-)  # fmt: skip
+from altlas.engine.messages import REQUESTS, Begun, Cancel, Embed, Failed, Generate, Token, encode
+from altlas.engine.work import TASKS, Batched, Submitted, submit
 from altlas.errors import AltlasError, error_kind
 from altlas.generation.engine import TokenEvent
 from altlas.logs import request_id_var
@@ -132,7 +117,7 @@ class Engine:
     def _submit_leased(
         self,
         peer: bytes,
-        message: Embed | DetectSpeech | Classify,
+        message: Batched,
         data: bytes,
         lease_of: Callable[[str, str], Lease | None],
         stop: _Stop | None = None,
@@ -146,8 +131,7 @@ class Engine:
             if lease is None:
                 return False
             if stop is None or not stop.is_set():
-                future, answer = _submit(message, data, lease.backend)
-                self._answer_when_done(peer, message.id, future, answer, lease, stop)
+                self._answer_when_done(peer, message.id, submit(message, data, lease), stop)
         except Exception as exc:
             self._fail(peer, message.id, exc)
         finally:
@@ -156,13 +140,11 @@ class Engine:
             request_id_var.reset(token)
         return True
 
-    def _answer_when_done(
-        self, peer: bytes, ident: int, future: Future[Any], answer: _Answer, lease: Lease, stop: _Stop | None
-    ) -> None:
-        """Send `answer`'s frames for the batch's result when `future` is done (Failed for its
-        error; nothing once cancelled: the client has gone, or answered its own time-out)."""
+    def _answer_when_done(self, peer: bytes, ident: int, submitted: Submitted, stop: _Stop | None) -> None:
+        """Send the answer when the batch is done (Failed for its error; nothing once cancelled:
+        the client has gone, or answered its own time-out)."""
         key = (peer, ident)
-        self.in_flight[key] = future
+        self.in_flight[key] = future = submitted.future
         if stop is not None and stop.is_set():  # cancelled since the model loaded
             future.cancel()
 
@@ -174,12 +156,8 @@ class Engine:
             if exc is not None:
                 self._fail(peer, ident, exc)
                 return
-            result = finished.result()
-            served = Served(
-                result.run_ms, result.queue_ms, result.batch_size, result.batch_requests, result.device,
-                lease.device, lease.gpu_bytes,
-            )  # fmt: skip
-            self._send(peer, answer(ident, result.value, served))
+            reply, rows = submitted.answer(ident, finished.result())
+            self._send(peer, [encode(reply)] if rows is None else [encode(reply), rows.tobytes()])
 
         future.add_done_callback(done)
 
@@ -240,45 +218,3 @@ def _token(ident: int, event: TokenEvent) -> Token:
         ident, event.text, event.finish_reason, event.completion_tokens, event.token_ids, event.prefill_ms,
         event.decode_ms, event.queue_ms,
     )  # fmt: skip
-
-
-_Answer = Callable[[int, Any, Served], list[bytes]]  # (id, the batch's value, served) -> frames
-TASKS = {Embed: "embedding", DetectSpeech: "audio-vad", Classify: "image-classification"}
-
-
-def _submit(
-    message: Embed | DetectSpeech | Classify, data: bytes, backend: Any
-) -> tuple[Future[Any], _Answer]:
-    """`message` submitted to `backend` (the lease checked its task): its future and how its
-    result is answered. Runs the checks the HTTP routes ran in-process (an upload's header, the
-    image decoded as far as the model needs, top_k), so their errors are the same."""
-    from altlas.audio.decode import open_audio
-    from altlas.orchestrator.backends import VadRequest
-
-    if isinstance(message, Embed):
-        future, request = backend.submit(message.texts, normalize=message.normalize)
-
-        def vectors(ident: int, value: Any, served: Served) -> list[bytes]:
-            rows = np.ascontiguousarray(value, dtype=np.float32)
-            header = Vectors(ident, int(rows.shape[0]), int(rows.shape[1]), request.tokens, served)
-            return [encode(header), rows.tobytes()]
-
-        return future, vectors
-    if isinstance(message, DetectSpeech):
-        audio = open_audio(data)  # the header checked; decoded as the detector reads it
-        settings = (message.threshold, message.min_speech_ms, message.min_silence_ms, message.pad_ms)
-
-        def speech(ident: int, value: Any, served: Served) -> list[bytes]:
-            segments, duration = value
-            found = [(s.start, s.end, s.probability) for s in segments]
-            return [encode(Speech(ident, audio.rate, duration, found, served))]
-
-        return backend.batcher.submit(VadRequest(audio, *settings)), speech
-    backend.classifier.check_top_k(message.top_k)
-    image = backend.classifier.decode(data)  # only as far as the model needs
-
-    def labels(ident: int, value: Any, served: Served) -> list[bytes]:
-        predictions = [(p.label, p.index, p.score) for p in value]
-        return [encode(Labels(ident, image.width, image.height, predictions, served))]
-
-    return backend.batcher.submit((image.pixels, message.top_k)), labels

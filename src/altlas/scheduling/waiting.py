@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from altlas.errors import TimedOutError
 
-__all__ = ["ClientGone", "on_loop", "wait_for"]
+__all__ = ["ClientGone", "Receive", "client_left", "on_loop", "wait_for"]
 
 T = TypeVar("T")
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -72,12 +72,17 @@ def _time_out(waiting: asyncio.Future[Any], timeout_s: float, what: str) -> None
         waiting.set_exception(TimedOutError(message, field="timeout"))
 
 
-async def _watch(receive: Receive, waiting: asyncio.Future[Any]) -> None:
+async def client_left(receive: Receive) -> None:
+    """Returns once the client behind `receive` (an ASGI receive, the body read) has left."""
     try:
         while (await receive()).get("type") != "http.disconnect":
             pass
     except Exception:  # a receive that fails has no client behind it either
         pass
+
+
+async def _watch(receive: Receive, waiting: asyncio.Future[Any]) -> None:
+    await client_left(receive)
     if not waiting.done():
         waiting.set_exception(ClientGone())
 

@@ -6,20 +6,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from altlas.api.cost import request_cost
-from altlas.audio.decode import open_audio
-from altlas.orchestrator.backends import ImageBackend, VadBackend, VadRequest
-from altlas.orchestrator.serving import LoadedModels
-from altlas.scheduling.waiting import wait_for
+from altlas.api.cost import served_cost
+from altlas.engine.service import ModelService
+from altlas.logs import request_id_var
 
 __all__ = ["media_router"]
 
 
-def media_router(models: LoadedModels, timeout_s: float) -> APIRouter:
-    """The routes, over the loaded models; `timeout_s`: the request time limit (0: none)."""
+def media_router(service: ModelService, timeout_s: float) -> APIRouter:
+    """The routes, over the models' service; `timeout_s`: the request time limit (0: none)."""
     router = APIRouter(prefix="/v1", tags=["media"])
 
     @router.post(
@@ -34,23 +31,18 @@ def media_router(models: LoadedModels, timeout_s: float) -> APIRouter:
         min_silence_ms: Annotated[float, Form(ge=0, le=60_000)] = 100,
         pad_ms: Annotated[float, Form(ge=0, le=10_000)] = 30,
     ) -> JSONResponse:
-        data = await file.read()
-        audio = await run_in_threadpool(open_audio, data)  # the header checked; decoded as it runs
-        lease = await run_in_threadpool(models.lease, model, "audio-vad")
-        backend = lease.backend
-        assert isinstance(backend, VadBackend)
-        job = VadRequest(audio, threshold, min_speech_ms, min_silence_ms, pad_ms)
-        served = await wait_for(backend.batcher.submit(job), timeout_s, request.receive, "voice detection")
-        segments, duration = served.value
-        headers, cost = request_cost(
-            lease, served.run_ms, served.queue_ms, served_on=served.device, audio_seconds=round(duration, 3)
-        )
+        settings = {"min_speech_ms": min_speech_ms, "min_silence_ms": min_silence_ms, "pad_ms": pad_ms}
+        speech = await service.detect_speech(
+            model, await file.read(), timeout_s, request_id_var.get() or "", receive=request.receive,
+            threshold=threshold, **settings,
+        )  # fmt: skip
+        headers, cost = served_cost(speech.served, audio_seconds=round(speech.duration, 3))
         body: dict[str, Any] = {
             "model": model,
-            "duration": round(duration, 3),
-            "sample_rate": audio.rate,
-            "speech_seconds": round(sum(s.end - s.start for s in segments), 3),
-            "segments": [{"start": s.start, "end": s.end, "probability": s.probability} for s in segments],
+            "duration": round(speech.duration, 3),
+            "sample_rate": speech.rate,
+            "speech_seconds": round(sum(end - start for start, end, _ in speech.segments), 3),
+            "segments": [{"start": start, "end": end, "probability": p} for start, end, p in speech.segments],
             "altlas": cost,
         }
         return JSONResponse(body, headers=headers)
@@ -62,23 +54,17 @@ def media_router(models: LoadedModels, timeout_s: float) -> APIRouter:
         model: Annotated[str, Form()] = "efficientnet-lite0",
         top_k: Annotated[int, Form(ge=1, le=1000)] = 5,
     ) -> JSONResponse:
-        data = await file.read()
-        lease = await run_in_threadpool(models.lease, model, "image-classification")
-        backend = lease.backend
-        assert isinstance(backend, ImageBackend)
-        backend.classifier.check_top_k(top_k)
-        image = await run_in_threadpool(backend.classifier.decode, data)  # only as far as the model needs
-        served = await wait_for(
-            backend.batcher.submit((image.pixels, top_k)), timeout_s, request.receive, "classification"
+        labels = await service.classify(
+            model, await file.read(), top_k, timeout_s, request_id_var.get() or "", receive=request.receive
         )
-        headers, cost = request_cost(
-            lease, served.run_ms, served.queue_ms, served.batch_size, served.batch_requests, served.device
-        )
+        headers, cost = served_cost(labels.served)
         body = {
             "model": model,
-            "width": image.width,
-            "height": image.height,
-            "predictions": [{"label": p.label, "index": p.index, "score": p.score} for p in served.value],
+            "width": labels.width,
+            "height": labels.height,
+            "predictions": [
+                {"label": label, "index": i, "score": score} for label, i, score in labels.predictions
+            ],
             "altlas": cost,
         }
         return JSONResponse(body, headers=headers)
