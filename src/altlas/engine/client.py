@@ -90,12 +90,12 @@ class EngineClient:
 
     async def embed(
         self, model: str, texts: list[str], timeout_s: float, request_id: str = "", *, normalize: bool = True,
-        receive: Receive | None = None,
+        dimensions: int | None = None, receive: Receive | None = None,
     ) -> Embedded:  # fmt: skip
         """The vectors of `texts`, unit length unless `normalize` is False (TimedOutError past
         `timeout_s` seconds; 0: no limit). `receive` (an HTTP request's): ClientGone when its
         client leaves, the engine told to drop the work (altlas.engine.service.ModelService)."""
-        request = wire.Embed(next(self._ids), request_id, model, texts, normalize)
+        request = wire.Embed(next(self._ids), request_id, model, texts, normalize, dimensions)
         header, frames = await self._ask(request, timeout_s, f"embedding {len(texts)} texts", receive=receive)
         vectors = np.frombuffer(frames[0], dtype=np.float32).reshape(header.rows, header.dim)
         return Embedded(vectors, header)

@@ -29,6 +29,7 @@ class Embed(msgspec.Struct, tag=True, array_like=True, frozen=True):
     model: str
     texts: list[str]
     normalize: bool = True  # unit vectors (False: as the model's pooling gives them)
+    dimensions: int | None = None  # asked for: must be the model's (an error otherwise)
 
 
 class Generate(msgspec.Struct, tag=True, array_like=True, frozen=True):

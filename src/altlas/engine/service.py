@@ -27,7 +27,7 @@ class ModelService(Protocol):
 
     async def embed(
         self, model: str, texts: list[str], timeout_s: float, request_id: str = "", *, normalize: bool = True,
-        receive: Receive | None = None,
+        dimensions: int | None = None, receive: Receive | None = None,
     ) -> Embedded: ...  # fmt: skip
 
     async def detect_speech(
@@ -51,9 +51,9 @@ class LocalModels:
 
     async def embed(
         self, model: str, texts: list[str], timeout_s: float, request_id: str = "", *, normalize: bool = True,
-        receive: Receive | None = None,
+        dimensions: int | None = None, receive: Receive | None = None,
     ) -> Embedded:  # fmt: skip
-        request = wire.Embed(0, request_id, model, texts, normalize)
+        request = wire.Embed(0, request_id, model, texts, normalize, dimensions)
         reply, rows = await self._run(request, b"", timeout_s, receive, f"embedding {len(texts)} texts")
         assert isinstance(reply, wire.Vectors) and rows is not None
         return Embedded(rows, reply)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from altlas.engine import messages as wire
+from altlas.errors import InvalidInputError
 from altlas.orchestrator.serving import Lease
 
 __all__ = ["TASKS", "Batched", "Submitted", "submit"]
@@ -50,6 +51,9 @@ def submit(message: Batched, data: bytes, lease: Lease) -> Submitted:
 
     backend: Any = lease.backend
     if isinstance(message, wire.Embed):
+        if message.dimensions is not None and message.dimensions != backend.embedder.dimension:
+            dimension = backend.embedder.dimension
+            raise InvalidInputError(f"this model gives {dimension} dimensions only", field="dimensions")
         future, request = backend.submit(message.texts, normalize=message.normalize)
 
         def vectors(ident: int, value: Any, served: wire.Served) -> tuple[wire.Reply, np.ndarray | None]:

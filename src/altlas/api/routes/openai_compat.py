@@ -16,11 +16,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-import numpy as np
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -28,9 +27,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.types import Receive
 
-from altlas.api.cost import request_cost
+from altlas.api.cost import request_cost, served_cost
 from altlas.api.vectors import MAX_TEXTS_PER_REQUEST, encode_base64
-from altlas.embeddings.engine import TextRequest
+from altlas.engine.client import Embedded
+from altlas.engine.service import ModelService
 from altlas.errors import InputTooLargeError, InvalidInputError
 from altlas.generation.engine import TokenEvent
 from altlas.generation.sampling import (
@@ -41,10 +41,9 @@ from altlas.generation.sampling import (
     MIN_DIVISOR,
     SamplingParams,
 )
-from altlas.orchestrator.backends import EmbeddingBackend
+from altlas.logs import request_id_var
 from altlas.orchestrator.generations import GenerationAsk, Started, start_generation
-from altlas.orchestrator.serving import Lease, LoadedModels
-from altlas.scheduling.batcher import Served
+from altlas.orchestrator.serving import LoadedModels
 from altlas.scheduling.waiting import wait_for
 
 __all__ = [
@@ -140,16 +139,19 @@ def _sse(payload: dict[str, Any] | str) -> bytes:
     return f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n".encode()
 
 
-def openai_router(models: LoadedModels, timeout_s: float, threads: ThreadPoolExecutor) -> APIRouter:
-    """The routes, over the loaded models; `timeout_s`: the request time limit (0: none);
-    `threads`: where generations run (`generation_threads`)."""
+def openai_router(
+    models: LoadedModels, service: ModelService, timeout_s: float, threads: ThreadPoolExecutor
+) -> APIRouter:
+    """The routes: embeddings through the models' `service`, generations over the loaded
+    `models`; `timeout_s`: the request time limit (0: none); `threads`: where generations run
+    (`generation_threads`)."""
     router = APIRouter(prefix="/v1", tags=["openai"])
 
     # embeddings
 
     @router.post("/embeddings", summary="Embeddings (OpenAI shape; encoding_format float or base64)")
     async def embeddings(body: EmbeddingsRequest, request: Request) -> Response:
-        return await embed(models, body, timeout_s, request.receive)
+        return await embed(service, body, timeout_s, request.receive)
 
     # text generation
 
@@ -183,29 +185,14 @@ def _texts(body: EmbeddingsRequest) -> list[str]:
     return texts
 
 
-def _submit_embedding(
-    lease: Lease, body: EmbeddingsRequest, texts: list[str]
-) -> tuple[Future[Served[np.ndarray]], TextRequest]:
-    backend = lease.backend
-    assert isinstance(backend, EmbeddingBackend)
-    if body.dimensions is not None and body.dimensions != backend.embedder.dimension:
-        raise InvalidInputError(
-            f"this model gives {backend.embedder.dimension} dimensions only", field="dimensions"
-        )
-    return backend.submit(texts)  # tokenized with its batch, on the batcher's thread
-
-
-def _embedding_answer(
-    lease: Lease, body: EmbeddingsRequest, served: Served[np.ndarray], tokens: int
-) -> Response:
-    headers, cost = request_cost(
-        lease, served.run_ms, served.queue_ms, served.batch_size, served.batch_requests, served.device
-    )
+def _embedding_answer(body: EmbeddingsRequest, got: Embedded) -> Response:
+    headers, cost = served_cost(got.header.served)
     data = [
         {"object": "embedding", "index": i,
          "embedding": encode_base64(v) if body.encoding_format == "base64" else v}
-        for i, v in enumerate(served.value)
+        for i, v in enumerate(got.vectors)
     ]  # fmt: skip
+    tokens = got.header.tokens
     usage = {"prompt_tokens": tokens, "total_tokens": tokens}
     result = {"object": "list", "data": data, "model": body.model, "usage": usage, "altlas": cost}
     # orjson writes float32 vectors straight from numpy: ~50x json.dumps over lists of floats
@@ -213,16 +200,14 @@ def _embedding_answer(
 
 
 async def embed(
-    models: LoadedModels, body: EmbeddingsRequest, timeout_s: float, receive: Receive
+    service: ModelService, body: EmbeddingsRequest, timeout_s: float, receive: Receive
 ) -> Response:
     """One /v1/embeddings request, its body validated; `receive` tells of a client that leaves."""
     texts = _texts(body)
-    lease = models.lease_if_loaded(body.model, "embedding")
-    if lease is None:  # loading takes seconds: on a worker thread
-        lease = await run_in_threadpool(models.lease, body.model, "embedding")
-    future, request = _submit_embedding(lease, body, texts)
-    served = await wait_for(future, timeout_s, receive, f"embedding {len(texts)} texts")
-    return await _small_or_threaded(len(texts), _embedding_answer, lease, body, served, request.tokens)
+    got = await service.embed(
+        body.model, texts, timeout_s, request_id_var.get() or "", dimensions=body.dimensions, receive=receive
+    )
+    return await _small_or_threaded(len(texts), _embedding_answer, body, got)
 
 
 def generation_threads() -> ThreadPoolExecutor:
