@@ -8,12 +8,13 @@ from contextlib import contextmanager
 
 from altlas.engine.core import Engine
 from altlas.orchestrator.serving import Loaded, LoadedModels
+from altlas.search.collections import Collections
 
 
 @contextmanager
-def serving(models: LoadedModels, address: str) -> Iterator[Engine]:
-    """An Engine over `models` listening at `address` until the block ends."""
-    engine = Engine(models, address)
+def serving(models: LoadedModels, address: str, collections: Collections | None = None) -> Iterator[Engine]:
+    """An Engine over `models` (keeping `collections`) listening at `address` until the block ends."""
+    engine = Engine(models, address, collections=collections)
     stop = threading.Event()
     thread = threading.Thread(target=engine.serve, args=(stop,), daemon=True)
     thread.start()

@@ -234,3 +234,12 @@ def test_a_request_waits_for_an_engine_that_is_starting_then_fails_without_one(
             assert got.vectors.shape == (1, 384)
 
     asyncio.run(scenario())
+
+
+def test_a_reply_finished_after_the_engine_stopped_is_dropped(tmp_path: Path) -> None:
+    """Work still running when the engine stops answers into nothing: no write to the closed
+    wake-up pipe (its number may be another file's by then), nothing queued."""
+    with serving(LoadedModels(lambda name: None), f"ipc://{tmp_path}/engine-4") as engine:
+        pass
+    engine._send(b"peer", [b"late"])
+    assert engine._outbox.empty()

@@ -90,12 +90,12 @@ def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
     models, timeout_s = manager.loaded, settings.request_timeout_s  # requests lease loaded models only
     app.include_router(models_router(manager, started=int(time.time())))
     threads = generation_threads()
-    service = LocalModels(models)
+    collections = Collections(settings.data_dir / "collections", device=str(resolve_device(settings.device)))
+    service = LocalModels(models, collections)
     app.include_router(openai_router(models, service, timeout_s, threads))
     app.state.on_stop.append(threads.shutdown)  # generations in flight finish first
     app.include_router(media_router(service, timeout_s))
-    collections = Collections(settings.data_dir / "collections", device=str(resolve_device(settings.device)))
-    app.include_router(search_router(models, collections, timeout_s))
+    app.include_router(search_router(service, timeout_s))
     app.state.models = models
     app.state.collections = collections
     app.state.on_start.append(manager.start)  # models marked load_at_start load in the background

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,25 +25,18 @@ import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from altlas.engine import messages as wire
+from altlas.engine.service import Asking, ModelService
 from altlas.errors import EngineUnavailableError, TimedOutError, error_from_kind
 from altlas.generation.engine import TokenEvent
 from altlas.generation.sampling import SamplingParams
 from altlas.scheduling.waiting import ClientGone, Receive, client_left
 
-__all__ = ["Embedded", "EngineClient", "GenerationStream"]
+__all__ = ["EngineClient", "GenerationStream"]
 
 _Replies = asyncio.Queue[tuple[Any, list[Any]] | BaseException]  # a request's replies, or its error
 
 
-@dataclass(frozen=True)
-class Embedded:
-    """An Embed's answer: the vectors [rows, dim] (float32) and their header."""
-
-    vectors: np.ndarray
-    header: wire.Vectors
-
-
-class EngineClient:
+class EngineClient(ModelService):
     """Requests to the engine at `address`, from one event loop (`start` on it first, `close`
     at the end; or `async with EngineClient(address) as client`); `start_timeout_s`: how long a
     request waits for an engine that is not connected."""
@@ -88,18 +80,6 @@ class EngineClient:
         for replies in self._waiting.values():
             replies.put_nowait(asyncio.CancelledError())
 
-    async def embed(
-        self, model: str, texts: list[str], timeout_s: float, request_id: str = "", *, normalize: bool = True,
-        dimensions: int | None = None, receive: Receive | None = None,
-    ) -> Embedded:  # fmt: skip
-        """The vectors of `texts`, unit length unless `normalize` is False (TimedOutError past
-        `timeout_s` seconds; 0: no limit). `receive` (an HTTP request's): ClientGone when its
-        client leaves, the engine told to drop the work (altlas.engine.service.ModelService)."""
-        request = wire.Embed(next(self._ids), request_id, model, texts, normalize, dimensions)
-        header, frames = await self._ask(request, timeout_s, f"embedding {len(texts)} texts", receive=receive)
-        vectors = np.frombuffer(frames[0], dtype=np.float32).reshape(header.rows, header.dim)
-        return Embedded(vectors, header)
-
     async def generate(
         self, model: str, sampling: SamplingParams, timeout_s: float, request_id: str = "", *,
         messages: list[tuple[str, str]] | None = None, prompt: str | None = None,
@@ -110,7 +90,7 @@ class EngineClient:
         `timeout_s` seconds without a start (0: no limit). Iterate it for the pieces; close it
         to stop early."""
         request = wire.Generate(
-            next(self._ids), request_id, model, sampling, timeout_s, max_tokens, messages, prompt
+            self._new_id(), request_id, model, sampling, timeout_s, max_tokens, messages, prompt
         )
         replies = await self._open(request)
         try:
@@ -120,39 +100,16 @@ class EngineClient:
             raise
         return GenerationStream(self, request.id, begun, replies)
 
-    async def detect_speech(
-        self, model: str, audio: bytes, timeout_s: float, request_id: str = "", *,
-        receive: Receive | None = None, **settings: float,
-    ) -> wire.Speech:  # fmt: skip
-        """Speech segments in the audio file `audio` (WAV, FLAC, OGG); `settings`: DetectSpeech's
-        threshold, min_speech_ms, min_silence_ms and pad_ms, all four."""
-        request = wire.DetectSpeech(next(self._ids), request_id, model, **settings)
-        speech, _ = await self._ask(request, timeout_s, "voice detection", audio, receive)
-        assert isinstance(speech, wire.Speech)
-        return speech
-
-    async def classify(
-        self, model: str, image: bytes, top_k: int, timeout_s: float, request_id: str = "", *,
-        receive: Receive | None = None,
-    ) -> wire.Labels:  # fmt: skip
-        """The `top_k` likeliest labels of the image file `image` (JPEG, PNG, WebP, ...)."""
-        request = wire.Classify(next(self._ids), request_id, model, top_k)
-        labels, _ = await self._ask(request, timeout_s, "classification", image, receive)
-        assert isinstance(labels, wire.Labels)
-        return labels
+    def _new_id(self) -> int:
+        return next(self._ids)
 
     async def _ask(
-        self,
-        request: wire.Embed | wire.DetectSpeech | wire.Classify,
-        timeout_s: float,
-        what: str,
-        upload: bytes | None = None,
-        receive: Receive | None = None,
-    ) -> tuple[Any, list[Any]]:
+        self, request: Asking, timeout_s: float, what: str, upload: bytes | None, receive: Receive | None
+    ) -> tuple[wire.Reply, np.ndarray | None]:
         replies = await self._open(request, upload)
         watcher = asyncio.create_task(_watch_client(receive, replies)) if receive is not None else None
         try:
-            return await self._next(replies, timeout_s, what)
+            reply, frames = await self._next(replies, timeout_s, what)
         except BaseException:
             await self._cancel(request.id)
             raise
@@ -160,6 +117,9 @@ class EngineClient:
             if watcher is not None:
                 watcher.cancel()
             self._waiting.pop(request.id, None)
+        if isinstance(reply, wire.Vectors):  # the vectors travel as raw float32 beside it
+            return reply, np.frombuffer(frames[0], dtype=np.float32).reshape(reply.rows, reply.dim)
+        return reply, None
 
     async def _open(self, request: wire.Request, upload: bytes | None = None) -> _Replies:
         """Send `request` (and its `upload` as a second frame) once the engine is connected; its

@@ -27,13 +27,16 @@ from typing import Any
 
 import zmq
 
-from altlas.engine.messages import REQUESTS, Begun, Cancel, Embed, Failed, Generate, Token, encode
+from altlas.engine import messages as wire
+from altlas.engine.search_work import collection_work
 from altlas.engine.work import TASKS, Batched, Submitted, submit
 from altlas.errors import AltlasError, error_kind
 from altlas.generation.engine import TokenEvent
 from altlas.logs import request_id_var
 from altlas.orchestrator.generations import GenerationAsk, start_generation
 from altlas.orchestrator.serving import Lease, LoadedModels
+from altlas.scheduling.waiting import ClientGone
+from altlas.search.collections import Collections
 
 __all__ = ["Engine"]
 
@@ -44,14 +47,19 @@ class Engine:
     """Serves the models in `models` to API processes connected to `address` (a ZeroMQ
     endpoint, e.g. ipc:///run/altlas/engine-0)."""
 
-    def __init__(self, models: LoadedModels, address: str, context: zmq.Context[Any] | None = None) -> None:
+    def __init__(
+        self, models: LoadedModels, address: str, context: zmq.Context[Any] | None = None, *,
+        collections: Collections | None = None,
+    ) -> None:  # fmt: skip
         self.models = models
+        self.collections = collections  # the search collections this engine keeps, if any
         self.address = address
         self.context = context or zmq.Context.instance()
         # (peer, id) -> its work: an embedding's future, a generation's stop flag (cancel())
         self.in_flight: dict[tuple[bytes, int], Future[Any] | _Stop] = {}
         self._outbox: queue.SimpleQueue[tuple[bytes, list[bytes]]] = queue.SimpleQueue()
         self._wake_read = self._wake_write = -1  # a pipe while serving: replies wake the socket's thread
+        self._wake_lock = threading.Lock()  # no reply writes to the pipe once it is closed
         self.bound = threading.Event()  # set once the socket listens
 
     def serve(self, stop: threading.Event) -> None:
@@ -85,26 +93,28 @@ class Engine:
                         self._take(peer, payload, upload)
         finally:
             socket.close()
-            os.close(self._wake_read)
-            os.close(self._wake_write)
+            with self._wake_lock:  # a reply finished after this is dropped: nobody reads it
+                os.close(self._wake_read)
+                os.close(self._wake_write)
+                self._wake_read = self._wake_write = -1
 
     def _take(self, peer: bytes, payload: bytes, upload: list[bytes]) -> None:
         try:
-            message = REQUESTS.decode(payload)
+            message = wire.REQUESTS.decode(payload)
         except Exception:  # a peer speaking something else: nothing to answer to
             log.warning("an undecodable request was dropped", extra={"bytes": len(payload)})
             return
-        if isinstance(message, Cancel):
+        if isinstance(message, wire.Cancel):
             work = self.in_flight.pop((peer, message.id), None)
             if work is not None:
                 work.cancel()
             return
-        if isinstance(message, Generate):
+        if isinstance(message, wire.Generate | wire.Collecting):
             stop = self.in_flight[(peer, message.id)] = _Stop()
-            threading.Thread(target=self._generate, args=(peer, message, stop), daemon=True).start()
+            threading.Thread(target=self._on_thread, args=(peer, message, stop), daemon=True).start()
             return
         data = upload[0] if upload else b""
-        if isinstance(message, Embed) and self._submit_leased(
+        if isinstance(message, wire.Embed) and self._submit_leased(
             peer, message, data, self.models.lease_if_loaded
         ):
             return  # texts for a loaded model: submitted right here
@@ -157,31 +167,24 @@ class Engine:
                 self._fail(peer, ident, exc)
                 return
             reply, rows = submitted.answer(ident, finished.result())
-            self._send(peer, [encode(reply)] if rows is None else [encode(reply), rows.tobytes()])
+            self._send(peer, [wire.encode(reply)] if rows is None else [wire.encode(reply), rows.tobytes()])
 
         future.add_done_callback(done)
 
-    def _generate(self, peer: bytes, message: Generate, stop: _Stop) -> None:
-        """Run one generation on this thread: Begun, then each piece as a Token, up to the last
-        one, a Cancel (`stop`) or an error (Failed)."""
+    def _on_thread(self, peer: bytes, message: wire.Generate | wire.Collecting, stop: _Stop) -> None:
+        """Run a generation or a collections' request on this thread, in its request id's
+        context: once `stop` is set (its Cancel) it ends at the next check and nothing more is
+        answered; an error is answered as Failed."""
         token = request_id_var.set(message.request_id)
-        messages = None if message.messages is None else tuple(message.messages)
-        ask = GenerationAsk(message.model, message.sampling, message.max_tokens, messages, message.prompt)
         try:
-            go = start_generation(self.models, ask, message.timeout_s)
-            with go.turn:
-                try:
-                    if stop.is_set():
-                        return
-                    facts = (go.prompt_tokens, go.queue_ms, go.first_ms, go.lease.device, go.lease.gpu_bytes)
-                    self._send(peer, [encode(Begun(message.id, *facts))])
-                    self._send(peer, [encode(_token(message.id, go.first))])
-                    for event in go.events:
-                        if stop.is_set():
-                            return
-                        self._send(peer, [encode(_token(message.id, event))])
-                finally:
-                    go.events.close()  # the turn or decode slot goes now
+            if isinstance(message, wire.Generate):
+                self._generate(peer, message, stop)
+            else:
+                reply = collection_work(message, self.models, self.collections, stop)
+                if not stop.is_set():
+                    self._send(peer, [wire.encode(reply)])
+        except ClientGone:
+            pass
         except Exception as exc:
             if not stop.is_set():
                 self._fail(peer, message.id, exc)
@@ -189,21 +192,45 @@ class Engine:
             self.in_flight.pop((peer, message.id), None)
             request_id_var.reset(token)
 
+    def _generate(self, peer: bytes, message: wire.Generate, stop: _Stop) -> None:
+        """Begun, then each piece as a Token, up to the last one or `stop`
+        (altlas.orchestrator.generations.start_generation: lease, turn, prefill first)."""
+        messages = None if message.messages is None else tuple(message.messages)
+        ask = GenerationAsk(message.model, message.sampling, message.max_tokens, messages, message.prompt)
+        go = start_generation(self.models, ask, message.timeout_s)
+        with go.turn:
+            try:
+                if stop.is_set():
+                    return
+                facts = (go.prompt_tokens, go.queue_ms, go.first_ms, go.lease.device, go.lease.gpu_bytes)
+                self._send(peer, [wire.encode(wire.Begun(message.id, *facts))])
+                self._send(peer, [wire.encode(_token(message.id, go.first))])
+                for event in go.events:
+                    if stop.is_set():
+                        return
+                    self._send(peer, [wire.encode(_token(message.id, event))])
+            finally:
+                go.events.close()  # the turn or decode slot goes now
+
     def _fail(self, peer: bytes, ident: int, exc: BaseException) -> None:
         if isinstance(exc, AltlasError):
-            reply = Failed(
+            reply = wire.Failed(
                 ident, error_kind(exc), exc.message, exc.field, getattr(exc, "retry_after_s", None)
             )
         else:
             log.error("request failed", exc_info=exc)
-            reply = Failed(ident, "internal", "internal error in the engine")
-        self._send(peer, [encode(reply)])
+            reply = wire.Failed(ident, "internal", "internal error in the engine")
+        self._send(peer, [wire.encode(reply)])
 
     def _send(self, peer: bytes, frames: list[bytes]) -> None:
-        """Queue a reply for the socket's thread (any thread may call this) and wake it."""
-        self._outbox.put((peer, frames))
-        with contextlib.suppress(BlockingIOError):
-            os.write(self._wake_write, b"\0")
+        """Queue a reply for the socket's thread (any thread may call this) and wake it; once the
+        engine has stopped serving, nothing (a pipe's number closed may be another file's now)."""
+        with self._wake_lock:
+            if self._wake_write < 0:
+                return
+            self._outbox.put((peer, frames))
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._wake_write, b"\0")
 
 
 class _Stop(threading.Event):
@@ -213,8 +240,8 @@ class _Stop(threading.Event):
         self.set()
 
 
-def _token(ident: int, event: TokenEvent) -> Token:
-    return Token(
+def _token(ident: int, event: TokenEvent) -> wire.Token:
+    return wire.Token(
         ident, event.text, event.finish_reason, event.completion_tokens, event.token_ids, event.prefill_ms,
         event.decode_ms, event.queue_ms,
     )  # fmt: skip

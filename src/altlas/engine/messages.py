@@ -16,8 +16,9 @@ import msgspec
 from altlas.generation.sampling import SamplingParams
 
 __all__ = [
-    "REPLIES", "REQUESTS", "Begun", "Cancel", "Classify", "DetectSpeech", "Embed", "Failed", "Generate",
-    "Labels", "Reply", "Request", "Served", "Speech", "Token", "Vectors", "encode",
+    "REPLIES", "REQUESTS", "AddDocuments", "Begun", "Cancel", "Classify", "Collecting", "DetectSpeech",
+    "Done", "Embed", "Failed", "Generate", "Hits", "Indexes", "Labels", "ListIndexes", "RemoveDocuments",
+    "Reply", "Request", "Search", "Served", "Speech", "Token", "Vectors", "encode",
 ]  # fmt: skip
 
 
@@ -69,6 +70,46 @@ class Classify(msgspec.Struct, tag=True, array_like=True, frozen=True):
     request_id: str
     model: str
     top_k: int
+
+
+class Search(msgspec.Struct, tag=True, array_like=True, frozen=True):
+    """The `k` documents of collection `index` closest in meaning to each of `queries`; their
+    embedding bounded by `timeout_s` (0: none)."""
+
+    id: int
+    request_id: str
+    index: str
+    queries: list[str]
+    k: int
+    timeout_s: float
+
+
+class AddDocuments(msgspec.Struct, tag=True, array_like=True, frozen=True):
+    """Embed `documents` (id, text) with `model` and store them in collection `index` (made if
+    new), their embedding bounded by `timeout_s` (0: none)."""
+
+    id: int
+    request_id: str
+    index: str
+    model: str
+    documents: list[tuple[str, str]]
+    timeout_s: float
+
+
+class RemoveDocuments(msgspec.Struct, tag=True, array_like=True, frozen=True):
+    """Remove the documents `ids` from collection `index`."""
+
+    id: int
+    request_id: str
+    index: str
+    ids: list[str]
+
+
+class ListIndexes(msgspec.Struct, tag=True, array_like=True, frozen=True):
+    """The collections."""
+
+    id: int
+    request_id: str
 
 
 class Cancel(msgspec.Struct, tag=True, array_like=True, frozen=True):
@@ -149,6 +190,32 @@ class Token(msgspec.Struct, tag=True, array_like=True, frozen=True):
     queue_ms: float = 0.0
 
 
+class Hits(msgspec.Struct, tag=True, array_like=True, frozen=True):
+    """A Search's answer: the collection's model, each query's hits (id, text, score), closest
+    first; `served`: the whole search's time, its embedding's wait, the queries as the batch."""
+
+    id: int
+    model: str
+    results: list[list[tuple[str, str, float]]]
+    served: Served
+
+
+class Done(msgspec.Struct, tag=True, array_like=True, frozen=True):
+    """An AddDocuments' or RemoveDocuments' answer: how many were added or removed, and the
+    collection's size after (AddDocuments; -1 for RemoveDocuments)."""
+
+    id: int
+    count: int
+    size: int = -1
+
+
+class Indexes(msgspec.Struct, tag=True, array_like=True, frozen=True):
+    """A ListIndexes' answer: each collection's name, embedding model and size."""
+
+    id: int
+    indexes: list[tuple[str, str, int]]
+
+
 class Failed(msgspec.Struct, tag=True, array_like=True, frozen=True):
     """A request's error: altlas.errors.error_kind's name, built again on the other side."""
 
@@ -159,8 +226,9 @@ class Failed(msgspec.Struct, tag=True, array_like=True, frozen=True):
     retry_after_s: float | None = None
 
 
-Request = Embed | Generate | DetectSpeech | Classify | Cancel
-Reply = Vectors | Speech | Labels | Begun | Token | Failed
+Collecting = Search | AddDocuments | RemoveDocuments | ListIndexes  # the search collections' requests
+Request = Embed | Generate | DetectSpeech | Classify | Collecting | Cancel
+Reply = Vectors | Speech | Labels | Begun | Token | Hits | Done | Indexes | Failed
 REQUESTS = msgspec.msgpack.Decoder(Request)
 REPLIES = msgspec.msgpack.Decoder(Reply)
 encode = msgspec.msgpack.Encoder().encode

@@ -11,70 +11,141 @@ cancelled (never run if its batch was not gathered yet) and ClientGone is raised
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
 
 from altlas.engine import messages as wire
-from altlas.engine.client import Embedded
+from altlas.engine.search_work import collection_work
 from altlas.engine.work import TASKS, Batched, Submitted, submit
 from altlas.orchestrator.serving import LoadedModels
-from altlas.scheduling.waiting import Receive, wait_for
+from altlas.scheduling.waiting import Receive, client_left, wait_for
+from altlas.search.collections import Collections
 
-__all__ = ["LocalModels", "ModelService"]
-
-
-class ModelService(Protocol):
-    """The models' requests, as routes make them (see the module's docs)."""
-
-    async def embed(
-        self, model: str, texts: list[str], timeout_s: float, request_id: str = "", *, normalize: bool = True,
-        dimensions: int | None = None, receive: Receive | None = None,
-    ) -> Embedded: ...  # fmt: skip
-
-    async def detect_speech(
-        self, model: str, audio: bytes, timeout_s: float, request_id: str = "", *,
-        receive: Receive | None = None, **settings: float,
-    ) -> wire.Speech: ...  # fmt: skip
-
-    async def classify(
-        self, model: str, image: bytes, top_k: int, timeout_s: float, request_id: str = "", *,
-        receive: Receive | None = None,
-    ) -> wire.Labels: ...  # fmt: skip
+__all__ = ["Embedded", "LocalModels", "ModelService"]
 
 
-class LocalModels:
-    """ModelService over the models loaded in this process. Texts for a loaded model are
-    submitted on the event loop (a lease is a dict read, a submit a queue put); a model to load,
-    or an upload to check and decode, first goes to a worker thread."""
+@dataclass(frozen=True)
+class Embedded:
+    """An Embed's answer: the vectors [rows, dim] (float32) and their header."""
 
-    def __init__(self, models: LoadedModels) -> None:
-        self.models = models
+    vectors: np.ndarray
+    header: wire.Vectors
+
+
+R = TypeVar("R")
+Asking = Batched | wire.Collecting  # what `_ask` answers: requests with one reply
+
+
+class ModelService(ABC):
+    """The models' requests, as routes make them (see the module's docs): each builds its
+    message and `_ask`s it; a subclass says how a message is answered."""
+
+    def _new_id(self) -> int:
+        """The next request's id (unique among the requests in flight)."""
+        return 0
+
+    @abstractmethod
+    async def _ask(
+        self, request: Asking, timeout_s: float, what: str, upload: bytes | None, receive: Receive | None
+    ) -> tuple[wire.Reply, np.ndarray | None]:
+        """(`request`'s reply, the vectors beside it or None); its error raised; TimedOutError
+        past `timeout_s` (0: no limit), ClientGone when `receive`'s client leaves."""
 
     async def embed(
         self, model: str, texts: list[str], timeout_s: float, request_id: str = "", *, normalize: bool = True,
         dimensions: int | None = None, receive: Receive | None = None,
     ) -> Embedded:  # fmt: skip
-        request = wire.Embed(0, request_id, model, texts, normalize, dimensions)
-        reply, rows = await self._run(request, b"", timeout_s, receive, f"embedding {len(texts)} texts")
-        assert isinstance(reply, wire.Vectors) and rows is not None
-        return Embedded(rows, reply)
+        """The vectors of `texts`, unit length unless `normalize` is False; `dimensions`: asked
+        for, must be the model's."""
+        request = wire.Embed(self._new_id(), request_id, model, texts, normalize, dimensions)
+        reply, rows = await self._ask(request, timeout_s, f"embedding {len(texts)} texts", None, receive)
+        assert rows is not None
+        return Embedded(rows, _expect(reply, wire.Vectors))
 
     async def detect_speech(
         self, model: str, audio: bytes, timeout_s: float, request_id: str = "", *,
         receive: Receive | None = None, **settings: float,
     ) -> wire.Speech:  # fmt: skip
-        request = wire.DetectSpeech(0, request_id, model, **settings)
-        reply, _ = await self._run(request, audio, timeout_s, receive, "voice detection")
-        assert isinstance(reply, wire.Speech)
-        return reply
+        """Speech segments in the audio file `audio` (WAV, FLAC, OGG); `settings`: DetectSpeech's
+        threshold, min_speech_ms, min_silence_ms and pad_ms, all four."""
+        request = wire.DetectSpeech(self._new_id(), request_id, model, **settings)
+        reply, _ = await self._ask(request, timeout_s, "voice detection", audio, receive)
+        return _expect(reply, wire.Speech)
 
     async def classify(
         self, model: str, image: bytes, top_k: int, timeout_s: float, request_id: str = "", *,
         receive: Receive | None = None,
     ) -> wire.Labels:  # fmt: skip
-        request = wire.Classify(0, request_id, model, top_k)
-        reply, _ = await self._run(request, image, timeout_s, receive, "classification")
-        assert isinstance(reply, wire.Labels)
-        return reply
+        """The `top_k` likeliest labels of the image file `image` (JPEG, PNG, WebP, ...)."""
+        request = wire.Classify(self._new_id(), request_id, model, top_k)
+        reply, _ = await self._ask(request, timeout_s, "classification", image, receive)
+        return _expect(reply, wire.Labels)
+
+    async def search(
+        self, index: str, queries: list[str], k: int, timeout_s: float, request_id: str = "", *,
+        receive: Receive | None = None,
+    ) -> wire.Hits:  # fmt: skip
+        """The `k` documents of collection `index` closest to each query; `timeout_s`: their
+        embedding's limit."""
+        request = wire.Search(self._new_id(), request_id, index, queries, k, timeout_s)
+        reply, _ = await self._ask(request, 0, "a search", None, receive)
+        return _expect(reply, wire.Hits)
+
+    async def add_documents(
+        self, index: str, model: str, documents: list[tuple[str, str]], timeout_s: float,
+        request_id: str = "", *, receive: Receive | None = None,
+    ) -> wire.Done:  # fmt: skip
+        """Embed `documents` (id, text) with `model` and store them in collection `index`."""
+        request = wire.AddDocuments(self._new_id(), request_id, index, model, documents, timeout_s)
+        reply, _ = await self._ask(request, 0, "adding documents", None, receive)
+        return _expect(reply, wire.Done)
+
+    async def remove_documents(self, index: str, ids: list[str], request_id: str = "") -> wire.Done:
+        request = wire.RemoveDocuments(self._new_id(), request_id, index, ids)
+        reply, _ = await self._ask(request, 0, "removing documents", None, None)
+        return _expect(reply, wire.Done)
+
+    async def list_indexes(self, request_id: str = "") -> wire.Indexes:
+        reply, _ = await self._ask(wire.ListIndexes(self._new_id(), request_id), 0, "listing", None, None)
+        return _expect(reply, wire.Indexes)
+
+
+def _expect(reply: wire.Reply, kind: type[R]) -> R:
+    if not isinstance(reply, kind):
+        raise RuntimeError(f"a {type(reply).__name__} reply where a {kind.__name__} was due")
+    return reply
+
+
+class LocalModels(ModelService):
+    """ModelService over the models loaded in this process (and the search `collections`, kept
+    here). Texts for a loaded model are submitted on the event loop (a lease is a dict read, a
+    submit a queue put); a model to load, an upload to check and decode, and the collections'
+    work go to a worker thread first."""
+
+    def __init__(self, models: LoadedModels, collections: Collections | None = None) -> None:
+        self.models = models
+        self.collections = collections
+
+    async def _ask(
+        self, request: Asking, timeout_s: float, what: str, upload: bytes | None, receive: Receive | None
+    ) -> tuple[wire.Reply, np.ndarray | None]:
+        if isinstance(request, wire.Search | wire.AddDocuments | wire.RemoveDocuments | wire.ListIndexes):
+            return await self._collect(request, receive), None
+        return await self._run(request, upload or b"", timeout_s, receive, what)
+
+    async def _collect(self, message: wire.Collecting, receive: Receive | None) -> wire.Reply:
+        """collection_work on a worker thread, told to stop (ClientGone) once the client leaves."""
+        gone = threading.Event()
+        watcher = asyncio.create_task(_set_when_gone(receive, gone)) if receive is not None else None
+        try:
+            return await asyncio.to_thread(collection_work, message, self.models, self.collections, gone)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
 
     async def _run(
         self, request: Batched, data: bytes, timeout_s: float, receive: Receive | None, what: str
@@ -91,3 +162,8 @@ class LocalModels:
 
     def _submit(self, request: Batched, data: bytes) -> Submitted:
         return submit(request, data, self.models.lease(request.model, TASKS[type(request)]))
+
+
+async def _set_when_gone(receive: Receive, gone: threading.Event) -> None:
+    await client_left(receive)
+    gone.set()

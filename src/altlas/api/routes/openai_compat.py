@@ -29,8 +29,7 @@ from starlette.types import Receive
 
 from altlas.api.cost import request_cost, served_cost
 from altlas.api.vectors import MAX_TEXTS_PER_REQUEST, encode_base64
-from altlas.engine.client import Embedded
-from altlas.engine.service import ModelService
+from altlas.engine.service import Embedded, ModelService
 from altlas.errors import InputTooLargeError, InvalidInputError
 from altlas.generation.engine import TokenEvent
 from altlas.generation.sampling import (
