@@ -133,7 +133,7 @@ class LocalModels(ModelService):
     async def _ask(
         self, request: Asking, timeout_s: float, what: str, upload: bytes | None, receive: Receive | None
     ) -> tuple[wire.Reply, np.ndarray | None]:
-        if isinstance(request, wire.Search | wire.AddDocuments | wire.RemoveDocuments | wire.ListIndexes):
+        if isinstance(request, wire.Collecting):
             return await self._collect(request, receive), None
         return await self._run(request, upload or b"", timeout_s, receive, what)
 
