@@ -46,13 +46,9 @@ class Submitted:
 
 def submit(message: Batched, data: bytes, lease: Lease) -> Submitted:
     """`message` (its upload `data`) submitted to the leased model (the lease checked its task)."""
-    from altlas.audio.decode import open_audio
-    from altlas.orchestrator.backends import VadRequest
-
     backend: Any = lease.backend
-    if isinstance(message, wire.Embed):
-        if message.dimensions is not None and message.dimensions != backend.embedder.dimension:
-            dimension = backend.embedder.dimension
+    if isinstance(message, wire.Embed):  # the hot path: nothing imported or decoded here
+        if message.dimensions is not None and message.dimensions != (dimension := backend.embedder.dimension):
             raise InvalidInputError(f"this model gives {dimension} dimensions only", field="dimensions")
         future, request = backend.submit(message.texts, normalize=message.normalize)
 
@@ -62,6 +58,9 @@ def submit(message: Batched, data: bytes, lease: Lease) -> Submitted:
 
         return Submitted(future, lease, vectors)
     if isinstance(message, wire.DetectSpeech):
+        from altlas.audio.decode import open_audio
+        from altlas.orchestrator.backends import VadRequest
+
         audio = open_audio(data)  # the header checked; decoded as the detector reads it
         settings = (message.threshold, message.min_speech_ms, message.min_silence_ms, message.pad_ms)
 

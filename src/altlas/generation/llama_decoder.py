@@ -366,7 +366,8 @@ class LlamaDecoder(LlamaWeights):
                 raise ValueError(f"{name} must be a power of two up to {MAX_SPLITS}, not {n}")
         k_cache, v_cache = self.k_cache[layer], self.v_cache[layer]
         splits = self.splits if split else self.near_splits
-        if not split and not self._folds_combine(splits):
+        folds = self._folds_combine(splits)
+        if not split and not folds:
             splits = 1  # near shares only where no launch is added to combine them
         rope_attention_kernel[(self.heads, splits)](
             self.qkv, self.cos, self.sin, self.position, k_cache, v_cache,
@@ -378,7 +379,7 @@ class LlamaDecoder(LlamaWeights):
         )  # fmt: skip
         if splits == 1:
             return 0
-        if self._folds_combine(splits):
+        if folds:
             return splits
         attention_combine_kernel[(self.heads,)](
             self.partials, self.attn, HEAD_DIM=self.head_dim, SPLITS=splits, PDL=self.pdl,
