@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 from altlas.engine.client import EngineClient
 from altlas.engine.core import Engine
 from altlas.engine.messages import REPLIES, REQUESTS, Begun, Generate, Token, encode
+from altlas.engine.service import LocalModels, ModelService
 from altlas.errors import InputTooLargeError, NotFoundError, WrongTaskError
 from altlas.generation.engine import TextGenerator
 from altlas.generation.sampling import SamplingParams
@@ -70,16 +72,29 @@ def test_generate_messages_round_trip_as_tagged_arrays() -> None:
     assert isinstance(msgspec.msgpack.decode(encode(request)), list)
 
 
+@asynccontextmanager
+async def service_of(where: str, engine: Engine, models: LoadedModels) -> AsyncIterator[ModelService]:
+    """The models' service: an engine's client, or this process's models (LocalModels)."""
+    if where == "local":
+        yield LocalModels(models)
+        return
+    async with EngineClient(engine.address) as client:
+        yield client
+
+
+@pytest.mark.parametrize("where", ["engine", "local"])
 @pytest.mark.parametrize("kind", ["chat", "completion"])
-def test_a_streamed_generation_equals_the_models_own(engine: Engine, models: LoadedModels, kind: str) -> None:
+def test_a_streamed_generation_equals_the_models_own(
+    engine: Engine, models: LoadedModels, kind: str, where: str
+) -> None:
     messages = [("user", "Chrome'u aç ve hava durumunu ara")] if kind == "chat" else None
     prompt = None if kind == "chat" else "Bugün hava"
     ask = GenerationAsk("tiny", GREEDY, 12, None if messages is None else tuple(messages), prompt)
     prompt_tokens, text, last = local_generation(models, ask)
 
     async def scenario() -> None:
-        async with EngineClient(engine.address) as client:
-            stream = await client.generate(
+        async with service_of(where, engine, models) as service:
+            stream = await service.generate(
                 "tiny", GREEDY, 60, "req-1", messages=messages, prompt=prompt, max_tokens=12
             )
             events = [event async for event in stream]
@@ -95,9 +110,10 @@ def test_a_streamed_generation_equals_the_models_own(engine: Engine, models: Loa
     assert not engine.in_flight
 
 
-def test_the_models_errors_arrive_before_any_token(engine: Engine) -> None:
+@pytest.mark.parametrize("where", ["engine", "local"])
+def test_the_models_errors_arrive_before_any_token(engine: Engine, models: LoadedModels, where: str) -> None:
     async def scenario() -> None:
-        async with EngineClient(engine.address) as client:
+        async with service_of(where, engine, models) as client:
             with pytest.raises(NotFoundError, match="no model named 'nope'") as unknown:
                 await client.generate("nope", GREEDY, 60, prompt="x")
             assert unknown.value.field == "model"
@@ -112,12 +128,14 @@ def test_the_models_errors_arrive_before_any_token(engine: Engine) -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.parametrize("where", ["engine", "local"])
 def test_closing_a_stream_stops_the_generation_before_its_next_token(
-    engine: Engine, backend: GenerationBackend, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The engine's generation waits after each token until the test lets it go on: the Cancel
-    reaches the engine first, so the one token let through is the last it makes; the model's turn
-    is then free."""
+    engine: Engine, models: LoadedModels, backend: GenerationBackend, monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:  # fmt: skip
+    """The generation waits after each token until the test lets it go on: the Cancel (or the
+    stop flag) reaches it first, so the one token let through is the last it makes; the model's
+    turn is then free."""
     generator = backend.generator
     real_stream = generator.stream
     produced: list[Any] = []
@@ -138,7 +156,7 @@ def test_closing_a_stream_stops_the_generation_before_its_next_token(
     monkeypatch.setattr(generator, "stream", gated)
 
     async def scenario() -> None:
-        async with EngineClient(engine.address) as client:
+        async with service_of(where, engine, models) as client:
             stream = await client.generate("tiny", GREEDY, 60, prompt="a", max_tokens=200)
             first = await anext(stream)
             assert first.finish_reason is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -91,12 +92,12 @@ def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
     app.include_router(models_router(manager, started=int(time.time())))
     threads = generation_threads()
     collections = Collections(settings.data_dir / "collections", device=str(resolve_device(settings.device)))
-    service = LocalModels(models, collections)
-    app.include_router(openai_router(models, service, timeout_s, threads))
+    service = LocalModels(models, collections, threads)
+    app.include_router(openai_router(service, timeout_s))
     app.state.on_stop.append(threads.shutdown)  # generations in flight finish first
     app.include_router(media_router(service, timeout_s))
     app.include_router(search_router(service, timeout_s))
-    app.state.models = models
+    app.state.service = service
     app.state.collections = collections
     app.state.on_start.append(manager.start)  # models marked load_at_start load in the background
 
@@ -144,6 +145,7 @@ SERVICES: dict[str, Callable[[FastAPI, Settings], None]] = {
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    app.state.loop = asyncio.get_running_loop()  # where the job workers' requests to the models run
     for hook in app.state.on_start:
         hook()
     yield

@@ -4,43 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from altlas.engine.messages import Served
-from altlas.orchestrator.serving import Lease
+from altlas.engine.messages import Begun, Served
 
-__all__ = ["request_cost", "served_cost"]
+__all__ = ["generation_cost", "served_cost"]
 
 
 def served_cost(served: Served, **extra: Any) -> tuple[dict[str, str], dict[str, Any]]:
-    """request_cost of a batched request as its model's service told it (altlas.engine.messages.Served)."""
+    """(headers, the body's `altlas` object) of a batched request as its model's service told it
+    (altlas.engine.messages.Served: the batch that ran it; device: where it ran, which for a
+    model's CPU replica serving its GPU's overflow is not where the model lives)."""
     batch = (served.batch_size, served.batch_requests)
     return _cost(served.device, served.gpu_bytes, served.run_ms, served.queue_ms, *batch, **extra)
 
 
-def request_cost(
-    lease: Lease,
-    processing_ms: float,
-    queue_ms: float = 0.0,
-    batch_size: int = 1,
-    batch_requests: int = 1,
-    served_on: str = "",
-    **extra: Any,
+def generation_cost(
+    begun: Begun, processing_ms: float, **extra: Any
 ) -> tuple[dict[str, str], dict[str, Any]]:
-    """(headers, the body's `altlas` object) for a request served under `lease`.
-
-    processing_ms: the work that served this request (for a batched request, its batch's run);
-    queue_ms: arrival at the model's queue to the start of that work; batch_size: texts (images,
-    files) that ran together; batch_requests: the requests they came from; served_on: the
-    device that ran it (`Served.device`) when that may differ from the lease's (a model's CPU
-    replica serves its GPU's overflow)."""
-    return _cost(
-        served_on or lease.device,
-        lease.gpu_bytes,
-        processing_ms,
-        queue_ms,
-        batch_size,
-        batch_requests,
-        **extra,
-    )
+    """(headers, the body's `altlas` object) of a generation (altlas.engine.messages.Begun: the
+    wait for the model, where the model lives); processing_ms: its work, the wait left out."""
+    return _cost(begun.model_device, begun.gpu_bytes, processing_ms, begun.queue_ms, 1, 1, **extra)
 
 
 def _cost(

@@ -9,11 +9,12 @@ write their result as a file (JSONL plans, .npy vectors); the others keep theirs
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import concurrent.futures
 import time
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -27,8 +28,8 @@ from altlas.errors import InvalidInputError, OverloadedError
 from altlas.jobs.runner import Handler, JobContext, JobOutcome
 
 if TYPE_CHECKING:
+    from altlas.engine.service import ModelService
     from altlas.orchestrator.command_model import CommandEmbedder
-    from altlas.orchestrator.serving import LoadedModels
 
 __all__ = ["JobKind", "job_kinds", "validate_input"]
 
@@ -99,32 +100,33 @@ def _parser(
     return parse
 
 
-def _patiently(submit: Callable[[], Future[T]], context: JobContext) -> T:
-    """A job waits for room in a model's queue (synchronous traffic may fill it) instead of failing;
-    cancelled while its work waits or runs, it drops what has not run yet (a large input's pieces)."""
+def _patiently(
+    ask: Callable[[], Coroutine[Any, Any, T]], loop: asyncio.AbstractEventLoop, context: JobContext
+) -> T:
+    """`ask()` (a request to the models' service) run on the app's event loop `loop` from a job
+    worker's thread. A job waits for room in a model's queue (synchronous traffic may fill it)
+    instead of failing; cancelled while its request waits or runs, the request is cancelled (what
+    has not run yet is dropped)."""
     while True:
+        future = asyncio.run_coroutine_threadsafe(ask(), loop)
         try:
-            future = submit()
+            while True:
+                try:
+                    return future.result(timeout=1.0)
+                except concurrent.futures.TimeoutError:
+                    context.check_cancelled()
         except OverloadedError as exc:
             context.check_cancelled()
             time.sleep(min(exc.retry_after_s, 1.0))
-            continue
-        break
-    try:
-        while True:
-            try:
-                return future.result(timeout=1.0)
-            except TimeoutError:
-                context.check_cancelled()
-    finally:
-        future.cancel()  # nothing once it is done
+        finally:
+            future.cancel()  # nothing once it is done
 
 
 def job_kinds(app_state: Any) -> dict[str, JobKind]:
     """The kinds this server can run, given the services mounted on it (`app.state`)."""
     kinds: dict[str, JobKind] = {}
     segmentation = getattr(app_state, "segmentation", None)
-    models: LoadedModels | None = getattr(app_state, "models", None)
+    service: ModelService | None = getattr(app_state, "service", None)
     if segmentation is not None:
         from altlas.api.routes.segmentation import segmentation_options, time_reference
         from altlas.plans.codec import plan_to_dict
@@ -165,8 +167,8 @@ def job_kinds(app_state: Any) -> dict[str, JobKind]:
 
         kinds["segment"] = JobKind(_parser(SegmentRequest), segment)
         kinds["segment-bulk"] = JobKind(_parser(BulkSegmentInput), segment_bulk)
-    if models is not None:
-        kinds.update(_model_kinds(models, app_state))
+    if service is not None:
+        kinds.update(_model_kinds(service, app_state))
     return kinds
 
 
@@ -179,65 +181,70 @@ def _prototypes(embedder: CommandEmbedder) -> Callable[[], Any]:
     return build
 
 
-def _model_kinds(models: LoadedModels, app_state: Any) -> dict[str, JobKind]:
+def _model_kinds(service: ModelService, app_state: Any) -> dict[str, JobKind]:
     from altlas.api.routes.openai_compat import ChatRequest, CompletionRequest, generate_json
-    from altlas.api.routes.search import SearchRequest, run_search
-    from altlas.audio.decode import open_audio
-    from altlas.orchestrator.backends import EmbeddingBackend, ImageBackend, VadBackend, VadRequest
+    from altlas.api.routes.search import SearchRequest, search_answer
 
     timeout_s: float = app_state.settings.request_timeout_s  # a generation's turn, a search's embedding
 
+    def on_loop(ask: Callable[[], Coroutine[Any, Any, T]], context: JobContext) -> T:
+        return _patiently(ask, app_state.loop, context)  # the loop the app serves on
+
     def embed(context: JobContext) -> JobOutcome:
         body = EmbedInput.model_validate(context.job.input)
-        lease = models.lease(body.model, "embedding")
-        backend = lease.backend
-        assert isinstance(backend, EmbeddingBackend)
-        texts = body.input
-        vectors = np.empty((len(texts), backend.embedder.dimension), dtype=np.float32)
+        texts, vectors, device = body.input, None, ""
         for first in range(0, len(texts), _BULK_CHUNK):
             chunk = texts[first : first + _BULK_CHUNK]
-            served = _patiently(partial(_first, backend.submit, chunk), context)
-            vectors[first : first + len(chunk)] = served.value
+            got = on_loop(partial(service.embed, body.model, chunk, 0), context)
+            if vectors is None:
+                vectors = np.empty((len(texts), got.header.dim), dtype=np.float32)
+            vectors[first : first + len(chunk)] = got.vectors
+            device = got.header.served.model_device
             context.progress(first + len(chunk), len(texts))
             context.check_cancelled()
+        assert vectors is not None  # at least one text
         name = context.write_file(".npy", partial(_save_npy, array=vectors))
-        result = {"model": body.model, "count": len(texts), "dimension": int(vectors.shape[1]),
-                  "device": lease.device}  # fmt: skip
+        result = {
+            "model": body.model,
+            "count": len(texts),
+            "dimension": int(vectors.shape[1]),
+            "device": device,
+        }
         return JobOutcome(result=result, result_file=name)
 
     def generate(context: JobContext) -> JobOutcome:
         body = _generation_parser(context.job.input)
         assert isinstance(body, ChatRequest | CompletionRequest)
-        return JobOutcome(result=generate_json(models, body, timeout_s))
+        return JobOutcome(result=on_loop(partial(generate_json, service, body, timeout_s), context))
 
     def search(context: JobContext) -> JobOutcome:
         body = SearchRequest.model_validate(context.job.input)
-        return JobOutcome(result=run_search(models, app_state.collections, body, timeout_s)[0])
+        queries = [body.query] if isinstance(body.query, str) else body.query
+        hits = on_loop(partial(service.search, body.index, queries, body.k, timeout_s), context)
+        return JobOutcome(result=search_answer(body, hits)[0])
 
     def vad(context: JobContext) -> JobOutcome:
         body = VadInput.model_validate(context.job.input)
         field = "input.audio_base64"  # the same decoding, rate limits and resampling as POST /v1/audio/vad
-        audio = open_audio(_base64(body.audio_base64, field), field=field)  # decoded as it runs
-        backend = models.lease(body.model, "audio-vad").backend
-        assert isinstance(backend, VadBackend)
-        request = VadRequest(audio, body.threshold, body.min_speech_ms, body.min_silence_ms, body.pad_ms)
-        segments, duration = _patiently(lambda: backend.batcher.submit(request), context).value
+        audio = _base64(body.audio_base64, field)
+        settings = body.model_dump(include={"threshold", "min_speech_ms", "min_silence_ms", "pad_ms"})
+        speech = on_loop(
+            partial(service.detect_speech, body.model, audio, 0, field=field, **settings), context
+        )
         return JobOutcome(result={
-            "model": body.model, "duration": round(duration, 3),
-            "segments": [{"start": s.start, "end": s.end, "probability": s.probability} for s in segments],
+            "model": body.model, "duration": round(speech.duration, 3),
+            "segments": [{"start": start, "end": end, "probability": p} for start, end, p in speech.segments],
         })  # fmt: skip
 
     def classify(context: JobContext) -> JobOutcome:
         body = ClassifyInput.model_validate(context.job.input)
-        backend = models.lease(body.model, "image-classification").backend
-        assert isinstance(backend, ImageBackend)
-        backend.classifier.check_top_k(body.top_k)
         field = "input.image_base64"  # decoded as POST /v1/images/classify does: as far as the model needs
-        pixels = backend.classifier.decode(_base64(body.image_base64, field), field).pixels
-        predictions = _patiently(lambda: backend.batcher.submit((pixels, body.top_k)), context).value
+        image = _base64(body.image_base64, field)
+        labels = on_loop(partial(service.classify, body.model, image, body.top_k, 0, field=field), context)
         return JobOutcome(result={
             "model": body.model,
-            "predictions": [{"label": p.label, "index": p.index, "score": p.score} for p in predictions],
+            "predictions": [{"label": label, "index": index, "score": score}
+                            for label, index, score in labels.predictions],
         })  # fmt: skip
 
     def choose_generation(raw: dict[str, Any]) -> int:
@@ -258,10 +265,6 @@ def _model_kinds(models: LoadedModels, app_state: Any) -> dict[str, JobKind]:
 def _save_npy(path: Path, array: np.ndarray) -> None:
     with open(path, "wb") as handle:  # a handle: np.save would add ".npy" to a temporary path's name
         np.save(handle, array, allow_pickle=False)
-
-
-def _first(submit: Callable[[list[str]], tuple[Future[T], object]], texts: list[str]) -> Future[T]:
-    return submit(texts)[0]
 
 
 def _base64(text: str, field: str) -> bytes:

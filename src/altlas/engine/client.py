@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import zmq
@@ -25,15 +25,11 @@ import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from altlas.engine import messages as wire
-from altlas.engine.service import Asking, ModelService
-from altlas.errors import EngineUnavailableError, TimedOutError, error_from_kind
-from altlas.generation.engine import TokenEvent
-from altlas.generation.sampling import SamplingParams
-from altlas.scheduling.waiting import ClientGone, Receive, client_left
+from altlas.engine.service import Asking, ModelService, Replies, next_reply, watch_client
+from altlas.errors import EngineUnavailableError, error_from_kind
+from altlas.scheduling.waiting import Receive
 
-__all__ = ["EngineClient", "GenerationStream"]
-
-_Replies = asyncio.Queue[tuple[Any, list[Any]] | BaseException]  # a request's replies, or its error
+__all__ = ["EngineClient"]
 
 
 class EngineClient(ModelService):
@@ -48,7 +44,7 @@ class EngineClient(ModelService):
         self.start_timeout_s = start_timeout_s
         self.context = context or zmq.asyncio.Context.instance()
         self._ids = itertools.count(1)
-        self._waiting: dict[int, _Replies] = {}
+        self._waiting: dict[int, Replies] = {}
         self._socket: zmq.asyncio.Socket | None = None
         self._reader: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
@@ -80,38 +76,29 @@ class EngineClient(ModelService):
         for replies in self._waiting.values():
             replies.put_nowait(asyncio.CancelledError())
 
-    async def generate(
-        self, model: str, sampling: SamplingParams, timeout_s: float, request_id: str = "", *,
-        messages: list[tuple[str, str]] | None = None, prompt: str | None = None,
-        max_tokens: int | None = None,
-    ) -> GenerationStream:  # fmt: skip
-        """A chat (`messages`) or completion (`prompt`) under way, once its prefill is done (the
-        model's errors, a prompt too long or a full queue, are raised here); TimedOutError past
-        `timeout_s` seconds without a start (0: no limit). Iterate it for the pieces; close it
-        to stop early."""
-        request = wire.Generate(
-            self._new_id(), request_id, model, sampling, timeout_s, max_tokens, messages, prompt
-        )
-        replies = await self._open(request)
-        try:
-            begun, _ = await self._next(replies, timeout_s, f"starting a generation with {model!r}")
-        except BaseException:
-            await self._cancel(request.id)
-            raise
-        return GenerationStream(self, request.id, begun, replies)
-
     def _new_id(self) -> int:
         return next(self._ids)
+
+    async def _stream(self, request: wire.Generate) -> tuple[Replies, Callable[[bool], None]]:
+        replies = await self._open(request)
+
+        def end(finished: bool) -> None:
+            if finished:
+                self._waiting.pop(request.id, None)
+            else:
+                self._cancel(request.id)
+
+        return replies, end
 
     async def _ask(
         self, request: Asking, timeout_s: float, what: str, upload: bytes | None, receive: Receive | None
     ) -> tuple[wire.Reply, np.ndarray | None]:
         replies = await self._open(request, upload)
-        watcher = asyncio.create_task(_watch_client(receive, replies)) if receive is not None else None
+        watcher = asyncio.create_task(watch_client(receive, replies)) if receive is not None else None
         try:
-            reply, frames = await self._next(replies, timeout_s, what)
+            reply, frames = await next_reply(replies, timeout_s, what)
         except BaseException:
-            await self._cancel(request.id)
+            self._cancel(request.id)
             raise
         finally:
             if watcher is not None:
@@ -121,7 +108,7 @@ class EngineClient(ModelService):
             return reply, np.frombuffer(frames[0], dtype=np.float32).reshape(reply.rows, reply.dim)
         return reply, None
 
-    async def _open(self, request: wire.Request, upload: bytes | None = None) -> _Replies:
+    async def _open(self, request: wire.Request, upload: bytes | None = None) -> Replies:
         """Send `request` (and its `upload` as a second frame) once the engine is connected; its
         replies go to the queue returned."""
         assert self._socket is not None, "start() the client first"
@@ -133,7 +120,7 @@ class EngineClient(ModelService):
                     f"the engine serving the model is not running (waited {self.start_timeout_s:g} s); retry",
                     "model",
                 ) from None
-        replies: _Replies = asyncio.Queue()
+        replies: Replies = asyncio.Queue()
         self._waiting[request.id] = replies
         try:
             await self._socket.send_multipart(
@@ -144,23 +131,12 @@ class EngineClient(ModelService):
             raise
         return replies
 
-    @staticmethod
-    async def _next(replies: _Replies, timeout_s: float, what: str) -> tuple[Any, list[Any]]:
-        """The next reply (its error raised), TimedOutError past `timeout_s` (0: no limit)."""
-        try:
-            reply = await asyncio.wait_for(replies.get(), timeout_s or None)
-        except TimeoutError:
-            raise TimedOutError(
-                f"{what} took longer than the {timeout_s:g} s limit", field="timeout"
-            ) from None
-        if isinstance(reply, BaseException):
-            raise reply
-        return reply
-
-    async def _cancel(self, ident: int) -> None:
-        """The request needs no more replies: the engine drops its work (a no-op once done)."""
+    def _cancel(self, ident: int) -> None:
+        """The request needs no more replies: the engine drops its work (a no-op once done).
+        Synchronous, so that it runs in a task being cancelled too: the Cancel is sent at once
+        when the socket has room (it nearly always has), else as soon as it has."""
         if self._waiting.pop(ident, None) is not None and self._socket is not None:
-            await self._socket.send(wire.encode(wire.Cancel(ident)))
+            self._socket.send(wire.encode(wire.Cancel(ident)))
 
     async def _read(self) -> None:
         assert self._socket is not None
@@ -195,53 +171,3 @@ class EngineClient(ModelService):
                         )
         finally:
             monitor.close()
-
-
-class GenerationStream:
-    """A generation under way in an engine: `begun` (its facts), then `async for event in
-    stream`: TokenEvents up to the one with a finish reason. `aclose()` (or leaving `async
-    with`) before that sends a Cancel: the engine stops before its next token."""
-
-    def __init__(self, client: EngineClient, ident: int, begun: wire.Begun, replies: _Replies) -> None:
-        self.begun = begun
-        self._client = client
-        self._ident = ident
-        self._replies = replies
-        self._finished = False
-
-    def __aiter__(self) -> GenerationStream:
-        return self
-
-    async def __anext__(self) -> TokenEvent:
-        if self._finished:
-            raise StopAsyncIteration
-        try:
-            token, _ = await self._client._next(self._replies, 0, "")
-        except BaseException:
-            await self.aclose()
-            raise
-        assert isinstance(token, wire.Token)
-        if token.finish_reason is not None:
-            self._finished = True
-            self._client._waiting.pop(self._ident, None)
-        return TokenEvent(
-            token.text, token.finish_reason, token.completion_tokens, token.token_ids, token.prefill_ms,
-            token.decode_ms, token.queue_ms,
-        )  # fmt: skip
-
-    async def aclose(self) -> None:
-        if not self._finished:
-            self._finished = True
-            await self._client._cancel(self._ident)
-
-    async def __aenter__(self) -> GenerationStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-
-async def _watch_client(receive: Receive, replies: _Replies) -> None:
-    """ClientGone into `replies` when the HTTP client behind `receive` leaves."""
-    await client_left(receive)
-    replies.put_nowait(ClientGone())

@@ -6,8 +6,8 @@ dict read, the submit a queue put: altlas.orchestrator.serving); one for a model
 loaded, and an upload (DetectSpeech, Classify: its header checked, an image decoded) go to a
 thread first. Replies come from the batchers' threads as futures finish:
 they are queued for the socket's thread, which a pipe wakes. A Generate runs on a thread of its
-own (altlas.orchestrator.generations.start_generation: lease, turn, prefill; then one Token a
-piece as the model produces them). A Cancel cancels the request's future (work not yet gathered
+own (altlas.engine.generation_work: lease, turn, prefill; then one Token a piece as the model
+produces them). A Cancel cancels the request's future (work not yet gathered
 into a batch never runs) or stops its generation before the next token (the model's turn or
 decode slot goes at once). Errors travel as their kind
 (altlas.errors.error_kind); an unexpected one is logged here under the request's id and travels
@@ -23,17 +23,17 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from functools import partial
 from typing import Any
 
 import zmq
 
 from altlas.engine import messages as wire
+from altlas.engine.generation_work import generation_work
 from altlas.engine.search_work import collection_work
 from altlas.engine.work import TASKS, Batched, Submitted, submit
 from altlas.errors import AltlasError, error_kind
-from altlas.generation.engine import TokenEvent
 from altlas.logs import request_id_var
-from altlas.orchestrator.generations import GenerationAsk, start_generation
 from altlas.orchestrator.serving import Lease, LoadedModels
 from altlas.scheduling.waiting import ClientGone
 from altlas.search.collections import Collections
@@ -178,11 +178,11 @@ class Engine:
         token = request_id_var.set(message.request_id)
         try:
             if isinstance(message, wire.Generate):
-                self._generate(peer, message, stop)
+                generation_work(message, self.models, stop, partial(self._reply, peer))
             else:
                 reply = collection_work(message, self.models, self.collections, stop)
                 if not stop.is_set():
-                    self._send(peer, [wire.encode(reply)])
+                    self._reply(peer, reply)
         except ClientGone:
             pass
         except Exception as exc:
@@ -192,26 +192,6 @@ class Engine:
             self.in_flight.pop((peer, message.id), None)
             request_id_var.reset(token)
 
-    def _generate(self, peer: bytes, message: wire.Generate, stop: _Stop) -> None:
-        """Begun, then each piece as a Token, up to the last one or `stop`
-        (altlas.orchestrator.generations.start_generation: lease, turn, prefill first)."""
-        messages = None if message.messages is None else tuple(message.messages)
-        ask = GenerationAsk(message.model, message.sampling, message.max_tokens, messages, message.prompt)
-        go = start_generation(self.models, ask, message.timeout_s)
-        with go.turn:
-            try:
-                if stop.is_set():
-                    return
-                facts = (go.prompt_tokens, go.queue_ms, go.first_ms, go.lease.device, go.lease.gpu_bytes)
-                self._send(peer, [wire.encode(wire.Begun(message.id, *facts))])
-                self._send(peer, [wire.encode(_token(message.id, go.first))])
-                for event in go.events:
-                    if stop.is_set():
-                        return
-                    self._send(peer, [wire.encode(_token(message.id, event))])
-            finally:
-                go.events.close()  # the turn or decode slot goes now
-
     def _fail(self, peer: bytes, ident: int, exc: BaseException) -> None:
         if isinstance(exc, AltlasError):
             reply = wire.Failed(
@@ -220,6 +200,9 @@ class Engine:
         else:
             log.error("request failed", exc_info=exc)
             reply = wire.Failed(ident, "internal", "internal error in the engine")
+        self._reply(peer, reply)
+
+    def _reply(self, peer: bytes, reply: wire.Reply) -> None:
         self._send(peer, [wire.encode(reply)])
 
     def _send(self, peer: bytes, frames: list[bytes]) -> None:
@@ -238,10 +221,3 @@ class _Stop(threading.Event):
 
     def cancel(self) -> None:
         self.set()
-
-
-def _token(ident: int, event: TokenEvent) -> wire.Token:
-    return wire.Token(
-        ident, event.text, event.finish_reason, event.completion_tokens, event.token_ids, event.prefill_ms,
-        event.decode_ms, event.queue_ms,
-    )  # fmt: skip

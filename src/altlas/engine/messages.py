@@ -61,6 +61,7 @@ class DetectSpeech(msgspec.Struct, tag=True, array_like=True, frozen=True):
     min_speech_ms: float
     min_silence_ms: float
     pad_ms: float
+    field: str = "file"  # the upload's name in the caller's terms, for its errors
 
 
 class Classify(msgspec.Struct, tag=True, array_like=True, frozen=True):
@@ -70,6 +71,7 @@ class Classify(msgspec.Struct, tag=True, array_like=True, frozen=True):
     request_id: str
     model: str
     top_k: int
+    field: str = "file"  # the upload's name in the caller's terms, for its errors
 
 
 class Search(msgspec.Struct, tag=True, array_like=True, frozen=True):

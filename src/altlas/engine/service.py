@@ -5,27 +5,39 @@ models, altlas.orchestrator.serving) and altlas.engine.client.EngineClient in en
 Both run the same model-side work (altlas.engine.work) and return the same replies
 (altlas.engine.messages), so a route neither knows nor cares where its model runs. `receive`
 (the request's ASGI receive, its body read) tells of a client that leaves: its work is
-cancelled (never run if its batch was not gathered yet) and ClientGone is raised.
+cancelled (never run if its batch was not gathered yet; a generation stops before its next
+token) and ClientGone is raised.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 
 from altlas.engine import messages as wire
+from altlas.engine.generation_work import generation_work
 from altlas.engine.search_work import collection_work
 from altlas.engine.work import TASKS, Batched, Submitted, submit
+from altlas.errors import TimedOutError
+from altlas.generation.sampling import SamplingParams
+from altlas.logs import request_id_var
 from altlas.orchestrator.serving import LoadedModels
-from altlas.scheduling.waiting import Receive, client_left, wait_for
+from altlas.scheduling.waiting import ClientGone, Receive, client_left, wait_for
 from altlas.search.collections import Collections
 
-__all__ = ["Embedded", "LocalModels", "ModelService"]
+__all__ = [
+    "Embedded", "GenerationStream", "LocalModels", "ModelService", "Replies", "next_reply", "watch_client",
+]  # fmt: skip
+
+Replies = asyncio.Queue[tuple[Any, list[Any]] | BaseException]  # a request's replies and frames, or its error
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,11 @@ class ModelService(ABC):
         return 0
 
     @abstractmethod
+    async def _stream(self, request: wire.Generate) -> tuple[Replies, Callable[[bool], None]]:
+        """(the queue `request`'s replies come to, its end): the generation is started; `end`
+        is called once, with True when its last Token came, False to stop it before that."""
+
+    @abstractmethod
     async def _ask(
         self, request: Asking, timeout_s: float, what: str, upload: bytes | None, receive: Receive | None
     ) -> tuple[wire.Reply, np.ndarray | None]:
@@ -66,22 +83,47 @@ class ModelService(ABC):
         assert rows is not None
         return Embedded(rows, _expect(reply, wire.Vectors))
 
+    async def generate(
+        self, model: str, sampling: SamplingParams, timeout_s: float, request_id: str = "", *,
+        messages: list[tuple[str, str]] | None = None, prompt: str | None = None,
+        max_tokens: int | None = None, receive: Receive | None = None,
+    ) -> GenerationStream:  # fmt: skip
+        """A chat (`messages`) or completion (`prompt`) under way, once its prefill is done (the
+        model's errors, a prompt too long or a full queue, are raised here); `timeout_s` bounds
+        the wait for the model's turn (0: none; a model's load is not counted). Iterate it for
+        the Tokens; close it to stop early; ClientGone when `receive`'s client leaves."""
+        request = wire.Generate(
+            self._new_id(), request_id, model, sampling, timeout_s, max_tokens, messages, prompt
+        )
+        replies, end = await self._stream(request)
+        stream = GenerationStream(replies, end, receive)
+        try:
+            reply, _ = await next_reply(replies, 0, "")
+            stream.begun = _expect(reply, wire.Begun)
+        except BaseException:
+            stream.close()
+            raise
+        return stream
+
     async def detect_speech(
-        self, model: str, audio: bytes, timeout_s: float, request_id: str = "", *,
-        receive: Receive | None = None, **settings: float,
+        self, model: str, audio: bytes, timeout_s: float, request_id: str = "", *, threshold: float,
+        min_speech_ms: float, min_silence_ms: float, pad_ms: float, receive: Receive | None = None,
+        field: str = "file",
     ) -> wire.Speech:  # fmt: skip
-        """Speech segments in the audio file `audio` (WAV, FLAC, OGG); `settings`: DetectSpeech's
-        threshold, min_speech_ms, min_silence_ms and pad_ms, all four."""
-        request = wire.DetectSpeech(self._new_id(), request_id, model, **settings)
+        """Speech segments in the audio file `audio` (WAV, FLAC, OGG; its errors name `field`),
+        with altlas.orchestrator.backends.VadRequest's settings."""
+        settings = (threshold, min_speech_ms, min_silence_ms, pad_ms)
+        request = wire.DetectSpeech(self._new_id(), request_id, model, *settings, field)
         reply, _ = await self._ask(request, timeout_s, "voice detection", audio, receive)
         return _expect(reply, wire.Speech)
 
     async def classify(
         self, model: str, image: bytes, top_k: int, timeout_s: float, request_id: str = "", *,
-        receive: Receive | None = None,
+        receive: Receive | None = None, field: str = "file",
     ) -> wire.Labels:  # fmt: skip
-        """The `top_k` likeliest labels of the image file `image` (JPEG, PNG, WebP, ...)."""
-        request = wire.Classify(self._new_id(), request_id, model, top_k)
+        """The `top_k` likeliest labels of the image file `image` (JPEG, PNG, WebP, ...; its
+        errors name `field`)."""
+        request = wire.Classify(self._new_id(), request_id, model, top_k, field)
         reply, _ = await self._ask(request, timeout_s, "classification", image, receive)
         return _expect(reply, wire.Labels)
 
@@ -114,6 +156,75 @@ class ModelService(ABC):
         return _expect(reply, wire.Indexes)
 
 
+class GenerationStream:
+    """A generation under way: `begun` (its facts), then `async for token in stream`: Tokens up
+    to the one with a finish reason. `close()` (or leaving `async with`) before that stops it
+    before its next token; so does its client leaving (ClientGone is raised)."""
+
+    begun: wire.Begun
+
+    def __init__(self, replies: Replies, end: Callable[[bool], None], receive: Receive | None) -> None:
+        self._replies = replies
+        self._end = end
+        self._finished = False
+        self._watcher = None if receive is None else asyncio.create_task(watch_client(receive, replies))
+
+    def __aiter__(self) -> GenerationStream:
+        return self
+
+    async def __anext__(self) -> wire.Token:
+        if self._finished:
+            raise StopAsyncIteration
+        try:
+            reply, _ = await next_reply(self._replies, 0, "")
+            token = _expect(reply, wire.Token)
+        except BaseException:
+            self.close()
+            raise
+        if token.finish_reason is not None:
+            self._close(finished=True)
+        return token
+
+    def close(self) -> None:
+        """Stop the generation (a no-op once it has finished). Synchronous, so that it runs even
+        in a task being cancelled."""
+        self._close(finished=False)
+
+    def _close(self, finished: bool) -> None:
+        if not self._finished:
+            self._finished = True
+            if self._watcher is not None:
+                self._watcher.cancel()
+            self._end(finished)
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def __aenter__(self) -> GenerationStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+async def next_reply(replies: Replies, timeout_s: float, what: str) -> tuple[Any, list[Any]]:
+    """The next reply and its frames (its error raised), TimedOutError past `timeout_s` (0: no
+    limit)."""
+    try:
+        reply = await asyncio.wait_for(replies.get(), timeout_s or None)
+    except TimeoutError:
+        raise TimedOutError(f"{what} took longer than the {timeout_s:g} s limit", field="timeout") from None
+    if isinstance(reply, BaseException):
+        raise reply
+    return reply
+
+
+async def watch_client(receive: Receive, replies: Replies) -> None:
+    """ClientGone into `replies` when the HTTP client behind `receive` leaves."""
+    await client_left(receive)
+    replies.put_nowait(ClientGone())
+
+
 def _expect(reply: wire.Reply, kind: type[R]) -> R:
     if not isinstance(reply, kind):
         raise RuntimeError(f"a {type(reply).__name__} reply where a {kind.__name__} was due")
@@ -124,11 +235,39 @@ class LocalModels(ModelService):
     """ModelService over the models loaded in this process (and the search `collections`, kept
     here). Texts for a loaded model are submitted on the event loop (a lease is a dict read, a
     submit a queue put); a model to load, an upload to check and decode, and the collections'
-    work go to a worker thread first."""
+    work go to a worker thread first. A generation runs on one of `threads` for as long as it
+    takes (a thread of its own without them)."""
 
-    def __init__(self, models: LoadedModels, collections: Collections | None = None) -> None:
+    def __init__(
+        self, models: LoadedModels, collections: Collections | None = None, threads: Executor | None = None
+    ) -> None:
         self.models = models
         self.collections = collections
+        self.threads = threads
+
+    async def _stream(self, request: wire.Generate) -> tuple[Replies, Callable[[bool], None]]:
+        loop = asyncio.get_running_loop()
+        replies: Replies = asyncio.Queue()
+        stop = threading.Event()
+
+        def put(item: tuple[Any, list[Any]] | BaseException) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody reads
+                loop.call_soon_threadsafe(replies.put_nowait, item)
+
+        def run() -> None:
+            token = request_id_var.set(request.request_id)  # the generation's log lines name it
+            try:
+                generation_work(request, self.models, stop, lambda reply: put((reply, [])))
+            except BaseException as exc:  # the caller gets it as it is
+                put(exc)
+            finally:
+                request_id_var.reset(token)
+
+        if self.threads is None:
+            threading.Thread(target=run, name="altlas-generate", daemon=True).start()
+        else:
+            self.threads.submit(run)
+        return replies, lambda finished: stop.set()
 
     async def _ask(
         self, request: Asking, timeout_s: float, what: str, upload: bytes | None, receive: Receive | None

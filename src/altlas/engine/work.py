@@ -61,7 +61,7 @@ def submit(message: Batched, data: bytes, lease: Lease) -> Submitted:
         from altlas.audio.decode import open_audio
         from altlas.orchestrator.backends import VadRequest
 
-        audio = open_audio(data)  # the header checked; decoded as the detector reads it
+        audio = open_audio(data, message.field)  # the header checked; decoded as the detector reads it
         settings = (message.threshold, message.min_speech_ms, message.min_silence_ms, message.pad_ms)
 
         def speech(ident: int, value: Any, served: wire.Served) -> tuple[wire.Reply, np.ndarray | None]:
@@ -71,7 +71,7 @@ def submit(message: Batched, data: bytes, lease: Lease) -> Submitted:
 
         return Submitted(backend.batcher.submit(VadRequest(audio, *settings)), lease, speech)
     backend.classifier.check_top_k(message.top_k)
-    image = backend.classifier.decode(data)  # only as far as the model needs
+    image = backend.classifier.decode(data, message.field)  # only as far as the model needs
 
     def labels(ident: int, value: Any, served: wire.Served) -> tuple[wire.Reply, np.ndarray | None]:
         predictions = [(p.label, p.index, p.score) for p in value]

@@ -31,10 +31,9 @@ def media_router(service: ModelService, timeout_s: float) -> APIRouter:
         min_silence_ms: Annotated[float, Form(ge=0, le=60_000)] = 100,
         pad_ms: Annotated[float, Form(ge=0, le=10_000)] = 30,
     ) -> JSONResponse:
-        settings = {"min_speech_ms": min_speech_ms, "min_silence_ms": min_silence_ms, "pad_ms": pad_ms}
         speech = await service.detect_speech(
             model, await file.read(), timeout_s, request_id_var.get() or "", receive=request.receive,
-            threshold=threshold, **settings,
+            threshold=threshold, min_speech_ms=min_speech_ms, min_silence_ms=min_silence_ms, pad_ms=pad_ms,
         )  # fmt: skip
         headers, cost = served_cost(speech.served, audio_seconds=round(speech.duration, 3))
         body: dict[str, Any] = {

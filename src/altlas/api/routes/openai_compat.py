@@ -12,12 +12,10 @@ Extensions beyond OpenAI's parameters: top_k and repetition_penalty.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import orjson
@@ -27,11 +25,11 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.types import Receive
 
-from altlas.api.cost import request_cost, served_cost
+from altlas.api.cost import generation_cost, served_cost
 from altlas.api.vectors import MAX_TEXTS_PER_REQUEST, encode_base64
-from altlas.engine.service import Embedded, ModelService
+from altlas.engine.messages import Token
+from altlas.engine.service import Embedded, GenerationStream, ModelService
 from altlas.errors import InputTooLargeError, InvalidInputError
-from altlas.generation.engine import TokenEvent
 from altlas.generation.sampling import (
     MAX_REPETITION_PENALTY,
     MAX_TEMPERATURE,
@@ -41,17 +39,13 @@ from altlas.generation.sampling import (
     SamplingParams,
 )
 from altlas.logs import request_id_var
-from altlas.orchestrator.generations import GenerationAsk, Started, start_generation
-from altlas.orchestrator.serving import LoadedModels
-from altlas.scheduling.waiting import wait_for
+from altlas.scheduling.waiting import ClientGone
 
 __all__ = [
     "ChatRequest",
     "CompletionRequest",
     "EmbeddingsRequest",
-    "Generation",
     "embed",
-    "generate",
     "generate_json",
     "generation_threads",
     "openai_router",
@@ -138,12 +132,9 @@ def _sse(payload: dict[str, Any] | str) -> bytes:
     return f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n".encode()
 
 
-def openai_router(
-    models: LoadedModels, service: ModelService, timeout_s: float, threads: ThreadPoolExecutor
-) -> APIRouter:
-    """The routes: embeddings through the models' `service`, generations over the loaded
-    `models`; `timeout_s`: the request time limit (0: none); `threads`: where generations run
-    (`generation_threads`)."""
+def openai_router(service: ModelService, timeout_s: float) -> APIRouter:
+    """The routes, answered by the models' `service`; `timeout_s`: the request time limit (0:
+    none; for a generation, its wait for the model's turn)."""
     router = APIRouter(prefix="/v1", tags=["openai"])
 
     # embeddings
@@ -160,7 +151,7 @@ def openai_router(
         response_model=None,
     )
     async def completions(body: CompletionRequest, request: Request) -> Response:
-        return await _generation(models, body, timeout_s, request, threads)
+        return await _generation(service, body, timeout_s, request)
 
     @router.post(
         "/chat/completions",
@@ -168,7 +159,7 @@ def openai_router(
         response_model=None,
     )
     async def chat_completions(body: ChatRequest, request: Request) -> Response:
-        return await _generation(models, body, timeout_s, request, threads)
+        return await _generation(service, body, timeout_s, request)
 
     return router
 
@@ -210,96 +201,116 @@ async def embed(
 
 
 def generation_threads() -> ThreadPoolExecutor:
-    """The threads generations run on, each for as long as its answer takes: not anyio's pool,
-    whose 40 threads would cap the generations in flight below a continuous batch's slots.
-    The app owns it (made when the routes are mounted, shut down with the app)."""
+    """The threads in-process generations run on (altlas.engine.service.LocalModels), each for
+    as long as its answer takes: not anyio's pool, whose 40 threads would cap the generations in
+    flight below a continuous batch's slots. The app owns it (made when the routes are mounted,
+    shut down with the app)."""
     return ThreadPoolExecutor(max_workers=256, thread_name_prefix="altlas-generate")
 
 
 async def _generation(
-    models: LoadedModels, body: CompletionRequest | ChatRequest, timeout_s: float, request: Request,
-    threads: ThreadPoolExecutor,
-) -> Response:  # fmt: skip
-    """`generate` on a generation thread, its answer as a response; a client that leaves stops
-    its generation (its slot goes to the next request at the next step, or it never starts)."""
-    gone = threading.Event()
-    future = threads.submit(generate, models, body, timeout_s, gone)
-    try:
-        generation = await wait_for(future, 0, request.receive, "the generation")
-    except BaseException:
-        gone.set()
-        raise
-    if generation.chunks is not None:
-        chunks = (_sse(chunk) for chunk in generation.chunks)
-        return StreamingResponse(chunks, media_type="text/event-stream", headers=generation.headers)
-    if generation.body is None:  # the client left mid-answer: nobody reads this
-        return Response(status_code=499)
-    return JSONResponse(generation.body, headers=generation.headers)
+    service: ModelService, body: CompletionRequest | ChatRequest, timeout_s: float, request: Request
+) -> Response:
+    """One completion or chat request, whole or (stream: true) as server-sent events; a client
+    that leaves stops its generation (its slot goes to the next request at the next step, or it
+    never starts)."""
+    answer = await _started(service, body, timeout_s, request.receive)
+    if body.stream:
+        return StreamingResponse(answer.events(), media_type="text/event-stream", headers=answer.headers())
+    whole = await answer.whole()
+    return JSONResponse(whole, headers=answer.headers(whole["altlas"]))
 
 
-@dataclass(frozen=True)
-class Generation:
-    """What `generate` gives back: the answer's headers (X-Altlas-*: its cost) and the whole
-    answer's JSON body, or (stream: true) its server-sent events' payloads (JSON objects, then
-    "[DONE]"; the lease is held until the last), or neither: the client left mid-answer."""
-
-    headers: dict[str, str]
-    body: dict[str, Any] | None = None
-    chunks: Iterator[dict[str, Any] | str] | None = None
+async def generate_json(
+    service: ModelService, body: CompletionRequest | ChatRequest, timeout_s: float
+) -> dict[str, Any]:
+    """The whole answer's JSON body (what an async job keeps)."""
+    return await (await _started(service, body, timeout_s, None)).whole()
 
 
-def generate(
-    models: LoadedModels,
-    body: CompletionRequest | ChatRequest,
-    timeout_s: float,
-    gone: threading.Event | None = None,
-) -> Generation:
-    """One completion or chat request: the whole answer, or (stream: true) its events. Runs on a
-    worker thread: it waits for the model's turn (at most `timeout_s`) and generates there;
-    `gone` set (the client left) stops a whole-answer generation at its next tokens."""
+async def _started(
+    service: ModelService, body: CompletionRequest | ChatRequest, timeout_s: float, receive: Receive | None
+) -> _Answer:
+    """`body`'s generation under way (the model's turn waited for at most `timeout_s`, the
+    prefill done: its errors raised here), as the answer it makes."""
     chat = isinstance(body, ChatRequest)
-    go = start_generation(models, _ask(body), timeout_s)
+    sampling = body.sampling(1)  # max_tokens: the ask's own (the engine fills in the default)
+    if isinstance(body, ChatRequest):
+        messages = [
+            (m.role if m.role != "developer" else "system", m.text(i)) for i, m in enumerate(body.messages)
+        ]
+        ask: dict[str, Any] = {
+            "messages": messages,
+            "max_tokens": body.max_completion_tokens or body.max_tokens,
+        }
+    else:
+        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        if len(prompts) != 1:
+            raise InvalidInputError("one prompt per request (n=1)", field="prompt")
+        ask = {"prompt": prompts[0], "max_tokens": body.max_tokens}
+    stream = await service.generate(
+        body.model, sampling, timeout_s, request_id_var.get() or "", receive=receive, **ask
+    )
     ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
     created = int(time.time())
     shape = _ChatShape(ident, created, body.model) if chat else _TextShape(ident, created, body.model)
-    if body.stream:
-        include_usage = bool((body.stream_options or {}).get("include_usage"))
-        headers, _ = request_cost(go.lease, go.first_ms, go.queue_ms)
-        return Generation(headers, chunks=_stream_events(go, shape, include_usage))
-    with go.turn:
-        pieces, last = [go.first.text], go.first
-        for event in go.events:
-            if gone is not None and gone.is_set():
-                go.events.close()  # the slot (or turn) goes now, not at the end
-                return Generation({})
-            pieces.append(event.text)
-            last = event
-        processing_ms = (time.perf_counter() - go.started) * 1e3
-    usage = _usage(go.prompt_tokens, last.completion_tokens)
-    headers, cost = request_cost(go.lease, processing_ms, go.queue_ms, **_speed(last))
-    return Generation(headers, shape.whole("".join(pieces), last.finish_reason or "length", usage, cost))
+    include_usage = bool((body.stream_options or {}).get("include_usage"))
+    return _Answer(stream, shape, include_usage)
 
 
-def _ask(body: CompletionRequest | ChatRequest) -> GenerationAsk:
-    """The request in the model's terms (its text parts and sampling checked here)."""
-    sampling = body.sampling(1)  # max_tokens: GenerationAsk's own
-    if isinstance(body, ChatRequest):
-        messages = tuple((m.role if m.role != "developer" else "system", m.text(i))
-                         for i, m in enumerate(body.messages))  # fmt: skip
-        return GenerationAsk(body.model, sampling, body.max_completion_tokens or body.max_tokens, messages)
-    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-    if len(prompts) != 1:
-        raise InvalidInputError("one prompt per request (n=1)", field="prompt")
-    return GenerationAsk(body.model, sampling, body.max_tokens, prompt=prompts[0])
+class _Answer:
+    """A generation under way and the OpenAI answer it makes: whole, or as SSE events."""
 
+    def __init__(self, stream: GenerationStream, shape: _TextShape | _ChatShape, include_usage: bool) -> None:
+        self.stream = stream
+        self.shape = shape
+        self.include_usage = include_usage
+        self.begun_at = time.perf_counter()  # the processing time: first_ms, then from here
 
-def generate_json(
-    models: LoadedModels, body: CompletionRequest | ChatRequest, timeout_s: float
-) -> dict[str, Any]:
-    """The whole answer's JSON body (what an async job keeps)."""
-    generation = generate(models, body.model_copy(update={"stream": False}), timeout_s)
-    assert generation.body is not None  # nobody sets `gone` here
-    return generation.body
+    def headers(self, cost: dict[str, Any] | None = None) -> dict[str, str]:
+        """The X-Altlas-* headers: of the whole answer (its `cost`), or of a stream's start (the
+        processing time is the time to the first token)."""
+        begun = self.stream.begun
+        return generation_cost(begun, cost["processing_ms"] if cost else begun.first_ms)[0]
+
+    async def whole(self) -> dict[str, Any]:
+        """The whole answer's body (ClientGone: the client left mid-answer, the generation stopped)."""
+        async with self.stream:
+            pieces, last = [], None
+            async for token in self.stream:
+                pieces.append(token.text)
+                last = token
+        assert last is not None  # a stream ends with its finishing Token
+        return self.shape.whole("".join(pieces), last.finish_reason or "length", *self._totals(last))
+
+    async def events(self) -> AsyncIterator[bytes]:
+        """The SSE events; the generation stops when the client leaves."""
+        shape = self.shape
+        try:
+            async with self.stream:
+                yield _sse(shape.opening())
+                last = None
+                async for token in self.stream:
+                    last = token
+                    if token.text:  # the last one's too: text held back for a stop sequence
+                        yield _sse(shape.piece(token.text))
+                assert last is not None
+                usage, cost = self._totals(last)
+                yield _sse(
+                    shape.closing(last.finish_reason or "length", cost, None if self.include_usage else usage)
+                )
+                if self.include_usage:
+                    yield _sse(shape.usage_chunk(usage))
+                yield _sse("[DONE]")
+        except ClientGone:  # nobody reads the rest
+            return
+
+    def _totals(self, last: Token) -> tuple[dict[str, int], dict[str, Any]]:
+        """(usage, the `altlas` cost object) once the last Token came."""
+        begun = self.stream.begun
+        processing_ms = begun.first_ms + (time.perf_counter() - self.begun_at) * 1e3
+        usage = _usage(begun.prompt_tokens, last.completion_tokens)
+        return usage, generation_cost(begun, processing_ms, **_speed(last))[1]
 
 
 _SMALL_INPUT = 32  # texts whose answer is built right on the event loop
@@ -318,38 +329,13 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
             "total_tokens": prompt_tokens + completion_tokens}  # fmt: skip
 
 
-def _speed(last: TokenEvent) -> dict[str, Any]:
+def _speed(last: Token) -> dict[str, Any]:
     tokens, decode_s = last.completion_tokens, last.decode_ms / 1e3
     rate = (tokens - 1) / decode_s if tokens > 1 and decode_s > 0 else None
     return {
         "time_to_first_token_ms": round(last.prefill_ms, 3),
         "decode_tokens_per_s": rate and round(rate, 1),
     }
-
-
-def _stream_events(
-    go: Started, shape: _TextShape | _ChatShape, include_usage: bool
-) -> Iterator[dict[str, Any] | str]:
-    """The SSE payloads; the lease and turn are held until the last event or the client leaves."""
-    with go.turn:
-        yield shape.opening()
-        last = go.first
-        for event in _chain(go.first, go.events):
-            last = event
-            if event.finish_reason is None and event.text:
-                yield shape.piece(event.text)
-        total_ms = (time.perf_counter() - go.started) * 1e3
-        _, cost = request_cost(go.lease, total_ms, go.queue_ms, **_speed(last))
-        usage = _usage(go.prompt_tokens, last.completion_tokens)
-        yield shape.closing(last.finish_reason or "length", cost, None if include_usage else usage)
-        if include_usage:
-            yield shape.usage_chunk(usage)
-        yield "[DONE]"
-
-
-def _chain(first: TokenEvent, rest: Iterator[TokenEvent]) -> Iterator[TokenEvent]:
-    yield first
-    yield from rest
 
 
 class _TextShape:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,13 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 
 from altlas.api.cost import served_cost
 from altlas.engine import messages as wire
-from altlas.engine.search_work import collection_work
 from altlas.engine.service import ModelService
 from altlas.logs import request_id_var
-from altlas.orchestrator.serving import LoadedModels
-from altlas.search.collections import Collections
 
-__all__ = ["MAX_SEARCH_QUERIES", "MAX_SEARCH_RESULTS", "SearchRequest", "run_search", "search_router"]
+__all__ = ["MAX_SEARCH_QUERIES", "MAX_SEARCH_RESULTS", "SearchRequest", "search_answer", "search_router"]
 
 DEFAULT_MODEL = "all-minilm-l6-v2"
 MAX_SEARCH_QUERIES = 1024  # queries of one request
@@ -75,26 +71,11 @@ class SearchRequest(BaseModel):
         return k
 
 
-def run_search(
-    models: LoadedModels,
-    collections: Collections,
-    body: SearchRequest,
-    timeout_s: float,
-    gone: threading.Event | None = None,
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """(response body, cost headers) of one search request in this process (the durable jobs'
-    way); `gone` set (the client left) stops it."""
-    request = wire.Search(0, "", body.index, _queries(body), body.k, timeout_s)
-    hits = collection_work(request, models, collections, gone)
-    assert isinstance(hits, wire.Hits)
-    return _search_answer(body, hits)
-
-
 def _queries(body: SearchRequest) -> list[str]:
     return [body.query] if isinstance(body.query, str) else body.query
 
 
-def _search_answer(body: SearchRequest, hits: wire.Hits) -> tuple[dict[str, Any], dict[str, str]]:
+def search_answer(body: SearchRequest, hits: wire.Hits) -> tuple[dict[str, Any], dict[str, str]]:
     headers, cost = served_cost(hits.served)
     rows = [
         [{"id": ident, "text": text, "score": score} for ident, text, score in row] for row in hits.results
@@ -134,7 +115,7 @@ def search_router(service: ModelService, timeout_s: float) -> APIRouter:
         hits = await service.search(
             body.index, _queries(body), body.k, timeout_s, request_id_var.get() or "", receive=request.receive
         )
-        result, headers = _search_answer(body, hits)
+        result, headers = search_answer(body, hits)
         return JSONResponse(result, headers=headers)
 
     return router
