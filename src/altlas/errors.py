@@ -37,6 +37,7 @@ __all__ = [
     "UnsupportedAudioError",
     "UnsupportedImageError",
     "WrongTaskError",
+    "command_model_missing",
     "error_from_kind",
     "error_kind",
 ]
@@ -84,6 +85,16 @@ class NotFoundError(AltlasError):
 
 class ModelUnavailableError(AltlasError):
     """The model could not be loaded; the message says why."""
+
+
+def command_model_missing(model: str) -> ModelUnavailableError:
+    """The error when the command embedding model `model` is not registered: the server's
+    configuration, not the client's request, is at fault."""
+    return ModelUnavailableError(
+        f"the command embedding model {model!r} is not registered "
+        "(ALTLAS_COMMAND_EMBEDDING_MODEL names it; GET /v1/models lists the registered ones)",
+        field="model",
+    )
 
 
 class InsufficientMemoryError(ModelUnavailableError):

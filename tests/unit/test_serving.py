@@ -155,6 +155,5 @@ def test_a_command_embedding_model_that_is_not_registered_is_unavailable(manager
     from altlas.orchestrator.command_model import CommandEmbedder
 
     embedder = CommandEmbedder(manager.loaded, "no-such-model")
-    for lease in (embedder.leased, embedder.leased_if_loaded):
-        with pytest.raises(ModelUnavailableError, match="'no-such-model' is not registered"):
-            lease()
+    with pytest.raises(ModelUnavailableError, match="'no-such-model' is not registered"):
+        embedder.leased()

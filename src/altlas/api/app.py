@@ -26,6 +26,7 @@ from altlas.settings import Settings
 from altlas.storage.plan_store import PlanStore
 
 if TYPE_CHECKING:
+    from altlas.engine.service import ModelService
     from altlas.orchestrator.command_model import CommandEmbedder
     from altlas.orchestrator.manager import ModelManager
 
@@ -59,6 +60,25 @@ def _command_embedder(app: FastAPI, settings: Settings) -> CommandEmbedder:
     return embedder
 
 
+def _service(app: FastAPI, settings: Settings) -> ModelService:
+    """What routes and jobs ask of the models (altlas.engine.service), made once: the models
+    loaded in this process, the search collections kept here, generations on the app's threads
+    (shut down with it: generations in flight finish first)."""
+    if getattr(app.state, "service", None) is None:
+        from altlas.api.routes.openai_compat import generation_threads
+        from altlas.engine.service import LocalModels
+        from altlas.runtime.device import resolve_device
+        from altlas.search.collections import Collections
+
+        device = str(resolve_device(settings.device))
+        collections = Collections(settings.data_dir / "collections", device=device)
+        threads = generation_threads()
+        app.state.on_stop.append(threads.shutdown)
+        app.state.service = LocalModels(_model_manager(app, settings).loaded, collections, threads)
+    service: ModelService = app.state.service
+    return service
+
+
 def _mount_segmentation(app: FastAPI, settings: Settings) -> None:
     from altlas.api.routes.similarity import similarity_router
     from altlas.search.service import CommandSimilarity
@@ -74,31 +94,25 @@ def _mount_segmentation(app: FastAPI, settings: Settings) -> None:
 def _mount_embeddings(app: FastAPI, settings: Settings) -> None:
     from altlas.api.routes.embeddings import embeddings_router
 
-    embedder = _command_embedder(app, settings)
-    app.include_router(embeddings_router(embedder, settings.request_timeout_s))
+    app.include_router(
+        embeddings_router(
+            _service(app, settings), settings.command_embedding_model, settings.request_timeout_s
+        )
+    )
 
 
 def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
     from altlas.api.routes.media import media_router
     from altlas.api.routes.models import models_router
-    from altlas.api.routes.openai_compat import generation_threads, openai_router
+    from altlas.api.routes.openai_compat import openai_router
     from altlas.api.routes.search import search_router
-    from altlas.engine.service import LocalModels
-    from altlas.runtime.device import resolve_device
-    from altlas.search.collections import Collections
 
     manager = _model_manager(app, settings)
-    models, timeout_s = manager.loaded, settings.request_timeout_s  # requests lease loaded models only
+    service, timeout_s = _service(app, settings), settings.request_timeout_s
     app.include_router(models_router(manager, started=int(time.time())))
-    threads = generation_threads()
-    collections = Collections(settings.data_dir / "collections", device=str(resolve_device(settings.device)))
-    service = LocalModels(models, collections, threads)
     app.include_router(openai_router(service, timeout_s))
-    app.state.on_stop.append(threads.shutdown)  # generations in flight finish first
     app.include_router(media_router(service, timeout_s))
     app.include_router(search_router(service, timeout_s))
-    app.state.service = service
-    app.state.collections = collections
     app.state.on_start.append(manager.start)  # models marked load_at_start load in the background
 
 

@@ -167,7 +167,7 @@ def job_kinds(app_state: Any) -> dict[str, JobKind]:
 
         kinds["segment"] = JobKind(_parser(SegmentRequest), segment)
         kinds["segment-bulk"] = JobKind(_parser(BulkSegmentInput), segment_bulk)
-    if service is not None:
+    if service is not None and "orchestrator" in app_state.settings.services:
         kinds.update(_model_kinds(service, app_state))
     return kinds
 
@@ -251,15 +251,13 @@ def _model_kinds(service: ModelService, app_state: Any) -> dict[str, JobKind]:
         return 0 if "messages" in raw else 1
 
     _generation_parser = _parser(ChatRequest, CompletionRequest, choose=choose_generation)
-    kinds = {
+    return {
         "embed": JobKind(_parser(EmbedInput), embed),
         "generate": JobKind(_generation_parser, generate),
         "vad": JobKind(_parser(VadInput), vad),
         "classify": JobKind(_parser(ClassifyInput), classify),
+        "search": JobKind(_parser(SearchRequest), search),
     }
-    if getattr(app_state, "collections", None) is not None:
-        kinds["search"] = JobKind(_parser(SearchRequest), search)
-    return kinds
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

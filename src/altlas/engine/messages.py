@@ -31,6 +31,7 @@ class Embed(msgspec.Struct, tag=True, array_like=True, frozen=True):
     texts: list[str]
     normalize: bool = True  # unit vectors (False: as the model's pooling gives them)
     dimensions: int | None = None  # asked for: must be the model's (an error otherwise)
+    field: str = "input"  # the texts' name in the caller's terms, for their errors
 
 
 class Generate(msgspec.Struct, tag=True, array_like=True, frozen=True):

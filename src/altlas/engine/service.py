@@ -74,11 +74,11 @@ class ModelService(ABC):
 
     async def embed(
         self, model: str, texts: list[str], timeout_s: float, request_id: str = "", *, normalize: bool = True,
-        dimensions: int | None = None, receive: Receive | None = None,
+        dimensions: int | None = None, receive: Receive | None = None, field: str = "input",
     ) -> Embedded:  # fmt: skip
         """The vectors of `texts`, unit length unless `normalize` is False; `dimensions`: asked
-        for, must be the model's."""
-        request = wire.Embed(self._new_id(), request_id, model, texts, normalize, dimensions)
+        for, must be the model's; `field` names the texts in errors."""
+        request = wire.Embed(self._new_id(), request_id, model, texts, normalize, dimensions, field)
         reply, rows = await self._ask(request, timeout_s, f"embedding {len(texts)} texts", None, receive)
         assert rows is not None
         return Embedded(rows, _expect(reply, wire.Vectors))

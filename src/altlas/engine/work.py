@@ -50,7 +50,7 @@ def submit(message: Batched, data: bytes, lease: Lease) -> Submitted:
     if isinstance(message, wire.Embed):  # the hot path: nothing imported or decoded here
         if message.dimensions is not None and message.dimensions != (dimension := backend.embedder.dimension):
             raise InvalidInputError(f"this model gives {dimension} dimensions only", field="dimensions")
-        future, request = backend.submit(message.texts, normalize=message.normalize)
+        future, request = backend.submit(message.texts, message.field, normalize=message.normalize)
 
         def vectors(ident: int, value: Any, served: wire.Served) -> tuple[wire.Reply, np.ndarray | None]:
             rows = np.ascontiguousarray(value, dtype=np.float32)

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from altlas.errors import ModelUnavailableError, NotFoundError
+from altlas.errors import NotFoundError, command_model_missing
 from altlas.orchestrator.backends import EmbeddingBackend
 from altlas.orchestrator.serving import Lease, LoadedModels
 
@@ -31,12 +31,6 @@ class CommandEmbedder:
         self.models = models
         self.name = name
 
-    def leased_if_loaded(self) -> EmbeddingBackend | None:
-        """The model's backend for one request, if it is loaded; None if taking it would mean
-        loading (a worker thread's job)."""
-        lease = self._registered(self.models.lease_if_loaded)
-        return _embedding(lease) if lease is not None else None
-
     def leased(self) -> EmbeddingBackend:
         """The model's backend for one request, loaded here if it is not (call from a worker thread)."""
         return _embedding(self._registered(self.models.lease))
@@ -50,11 +44,7 @@ class CommandEmbedder:
         try:
             return lease(self.name, "embedding")
         except NotFoundError:  # the server's configuration, not the client's request, is at fault
-            raise ModelUnavailableError(
-                f"the command embedding model {self.name!r} is not registered "
-                "(ALTLAS_COMMAND_EMBEDDING_MODEL names it; GET /v1/models lists the registered ones)",
-                field="model",
-            ) from None
+            raise command_model_missing(self.name) from None
 
 
 def _embedding(lease: Lease) -> EmbeddingBackend:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 from altlas.api.vectors import MAX_TEXTS_PER_REQUEST, encode_base64
-from altlas.embeddings.engine import Embedder
-from altlas.errors import InputTooLargeError
-from altlas.orchestrator.command_model import CommandEmbedder
-from altlas.scheduling.waiting import wait_for
+from altlas.engine.service import Embedded, ModelService
+from altlas.errors import InputTooLargeError, NotFoundError, command_model_missing
+from altlas.logs import request_id_var
 
 __all__ = ["embeddings_router"]
 
@@ -30,7 +28,9 @@ class EmbedRequest(BaseModel):
     )
 
 
-def embeddings_router(embedder: CommandEmbedder, timeout_s: float) -> APIRouter:
+def embeddings_router(service: ModelService, model: str, timeout_s: float) -> APIRouter:
+    """The route, over the models' `service`: `model` is the command embedding model (settings
+    command_embedding_model); `timeout_s` the request time limit (0: none)."""
     router = APIRouter(prefix="/v1", tags=["embeddings"])
 
     @router.post("/embed", summary="Embed texts with the sentence-embedding model")
@@ -42,26 +42,29 @@ def embeddings_router(embedder: CommandEmbedder, timeout_s: float) -> APIRouter:
             raise InputTooLargeError(
                 f"has {len(texts):,} texts; the limit is {MAX_TEXTS_PER_REQUEST:,} per request", field="texts"
             )
-        backend = embedder.leased_if_loaded()
-        if backend is None:  # loading takes seconds: on a worker thread
-            backend = await run_in_threadpool(embedder.leased)
-        future, _ = backend.submit(texts, "texts", normalize=body.normalize)
-        served = await wait_for(future, timeout_s, request.receive, f"embedding {len(texts)} texts")
+        try:
+            got = await service.embed(
+                model, texts, timeout_s, request_id_var.get() or "", normalize=body.normalize,
+                receive=request.receive, field="texts",
+            )  # fmt: skip
+        except NotFoundError as exc:
+            raise command_model_missing(model) from exc
         if len(texts) <= _SMALL_INPUT:  # a worker-thread hop costs more than a small answer
-            return _answer(backend.embedder, served.value, body.encoding)
-        return await run_in_threadpool(_answer, backend.embedder, served.value, body.encoding)
+            return _answer(model, got, body.encoding)
+        return await run_in_threadpool(_answer, model, got, body.encoding)
 
     return router
 
 
-def _answer(embedder: Embedder, vectors: np.ndarray, encoding: str) -> dict[str, Any]:
+def _answer(model: str, got: Embedded, encoding: str) -> dict[str, Any]:
     """The body of one request's answer, from its vectors."""
+    vectors = got.vectors
     data: list[Any] = [encode_base64(v) for v in vectors] if encoding == "base64" else vectors.tolist()
     return {
-        "model": embedder.name,
-        "dimension": embedder.dimension,
+        "model": model,
+        "dimension": got.header.dim,
         "count": len(vectors),
         "encoding": encoding,
-        "device": embedder.describe(),
+        "device": got.header.served.model_device,
         "embeddings": data,
     }
