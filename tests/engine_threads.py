@@ -7,14 +7,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from altlas.engine.core import Engine
+from altlas.orchestrator.manager import ModelManager
 from altlas.orchestrator.serving import Loaded, LoadedModels
 from altlas.search.collections import Collections
 
 
 @contextmanager
-def serving(models: LoadedModels, address: str, collections: Collections | None = None) -> Iterator[Engine]:
-    """An Engine over `models` (keeping `collections`) listening at `address` until the block ends."""
-    engine = Engine(models, address, collections=collections)
+def serving(
+    models: LoadedModels,
+    address: str,
+    collections: Collections | None = None,
+    manager: ModelManager | None = None,
+) -> Iterator[Engine]:
+    """An Engine over `models` (keeping `collections`; Admin requests to `manager`) listening at
+    `address` until the block ends."""
+    engine = Engine(models, address, collections=collections, manager=manager)
     stop = threading.Event()
     thread = threading.Thread(target=engine.serve, args=(stop,), daemon=True)
     thread.start()

@@ -74,7 +74,8 @@ def _service(app: FastAPI, settings: Settings) -> ModelService:
         collections = Collections(settings.data_dir / "collections", device=device)
         threads = generation_threads()
         app.state.on_stop.append(threads.shutdown)
-        app.state.service = LocalModels(_model_manager(app, settings).loaded, collections, threads)
+        manager = _model_manager(app, settings)
+        app.state.service = LocalModels(manager.loaded, collections, threads, manager)
     service: ModelService = app.state.service
     return service
 
@@ -109,7 +110,7 @@ def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
 
     manager = _model_manager(app, settings)
     service, timeout_s = _service(app, settings), settings.request_timeout_s
-    app.include_router(models_router(manager, started=int(time.time())))
+    app.include_router(models_router(service, started=int(time.time())))
     app.include_router(openai_router(service, timeout_s))
     app.include_router(media_router(service, timeout_s))
     app.include_router(search_router(service, timeout_s))

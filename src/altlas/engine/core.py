@@ -30,10 +30,11 @@ import zmq
 
 from altlas.engine import messages as wire
 from altlas.engine.generation_work import generation_work
-from altlas.engine.search_work import collection_work
+from altlas.engine.thread_work import thread_work
 from altlas.engine.work import TASKS, Batched, Submitted, submit
 from altlas.errors import AltlasError, error_kind
 from altlas.logs import request_id_var
+from altlas.orchestrator.manager import ModelManager
 from altlas.orchestrator.serving import Lease, LoadedModels
 from altlas.scheduling.waiting import ClientGone
 from altlas.search.collections import Collections
@@ -49,10 +50,11 @@ class Engine:
 
     def __init__(
         self, models: LoadedModels, address: str, context: zmq.Context[Any] | None = None, *,
-        collections: Collections | None = None,
+        collections: Collections | None = None, manager: ModelManager | None = None,
     ) -> None:  # fmt: skip
         self.models = models
         self.collections = collections  # the search collections this engine keeps, if any
+        self.manager = manager  # what loads `models` (Admin requests), if any
         self.address = address
         self.context = context or zmq.Context.instance()
         # (peer, id) -> its work: an embedding's future, a generation's stop flag (cancel())
@@ -109,7 +111,7 @@ class Engine:
             if work is not None:
                 work.cancel()
             return
-        if isinstance(message, wire.Generate | wire.Collecting):
+        if isinstance(message, wire.Generate | wire.OnThread):
             stop = self.in_flight[(peer, message.id)] = _Stop()
             threading.Thread(target=self._on_thread, args=(peer, message, stop), daemon=True).start()
             return
@@ -171,7 +173,7 @@ class Engine:
 
         future.add_done_callback(done)
 
-    def _on_thread(self, peer: bytes, message: wire.Generate | wire.Collecting, stop: _Stop) -> None:
+    def _on_thread(self, peer: bytes, message: wire.Generate | wire.OnThread, stop: _Stop) -> None:
         """Run a generation or a collections' request on this thread, in its request id's
         context: once `stop` is set (its Cancel) it ends at the next check and nothing more is
         answered; an error is answered as Failed."""
@@ -180,7 +182,7 @@ class Engine:
             if isinstance(message, wire.Generate):
                 generation_work(message, self.models, stop, partial(self._reply, peer))
             else:
-                reply = collection_work(message, self.models, self.collections, stop)
+                reply = thread_work(message, self.models, self.collections, self.manager, stop)
                 if not stop.is_set():
                     self._reply(peer, reply)
         except ClientGone:

@@ -6,19 +6,23 @@ frame of raw float32 bytes: never through MessagePack's per-number encoding. Eve
 carries an `id` the client chose (unique per client), which its replies and a Cancel name.
 An Embed, DetectSpeech or Classify has one reply (Vectors, Speech or Labels; or Failed); a
 Generate a stream: Begun, then Tokens up to the one with a finish reason, or Failed at any point.
+The collections' requests and Admin have one reply each, made on a worker thread of the engine.
 Uploads (an audio file, an image) travel as the request's second frame, as they came.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import msgspec
 
 from altlas.generation.sampling import SamplingParams
 
 __all__ = [
-    "REPLIES", "REQUESTS", "AddDocuments", "Begun", "Cancel", "Classify", "Collecting", "DetectSpeech",
-    "Done", "Embed", "Failed", "Generate", "Hits", "Indexes", "Labels", "ListIndexes", "RemoveDocuments",
-    "Reply", "Request", "Search", "Served", "Speech", "Token", "Vectors", "encode",
+    "REPLIES", "REQUESTS", "AddDocuments", "Admin", "Begun", "Cancel", "Classify", "Collecting",
+    "DetectSpeech", "Done", "Embed", "Failed", "Generate", "Hits", "Indexes", "Labels", "ListIndexes",
+    "OnThread", "RemoveDocuments", "Reply", "Request", "Result", "Search", "Served", "Speech", "Token",
+    "Vectors", "encode",
 ]  # fmt: skip
 
 
@@ -219,6 +223,26 @@ class Indexes(msgspec.Struct, tag=True, array_like=True, frozen=True):
     indexes: list[tuple[str, str, int]]
 
 
+class Admin(msgspec.Struct, tag=True, array_like=True, frozen=True):
+    """An operation on the model registry (altlas.orchestrator.manager.ModelManager): `op` one of
+    list, status, register (`spec`: the registration's body), load, unload, activate
+    (`version`); `name` the model's."""
+
+    id: int
+    request_id: str
+    op: str
+    name: str = ""
+    version: str = ""
+    spec: Any = None
+
+
+class Result(msgspec.Struct, tag=True, array_like=True, frozen=True):
+    """An Admin's answer: the manager's own (JSON-like) data."""
+
+    id: int
+    payload: Any
+
+
 class Failed(msgspec.Struct, tag=True, array_like=True, frozen=True):
     """A request's error: altlas.errors.error_kind's name, built again on the other side."""
 
@@ -230,8 +254,9 @@ class Failed(msgspec.Struct, tag=True, array_like=True, frozen=True):
 
 
 Collecting = Search | AddDocuments | RemoveDocuments | ListIndexes  # the search collections' requests
-Request = Embed | Generate | DetectSpeech | Classify | Collecting | Cancel
-Reply = Vectors | Speech | Labels | Begun | Token | Hits | Done | Indexes | Failed
+OnThread = Collecting | Admin  # requests answered once, from a worker thread
+Request = Embed | Generate | DetectSpeech | Classify | OnThread | Cancel
+Reply = Vectors | Speech | Labels | Begun | Token | Hits | Done | Indexes | Result | Failed
 REQUESTS = msgspec.msgpack.Decoder(Request)
 REPLIES = msgspec.msgpack.Decoder(Reply)
 encode = msgspec.msgpack.Encoder().encode

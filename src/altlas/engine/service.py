@@ -24,11 +24,12 @@ import numpy as np
 
 from altlas.engine import messages as wire
 from altlas.engine.generation_work import generation_work
-from altlas.engine.search_work import collection_work
+from altlas.engine.thread_work import thread_work
 from altlas.engine.work import TASKS, Batched, Submitted, submit
 from altlas.errors import TimedOutError
 from altlas.generation.sampling import SamplingParams
 from altlas.logs import request_id_var
+from altlas.orchestrator.manager import ModelManager
 from altlas.orchestrator.serving import LoadedModels
 from altlas.scheduling.waiting import ClientGone, Receive, client_left, wait_for
 from altlas.search.collections import Collections
@@ -49,7 +50,7 @@ class Embedded:
 
 
 R = TypeVar("R")
-Asking = Batched | wire.Collecting  # what `_ask` answers: requests with one reply
+Asking = Batched | wire.OnThread  # what `_ask` answers: requests with one reply
 
 
 class ModelService(ABC):
@@ -151,6 +152,16 @@ class ModelService(ABC):
         reply, _ = await self._ask(request, 0, "removing documents", None, None)
         return _expect(reply, wire.Done)
 
+    async def admin(
+        self, op: str, name: str = "", version: str = "", spec: Any = None, request_id: str = ""
+    ) -> Any:
+        """An operation on the model registry (altlas.engine.admin_work: list, status, register,
+        load, unload, activate): the manager's data (a model's status; for list, every model's
+        and the memory report). Not bounded in time: a load takes what it takes."""
+        request = wire.Admin(self._new_id(), request_id, op, name, version, spec)
+        reply, _ = await self._ask(request, 0, f"the model operation {op}", None, None)
+        return _expect(reply, wire.Result).payload
+
     async def list_indexes(self, request_id: str = "") -> wire.Indexes:
         reply, _ = await self._ask(wire.ListIndexes(self._new_id(), request_id), 0, "listing", None, None)
         return _expect(reply, wire.Indexes)
@@ -239,11 +250,13 @@ class LocalModels(ModelService):
     takes (a thread of its own without them)."""
 
     def __init__(
-        self, models: LoadedModels, collections: Collections | None = None, threads: Executor | None = None
-    ) -> None:
+        self, models: LoadedModels, collections: Collections | None = None, threads: Executor | None = None,
+        manager: ModelManager | None = None,
+    ) -> None:  # fmt: skip
         self.models = models
         self.collections = collections
         self.threads = threads
+        self.manager = manager  # what loads `models` (the registry's operations), if any
 
     async def _stream(self, request: wire.Generate) -> tuple[Replies, Callable[[bool], None]]:
         loop = asyncio.get_running_loop()
@@ -272,16 +285,17 @@ class LocalModels(ModelService):
     async def _ask(
         self, request: Asking, timeout_s: float, what: str, upload: bytes | None, receive: Receive | None
     ) -> tuple[wire.Reply, np.ndarray | None]:
-        if isinstance(request, wire.Collecting):
-            return await self._collect(request, receive), None
+        if isinstance(request, wire.OnThread):
+            return await self._on_thread(request, receive), None
         return await self._run(request, upload or b"", timeout_s, receive, what)
 
-    async def _collect(self, message: wire.Collecting, receive: Receive | None) -> wire.Reply:
-        """collection_work on a worker thread, told to stop (ClientGone) once the client leaves."""
+    async def _on_thread(self, message: wire.OnThread, receive: Receive | None) -> wire.Reply:
+        """thread_work on a worker thread, told to stop (ClientGone) once the client leaves."""
         gone = threading.Event()
         watcher = asyncio.create_task(_set_when_gone(receive, gone)) if receive is not None else None
         try:
-            return await asyncio.to_thread(collection_work, message, self.models, self.collections, gone)
+            work = (message, self.models, self.collections, self.manager, gone)
+            return await asyncio.to_thread(thread_work, *work)
         finally:
             if watcher is not None:
                 watcher.cancel()

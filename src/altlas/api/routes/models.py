@@ -7,7 +7,7 @@ own "altlas" object holds the GPU memory report (per card: budget, what each mod
 for; counters of evictions, refusals, CPU fallbacks, OOM batch splits and spill-overs).
 
 Registering, loading, unloading and activating administer the server: with API keys set they
-need an admin key (ApiKeys, in altlas.api.middleware, the one place keys are checked), and a
+need an admin key (ApiKeys, in altlas.api.admission, the one place keys are checked), and a
 registration's files must lie under the model roots (ModelManager.register_from_client).
 """
 
@@ -16,10 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 
-from altlas.orchestrator.manager import ModelManager
+from altlas.engine.service import ModelService
+from altlas.logs import request_id_var
 
 __all__ = ["models_router"]
 
@@ -34,36 +33,40 @@ def model_object(status: dict[str, Any], created: int) -> dict[str, Any]:
     }
 
 
-def models_router(manager: ModelManager, started: int) -> APIRouter:
+def models_router(service: ModelService, started: int) -> APIRouter:
+    """The routes, over the models' `service` (whose manager keeps the registry)."""
     router = APIRouter(prefix="/v1/models", tags=["models"])
 
+    async def admin(op: str, name: str = "", version: str = "", spec: Any = None) -> Any:
+        return await service.admin(op, name, version, spec, request_id_var.get() or "")
+
     @router.get("", summary="The registered models (OpenAI list shape, status under 'altlas')")
-    def list_models() -> dict[str, Any]:
-        data = [model_object(manager.status(name), started) for name in manager.names()]
-        return {"object": "list", "data": data, "altlas": {"memory": manager.memory_report()}}
+    async def list_models() -> dict[str, Any]:
+        listed = await admin("list")
+        data = [model_object(status, started) for status in listed["models"]]
+        return {"object": "list", "data": data, "altlas": {"memory": listed["memory"]}}
 
     @router.get("/{name}", summary="One model: status, device, GPU bytes, versions, usage")
-    def get_model(name: str) -> dict[str, Any]:
-        return model_object(manager.status(name), started)
+    async def get_model(name: str) -> dict[str, Any]:
+        return model_object(await admin("status", name), started)
 
     @router.post("", summary="Register a model (or add versions to one)", status_code=201)
-    def register(body: dict[str, Any]) -> dict[str, Any]:
-        return model_object(manager.register_from_client(body, where="body"), started)
+    async def register(body: dict[str, Any]) -> dict[str, Any]:
+        return model_object(await admin("register", spec=body), started)
 
     @router.post("/{name}/load", summary="Load and warm up the active version")
     async def load(name: str) -> dict[str, Any]:
-        return model_object(await run_in_threadpool(manager.load, name), started)
+        return model_object(await admin("load", name), started)
 
     @router.post("/{name}/unload", summary="Unload; shows the GPU memory before and after")
     async def unload(name: str) -> dict[str, Any]:
-        return model_object(await run_in_threadpool(manager.unload, name), started)
+        return model_object(await admin("unload", name), started)
 
     @router.post(
         "/{name}/versions/{version}/activate",
         summary="Serve another version (swapped without dropping requests)",
     )
-    async def activate(name: str, version: str) -> JSONResponse:
-        status = await run_in_threadpool(manager.activate, name, version)
-        return JSONResponse(model_object(status, started))
+    async def activate(name: str, version: str) -> dict[str, Any]:
+        return model_object(await admin("activate", name, version), started)
 
     return router
