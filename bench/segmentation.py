@@ -78,7 +78,7 @@ def embedding_stage(device: str) -> tuple[Any, str]:
     configure_process(settings)  # as `altlas segment --embeddings` does
     embedder = Embedder(settings.embedding_model or None, device=device)
     embedder.warmup()
-    prototypes = TypePrototypes(embedder)
+    prototypes = TypePrototypes(embedder.encode)
     return (lambda: prototypes), embedder.describe()
 
 

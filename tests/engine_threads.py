@@ -6,22 +6,22 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import torch
+
+from altlas.embeddings import default_model_path
 from altlas.engine.core import Engine
-from altlas.orchestrator.manager import ModelManager
+from altlas.engine.thread_work import Keeps
+from altlas.orchestrator.backends import EmbeddingBackend
 from altlas.orchestrator.serving import Loaded, LoadedModels
-from altlas.search.collections import Collections
+from altlas.scheduling.batcher import BatchPolicy
+
+from .embedding_cases import model_path
 
 
 @contextmanager
-def serving(
-    models: LoadedModels,
-    address: str,
-    collections: Collections | None = None,
-    manager: ModelManager | None = None,
-) -> Iterator[Engine]:
-    """An Engine over `models` (keeping `collections`; Admin requests to `manager`) listening at
-    `address` until the block ends."""
-    engine = Engine(models, address, collections=collections, manager=manager)
+def serving(models: LoadedModels, address: str, keeps: Keeps | None = None) -> Iterator[Engine]:
+    """An Engine over `models` (and what it `keeps`) listening at `address` until the block ends."""
+    engine = Engine(models, address, keeps=keeps)
     stop = threading.Event()
     thread = threading.Thread(target=engine.serve, args=(stop,), daemon=True)
     thread.start()
@@ -47,3 +47,15 @@ def preloaded(backends: dict[str, tuple[str, object]], **registered: str) -> Loa
     for name, task in registered.items():
         models.add(name, task)
     return models
+
+
+@contextmanager
+def minilm_on_cpu() -> Iterator[EmbeddingBackend]:
+    """The real all-MiniLM-L6-v2 as a loaded embedding model's backend on the CPU (name "minilm")."""
+    served = EmbeddingBackend(
+        "minilm", model_path() or default_model_path(), torch.device("cpu"), "fp32", BatchPolicy()
+    )
+    try:
+        yield served
+    finally:
+        served.close()

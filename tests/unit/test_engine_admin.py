@@ -16,6 +16,7 @@ import pytest
 from altlas.engine.client import EngineClient
 from altlas.engine.messages import REPLIES, REQUESTS, Admin, Result, encode
 from altlas.engine.service import LocalModels, ModelService
+from altlas.engine.thread_work import Keeps
 from altlas.errors import InvalidInputError, ModelUnavailableError, NotFoundError
 from altlas.orchestrator.manager import ModelManager
 
@@ -28,9 +29,9 @@ __all__ = ["manager"]
 @asynccontextmanager
 async def service_of(where: str, manager: ModelManager, tmp_path: Path) -> AsyncIterator[ModelService]:
     if where == "local":
-        yield LocalModels(manager.loaded, manager=manager)
+        yield LocalModels(manager.loaded, Keeps(manager=manager))
         return
-    with serving(manager.loaded, f"ipc://{tmp_path}/engine-0", manager=manager) as engine:
+    with serving(manager.loaded, f"ipc://{tmp_path}/engine-0", Keeps(manager=manager)) as engine:
         async with EngineClient(engine.address) as client:
             yield client
 

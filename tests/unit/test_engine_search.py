@@ -6,23 +6,19 @@ this process; errors arrive as the same AltlasError, naming the field."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
-from altlas.embeddings import default_model_path
 from altlas.engine.client import EngineClient
 from altlas.engine.core import Engine
 from altlas.engine.service import LocalModels
+from altlas.engine.thread_work import Keeps
 from altlas.errors import InvalidInputError, NotFoundError
 from altlas.orchestrator.backends import EmbeddingBackend
 from altlas.orchestrator.serving import LoadedModels
-from altlas.scheduling.batcher import BatchPolicy
 from altlas.search.collections import Collections
 
-from ..embedding_cases import model_path
 from ..engine_threads import preloaded, serving
 
 DOCUMENTS = [
@@ -32,22 +28,13 @@ DOCUMENTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def backend() -> Iterator[EmbeddingBackend]:
-    served = EmbeddingBackend(
-        "minilm", model_path() or default_model_path(), torch.device("cpu"), "fp32", BatchPolicy()
-    )
-    yield served
-    served.close()
-
-
 @pytest.fixture
-def models(backend: EmbeddingBackend) -> LoadedModels:
-    return preloaded({"minilm": ("embedding", backend)})
+def models(minilm_backend: EmbeddingBackend) -> LoadedModels:
+    return preloaded({"minilm": ("embedding", minilm_backend)})
 
 
 def test_collections_through_an_engine_answer_as_here(models: LoadedModels, tmp_path: Path) -> None:
-    local = LocalModels(models, Collections(tmp_path / "local"))
+    local = LocalModels(models, Keeps(Collections(tmp_path / "local")))
 
     async def scenario(engine: Engine) -> None:
         answers = []
@@ -70,7 +57,7 @@ def test_collections_through_an_engine_answer_as_here(models: LoadedModels, tmp_
         assert listed_indexes == [("komutlar", "minilm", 3)] and removed_count == 1
         assert after_indexes == [("komutlar", "minilm", 2)]
 
-    with serving(models, f"ipc://{tmp_path}/engine-0", Collections(tmp_path / "remote")) as engine:
+    with serving(models, f"ipc://{tmp_path}/engine-0", Keeps(Collections(tmp_path / "remote"))) as engine:
         asyncio.run(scenario(engine))
 
 
@@ -88,7 +75,7 @@ def test_collection_errors_arrive_as_the_same_altlas_errors(models: LoadedModels
                 await client.add_documents("no spaces", "minilm", DOCUMENTS[:1], 60)
             assert name.value.field == "name"
 
-    with serving(models, f"ipc://{tmp_path}/engine-1", Collections(tmp_path / "c")) as engine:
+    with serving(models, f"ipc://{tmp_path}/engine-1", Keeps(Collections(tmp_path / "c"))) as engine:
         asyncio.run(scenario(engine))
 
     async def refused(engine: Engine) -> None:

@@ -56,17 +56,3 @@ def test_ids_are_never_paths(tmp_path: Path, bad: str) -> None:
     assert info.value.field == "id"
     with pytest.raises(InvalidInputError):
         check_plan_id(bad)
-
-
-def test_a_failing_listener_does_not_fail_the_save(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    store = PlanStore(tmp_path)
-    seen: list[str] = []
-
-    def broken(plans: object) -> None:
-        raise RuntimeError("index unavailable")
-
-    store.on_save.extend([broken, lambda plans: seen.extend(p.id for p in plans)])  # type: ignore[attr-defined]
-    plan = segment_command("Open Firefox")
-    store.save(plan)
-    assert store.get(plan.id).id == plan.id and seen == [plan.id]
-    assert "listener failed" in caplog.text

@@ -21,7 +21,7 @@ from ..embedding_cases import model_path
 
 @pytest.fixture(scope="module")
 def prototypes() -> TypePrototypes:
-    return TypePrototypes(Embedder(model_path(), device="cpu"))
+    return TypePrototypes(Embedder(model_path(), device="cpu").encode)
 
 
 @pytest.mark.parametrize(

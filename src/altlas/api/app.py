@@ -27,7 +27,6 @@ from altlas.storage.plan_store import PlanStore
 
 if TYPE_CHECKING:
     from altlas.engine.service import ModelService
-    from altlas.orchestrator.command_model import CommandEmbedder
     from altlas.orchestrator.manager import ModelManager
 
 __all__ = ["SERVICES", "create_app"]
@@ -49,46 +48,40 @@ def _model_manager(app: FastAPI, settings: Settings) -> ModelManager:
     return made
 
 
-def _command_embedder(app: FastAPI, settings: Settings) -> CommandEmbedder:
-    """Leases of the command embedding model (settings.command_embedding_model) from the manager."""
-    if getattr(app.state, "command_embedder", None) is None:
-        from altlas.orchestrator.command_model import CommandEmbedder
-
-        loaded = _model_manager(app, settings).loaded
-        app.state.command_embedder = CommandEmbedder(loaded, settings.command_embedding_model)
-    embedder: CommandEmbedder = app.state.command_embedder
-    return embedder
-
-
 def _service(app: FastAPI, settings: Settings) -> ModelService:
     """What routes and jobs ask of the models (altlas.engine.service), made once: the models
-    loaded in this process, the search collections kept here, generations on the app's threads
-    (shut down with it: generations in flight finish first)."""
+    loaded in this process, and what it keeps beside them (the search collections, the manager,
+    the index of stored commands, embedded with the command embedding model); generations on the
+    app's threads (shut down with it: generations in flight finish first)."""
     if getattr(app.state, "service", None) is None:
         from altlas.api.routes.openai_compat import generation_threads
         from altlas.engine.service import LocalModels
+        from altlas.engine.thread_work import Keeps
+        from altlas.orchestrator.command_model import CommandEmbedder
         from altlas.runtime.device import resolve_device
         from altlas.search.collections import Collections
+        from altlas.search.service import CommandSimilarity
 
+        manager = _model_manager(app, settings)
         device = str(resolve_device(settings.device))
         collections = Collections(settings.data_dir / "collections", device=device)
+        command_embedder = CommandEmbedder(manager.loaded, settings.command_embedding_model)
+        similarity = CommandSimilarity(PlanStore(settings.data_dir), command_embedder)
         threads = generation_threads()
         app.state.on_stop.append(threads.shutdown)
-        manager = _model_manager(app, settings)
-        app.state.service = LocalModels(manager.loaded, collections, threads, manager)
+        app.state.service = LocalModels(manager.loaded, Keeps(collections, manager, similarity), threads)
     service: ModelService = app.state.service
     return service
 
 
 def _mount_segmentation(app: FastAPI, settings: Settings) -> None:
     from altlas.api.routes.similarity import similarity_router
-    from altlas.search.service import CommandSimilarity
 
     store = PlanStore(settings.data_dir)
     service = SegmentationService(store, max_batch=settings.max_batch_commands)
     app.include_router(segmentation_router(service))
     app.include_router(alt_files_router(store))
-    app.include_router(similarity_router(CommandSimilarity(store, _command_embedder(app, settings))))
+    app.include_router(similarity_router(_service(app, settings)))
     app.state.segmentation = service
 
 

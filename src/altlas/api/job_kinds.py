@@ -29,7 +29,6 @@ from altlas.jobs.runner import Handler, JobContext, JobOutcome
 
 if TYPE_CHECKING:
     from altlas.engine.service import ModelService
-    from altlas.orchestrator.command_model import CommandEmbedder
 
 __all__ = ["JobKind", "job_kinds", "validate_input"]
 
@@ -126,12 +125,13 @@ def job_kinds(app_state: Any) -> dict[str, JobKind]:
     """The kinds this server can run, given the services mounted on it (`app.state`)."""
     kinds: dict[str, JobKind] = {}
     segmentation = getattr(app_state, "segmentation", None)
-    service: ModelService | None = getattr(app_state, "service", None)
+    models: ModelService | None = getattr(app_state, "service", None)
     if segmentation is not None:
         from altlas.api.routes.segmentation import segmentation_options, time_reference
         from altlas.plans.codec import plan_to_dict
 
-        command_embedder: CommandEmbedder = app_state.command_embedder  # mounted with segmentation
+        service: ModelService = app_state.service  # made with segmentation (the command model's)
+        command_model: str = app_state.settings.command_embedding_model
 
         def segment(context: JobContext) -> JobOutcome:
             body = SegmentRequest.model_validate(context.job.input)
@@ -146,7 +146,9 @@ def job_kinds(app_state: Any) -> dict[str, JobKind]:
             body = BulkSegmentInput.model_validate(context.job.input)
             prototypes = None
             if body.embeddings:
-                prototypes = _prototypes(command_embedder)
+                prototypes = _prototypes(
+                    partial(_embed_on_loop, service, command_model, app_state.loop, context)
+                )
             total, failed, lines = len(body.commands), 0, []
             results = segment_lines(
                 body.commands,
@@ -167,18 +169,27 @@ def job_kinds(app_state: Any) -> dict[str, JobKind]:
 
         kinds["segment"] = JobKind(_parser(SegmentRequest), segment)
         kinds["segment-bulk"] = JobKind(_parser(BulkSegmentInput), segment_bulk)
-    if service is not None and "orchestrator" in app_state.settings.services:
-        kinds.update(_model_kinds(service, app_state))
+    if models is not None and "orchestrator" in app_state.settings.services:
+        kinds.update(_model_kinds(models, app_state))
     return kinds
 
 
-def _prototypes(embedder: CommandEmbedder) -> Callable[[], Any]:
+def _prototypes(encode: Callable[[list[str]], np.ndarray]) -> Callable[[], Any]:
     from altlas.segmentation.prototypes import TypePrototypes
 
     def build() -> Any:
-        return TypePrototypes(embedder.leased().embedder)
+        return TypePrototypes(encode)
 
     return build
+
+
+def _embed_on_loop(
+    service: ModelService, model: str, loop: asyncio.AbstractEventLoop, context: JobContext, texts: list[str]
+) -> np.ndarray:
+    """Unit vectors of `texts` by `model`, asked of the service on the app's loop, a chunk at a time."""
+    chunks = [texts[first : first + _BULK_CHUNK] for first in range(0, len(texts), _BULK_CHUNK)]
+    got = [_patiently(partial(service.embed, model, chunk, 0), loop, context).vectors for chunk in chunks]
+    return np.concatenate(got) if got else np.empty((0, 0), dtype=np.float32)
 
 
 def _model_kinds(service: ModelService, app_state: Any) -> dict[str, JobKind]:

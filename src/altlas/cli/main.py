@@ -279,7 +279,7 @@ def _prototype_stage(args: argparse.Namespace) -> Callable[[], TypePrototypes]:
         from altlas.segmentation.prototypes import TypePrototypes
 
         configure_process(settings)
-        return TypePrototypes(Embedder.from_settings(settings))
+        return TypePrototypes(Embedder.from_settings(settings).encode)
 
     return build
 

@@ -30,14 +30,12 @@ import zmq
 
 from altlas.engine import messages as wire
 from altlas.engine.generation_work import generation_work
-from altlas.engine.thread_work import thread_work
+from altlas.engine.thread_work import Keeps, thread_work
 from altlas.engine.work import TASKS, Batched, Submitted, submit
 from altlas.errors import AltlasError, error_kind
 from altlas.logs import request_id_var
-from altlas.orchestrator.manager import ModelManager
 from altlas.orchestrator.serving import Lease, LoadedModels
 from altlas.scheduling.waiting import ClientGone
-from altlas.search.collections import Collections
 
 __all__ = ["Engine"]
 
@@ -50,11 +48,10 @@ class Engine:
 
     def __init__(
         self, models: LoadedModels, address: str, context: zmq.Context[Any] | None = None, *,
-        collections: Collections | None = None, manager: ModelManager | None = None,
+        keeps: Keeps | None = None,
     ) -> None:  # fmt: skip
         self.models = models
-        self.collections = collections  # the search collections this engine keeps, if any
-        self.manager = manager  # what loads `models` (Admin requests), if any
+        self.keeps = keeps or Keeps()  # the collections, the manager, the commands' index: if it has them
         self.address = address
         self.context = context or zmq.Context.instance()
         # (peer, id) -> its work: an embedding's future, a generation's stop flag (cancel())
@@ -182,7 +179,7 @@ class Engine:
             if isinstance(message, wire.Generate):
                 generation_work(message, self.models, stop, partial(self._reply, peer))
             else:
-                reply = thread_work(message, self.models, self.collections, self.manager, stop)
+                reply = thread_work(message, self.models, self.keeps, stop)
                 if not stop.is_set():
                     self._reply(peer, reply)
         except ClientGone:

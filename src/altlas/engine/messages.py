@@ -19,10 +19,10 @@ import msgspec
 from altlas.generation.sampling import SamplingParams
 
 __all__ = [
-    "REPLIES", "REQUESTS", "AddDocuments", "Admin", "Begun", "Cancel", "Classify", "Collecting",
+    "REPLIES", "REQUESTS", "AddDocuments", "Admin", "Begun", "Cancel", "Classify", "Collecting", "Dedupe",
     "DetectSpeech", "Done", "Embed", "Failed", "Generate", "Hits", "Indexes", "Labels", "ListIndexes",
-    "OnThread", "RemoveDocuments", "Reply", "Request", "Result", "Search", "Served", "Speech", "Token",
-    "Vectors", "encode",
+    "OnThread", "RemoveDocuments", "Reply", "Request", "Result", "Search", "Served", "SimilarCommands",
+    "Speech", "Token", "Vectors", "encode",
 ]  # fmt: skip
 
 
@@ -236,8 +236,27 @@ class Admin(msgspec.Struct, tag=True, array_like=True, frozen=True):
     spec: Any = None
 
 
+class SimilarCommands(msgspec.Struct, tag=True, array_like=True, frozen=True):
+    """The `k` stored plans' commands closest in meaning to `command`
+    (altlas.search.service.CommandSimilarity)."""
+
+    id: int
+    request_id: str
+    command: str
+    k: int
+
+
+class Dedupe(msgspec.Struct, tag=True, array_like=True, frozen=True):
+    """The near-duplicate pairs and groups among `commands` (cosine >= `threshold`)."""
+
+    id: int
+    request_id: str
+    commands: list[str]
+    threshold: float
+
+
 class Result(msgspec.Struct, tag=True, array_like=True, frozen=True):
-    """An Admin's answer: the manager's own (JSON-like) data."""
+    """An Admin's, SimilarCommands' or Dedupe's answer: the (JSON-like) data the work made."""
 
     id: int
     payload: Any
@@ -254,7 +273,7 @@ class Failed(msgspec.Struct, tag=True, array_like=True, frozen=True):
 
 
 Collecting = Search | AddDocuments | RemoveDocuments | ListIndexes  # the search collections' requests
-OnThread = Collecting | Admin  # requests answered once, from a worker thread
+OnThread = Collecting | Admin | SimilarCommands | Dedupe  # requests answered once, from a worker thread
 Request = Embed | Generate | DetectSpeech | Classify | OnThread | Cancel
 Reply = Vectors | Speech | Labels | Begun | Token | Hits | Done | Indexes | Result | Failed
 REQUESTS = msgspec.msgpack.Decoder(Request)

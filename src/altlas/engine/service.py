@@ -24,15 +24,13 @@ import numpy as np
 
 from altlas.engine import messages as wire
 from altlas.engine.generation_work import generation_work
-from altlas.engine.thread_work import thread_work
+from altlas.engine.thread_work import Keeps, thread_work
 from altlas.engine.work import TASKS, Batched, Submitted, submit
 from altlas.errors import TimedOutError
 from altlas.generation.sampling import SamplingParams
 from altlas.logs import request_id_var
-from altlas.orchestrator.manager import ModelManager
 from altlas.orchestrator.serving import LoadedModels
 from altlas.scheduling.waiting import ClientGone, Receive, client_left, wait_for
-from altlas.search.collections import Collections
 
 __all__ = [
     "Embedded", "GenerationStream", "LocalModels", "ModelService", "Replies", "next_reply", "watch_client",
@@ -162,6 +160,20 @@ class ModelService(ABC):
         reply, _ = await self._ask(request, 0, f"the model operation {op}", None, None)
         return _expect(reply, wire.Result).payload
 
+    async def similar_commands(self, command: str, k: int, request_id: str = "") -> list[dict[str, Any]]:
+        """The `k` stored plans' commands closest to `command`: plan_id, command, score each."""
+        request = wire.SimilarCommands(self._new_id(), request_id, command, k)
+        reply, _ = await self._ask(request, 0, "finding similar commands", None, None)
+        results: list[dict[str, Any]] = _expect(reply, wire.Result).payload
+        return results
+
+    async def dedupe(self, commands: list[str], threshold: float, request_id: str = "") -> dict[str, Any]:
+        """The near-duplicates among `commands`: count, pairs (i, j, score), groups."""
+        request = wire.Dedupe(self._new_id(), request_id, commands, threshold)
+        reply, _ = await self._ask(request, 0, "finding near-duplicates", None, None)
+        found: dict[str, Any] = _expect(reply, wire.Result).payload
+        return found
+
     async def list_indexes(self, request_id: str = "") -> wire.Indexes:
         reply, _ = await self._ask(wire.ListIndexes(self._new_id(), request_id), 0, "listing", None, None)
         return _expect(reply, wire.Indexes)
@@ -243,20 +255,19 @@ def _expect(reply: wire.Reply, kind: type[R]) -> R:
 
 
 class LocalModels(ModelService):
-    """ModelService over the models loaded in this process (and the search `collections`, kept
-    here). Texts for a loaded model are submitted on the event loop (a lease is a dict read, a
-    submit a queue put); a model to load, an upload to check and decode, and the collections'
-    work go to a worker thread first. A generation runs on one of `threads` for as long as it
+    """ModelService over the models loaded in this process (and what it `keeps`: the search
+    collections, the manager, the index of stored commands). Texts for a loaded model are
+    submitted on the event loop (a lease is a dict read, a submit a queue put); a model to load,
+    an upload to check and decode, and the requests answered once (collections, registry,
+    similarity) go to a worker thread first. A generation runs on one of `threads` for as long as it
     takes (a thread of its own without them)."""
 
     def __init__(
-        self, models: LoadedModels, collections: Collections | None = None, threads: Executor | None = None,
-        manager: ModelManager | None = None,
-    ) -> None:  # fmt: skip
+        self, models: LoadedModels, keeps: Keeps | None = None, threads: Executor | None = None
+    ) -> None:
         self.models = models
-        self.collections = collections
+        self.keeps = keeps or Keeps()  # the collections, the manager, the commands' index (if any)
         self.threads = threads
-        self.manager = manager  # what loads `models` (the registry's operations), if any
 
     async def _stream(self, request: wire.Generate) -> tuple[Replies, Callable[[bool], None]]:
         loop = asyncio.get_running_loop()
@@ -294,8 +305,7 @@ class LocalModels(ModelService):
         gone = threading.Event()
         watcher = asyncio.create_task(_set_when_gone(receive, gone)) if receive is not None else None
         try:
-            work = (message, self.models, self.collections, self.manager, gone)
-            return await asyncio.to_thread(thread_work, *work)
+            return await asyncio.to_thread(thread_work, message, self.models, self.keeps, gone)
         finally:
             if watcher is not None:
                 watcher.cancel()

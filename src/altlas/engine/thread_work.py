@@ -1,26 +1,47 @@
 """Requests answered once, from a worker thread (altlas.engine.messages.OnThread), wherever the
-models live: the search collections' (altlas.engine.search_work) and the registry's
-(altlas.engine.admin_work)."""
+models live: the search collections' (altlas.engine.search_work), the registry's
+(altlas.engine.admin_work) and command similarity's (altlas.search.service.CommandSimilarity),
+each over what the serving process keeps (`Keeps`)."""
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 from altlas.engine import messages as wire
 from altlas.engine.admin_work import admin_work
 from altlas.engine.search_work import collection_work
+from altlas.errors import ModelUnavailableError
 from altlas.orchestrator.manager import ModelManager
 from altlas.orchestrator.serving import LoadedModels
 from altlas.search.collections import Collections
+from altlas.search.service import CommandSimilarity
 
-__all__ = ["thread_work"]
+__all__ = ["Keeps", "thread_work"]
+
+
+@dataclass(frozen=True)
+class Keeps:
+    """What a process serving models keeps beside them, each if it has one: the search
+    collections, the manager that loads the models (the registry's operations), the index of
+    stored commands (command similarity)."""
+
+    collections: Collections | None = None
+    manager: ModelManager | None = None
+    similarity: CommandSimilarity | None = None
 
 
 def thread_work(
-    message: wire.OnThread, models: LoadedModels, collections: Collections | None,
-    manager: ModelManager | None, gone: threading.Event | None,
-) -> wire.Reply:  # fmt: skip
+    message: wire.OnThread, models: LoadedModels, keeps: Keeps, gone: threading.Event | None
+) -> wire.Reply:
     """`message`'s reply; `gone` set (the client left) stops a collection's work (ClientGone)."""
     if isinstance(message, wire.Admin):
-        return admin_work(message, manager)
-    return collection_work(message, models, collections, gone)
+        return admin_work(message, keeps.manager)
+    if isinstance(message, wire.SimilarCommands | wire.Dedupe):
+        similarity = keeps.similarity
+        if similarity is None:
+            raise ModelUnavailableError("this engine keeps no index of stored commands", field="command")
+        if isinstance(message, wire.SimilarCommands):
+            return wire.Result(message.id, similarity.similar(message.command, message.k))
+        return wire.Result(message.id, similarity.dedupe(message.commands, message.threshold))
+    return collection_work(message, models, keeps.collections, gone)

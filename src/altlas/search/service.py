@@ -1,19 +1,21 @@
 """Command similarity for the segmentation service: similar past commands, and near-duplicates in a batch.
 
-The index of stored plans' commands is built on first use from the plan store and
-kept current through the store's save and delete hooks. Commands are embedded by the command
-embedding model, leased from the model manager (altlas.orchestrator.command_model).
+The index of stored plans' commands follows the plan files on disk, whoever writes them (any
+API process): before a search it takes in the plans saved, changed or deleted since the last
+one, which costs a look at the folder's modification time when nothing changed. Commands are
+embedded by the command embedding model, leased from the model manager
+(altlas.orchestrator.command_model).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from altlas.errors import InputTooLargeError, InvalidInputError
 from altlas.orchestrator.command_model import CommandEmbedder
-from altlas.plans.model import AltFile
 from altlas.search.index import VectorIndex
 from altlas.search.pairs import similar_pairs
 from altlas.storage.plan_store import PlanStore
@@ -21,6 +23,7 @@ from altlas.storage.plan_store import PlanStore
 __all__ = ["MAX_DEDUPE_COMMANDS", "CommandSimilarity"]
 
 MAX_DEDUPE_COMMANDS = 100_000
+_SETTLED_NS = 2_000_000_000  # a folder changed this recently may change again within its time stamp's tick
 
 
 class CommandSimilarity:
@@ -29,37 +32,36 @@ class CommandSimilarity:
         self.embedder = embedder
         self._index: VectorIndex | None = None
         self._commands: dict[str, str] = {}
-        self._build_lock = threading.Lock()
-        store.on_save.append(self._saved)
-        store.on_delete.append(self._deleted)
+        self._seen: dict[str, float] = {}  # plan id -> the file's modification time when indexed
+        self._folder_stamp = -1  # the folder's modification time (ns) at the last look
+        self._lock = threading.Lock()
 
-    def _built(self) -> VectorIndex:
-        if self._index is None:
-            with self._build_lock:
-                if self._index is None:
-                    embedder = self.embedder.leased().embedder
-                    index = VectorIndex(embedder.dimension, metric="cosine", device=embedder.device)
-                    pairs = self.store.commands()
-                    if pairs:
-                        index.add([i for i, _ in pairs], self.embedder.encode([c for _, c in pairs], "texts"))
-                    self._commands = dict(pairs)
-                    self._index = index
-        return self._index
-
-    def _saved(self, plans: list[AltFile]) -> None:
-        if self._index is None:
-            return  # built from the store on first use
-        vectors = self.embedder.encode([p.command for p in plans], "command")
-        self._index.add([p.id for p in plans], vectors)
-        self._commands.update({p.id: p.command for p in plans})
-
-    def _deleted(self, plan_id: str) -> None:
-        if self._index is not None:
-            self._index.remove([plan_id])
-            self._commands.pop(plan_id, None)
+    def _current(self) -> VectorIndex:
+        """The index, brought up to the plan files on disk now."""
+        with self._lock:
+            stamp = self.store.directory.stat().st_mtime_ns
+            settled = time.time_ns() - stamp > _SETTLED_NS
+            if self._index is not None and stamp == self._folder_stamp and settled:
+                return self._index  # no file added, replaced or removed since the last look
+            if self._index is None:
+                embedder = self.embedder.leased().embedder
+                self._index = VectorIndex(embedder.dimension, metric="cosine", device=embedder.device)
+            found = self.store.scan()
+            stale = [plan_id for plan_id, mtime in self._seen.items() if found.get(plan_id) != mtime]
+            if stale:  # removed, or replaced since
+                self._index.remove(stale)
+                for plan_id in stale:
+                    del self._seen[plan_id], self._commands[plan_id]
+            pairs = self.store.commands([plan_id for plan_id in found if plan_id not in self._seen])
+            if pairs:
+                self._index.add([i for i, _ in pairs], self.embedder.encode([c for _, c in pairs], "texts"))
+                self._commands.update(pairs)
+                self._seen.update((plan_id, found[plan_id]) for plan_id, _ in pairs)
+            self._folder_stamp = stamp
+            return self._index
 
     def similar(self, command: str, k: int) -> list[dict[str, Any]]:
-        index = self._built()
+        index = self._current()
         vector = self.embedder.encode([command], "command")
         hits = index.search(vector, k)[0]
         return [

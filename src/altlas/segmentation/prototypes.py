@@ -11,9 +11,9 @@ touched.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -22,9 +22,6 @@ from altlas.plans.model import Language, TaskType
 from altlas.plans.priorities import PriorityRequest, PriorityWeights, prioritize
 from altlas.segmentation.parameters import extract_parameters
 from altlas.segmentation.text import fold, tokenize
-
-if TYPE_CHECKING:
-    from altlas.embeddings.engine import Embedder
 
 __all__ = [
     "MIN_SIMILARITY",
@@ -179,13 +176,14 @@ PROTOTYPE_PHRASES: dict[TaskType, tuple[str, ...]] = {
 
 
 class TypePrototypes:
-    """Prototype vectors of the 20 task types, and nearest-type lookup."""
+    """Prototype vectors of the 20 task types, and nearest-type lookup; `encode` gives texts'
+    unit vectors (an Embedder's encode, or the models' service's)."""
 
-    def __init__(self, embedder: Embedder) -> None:
-        self.embedder = embedder
+    def __init__(self, encode: Callable[[list[str]], np.ndarray]) -> None:
+        self.encode = encode
         self.types = list(PROTOTYPE_PHRASES)
         phrases = [p for t in self.types for p in PROTOTYPE_PHRASES[t]]
-        vectors = embedder.encode(phrases)
+        vectors = encode(phrases)
         rows, start = [], 0
         for task_type in self.types:
             count = len(PROTOTYPE_PHRASES[task_type])
@@ -198,7 +196,7 @@ class TypePrototypes:
         """(nearest type, cosine similarity) for each text."""
         if not texts:
             return []
-        scores = self.embedder.encode(list(texts)) @ self.matrix.T  # [n, types]
+        scores = self.encode(list(texts)) @ self.matrix.T  # [n, types]
         best = scores.argmax(axis=1)
         return [(self.types[int(i)], float(scores[row, i])) for row, i in enumerate(best)]
 

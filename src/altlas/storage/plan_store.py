@@ -14,13 +14,11 @@ altlas.storage.damage); reading it alone raises DamagedEntryError.
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from altlas.errors import InvalidInputError, InvalidPlanError, NotFoundError
 from altlas.plans.codec import plan_from_dict, plan_to_dict
@@ -36,8 +34,6 @@ __all__ = [
     "check_plan_id",
     "encode_plan",
 ]
-
-log = logging.getLogger("altlas.storage")
 
 
 def check_plan_id(plan_id: str) -> str:
@@ -111,13 +107,12 @@ class PlanStore:
         self.directory = Path(data_dir) / "alt-files"
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._order: dict[str, float] = self._scan()
+        self._order: dict[str, float] = self.scan()
         self.damaged = DamagedEntries("alt-files")
-        # Called after plans are saved or deleted (e.g. to keep a similarity index current).
-        self.on_save: list[Callable[[list[AltFile]], None]] = []
-        self.on_delete: list[Callable[[str], None]] = []
 
-    def _scan(self) -> dict[str, float]:
+    def scan(self) -> dict[str, float]:
+        """id -> modification time of every plan file on disk now (whoever wrote it: another
+        process too), oldest first."""
         found: list[tuple[float, str]] = []
         for path in self.directory.glob("*.json"):
             try:
@@ -160,7 +155,6 @@ class PlanStore:
             for plan_id, mtime in written.items():
                 self._order.pop(plan_id, None)
                 self._order[plan_id] = mtime
-        _notify(self.on_save, plans)
 
     def get(self, plan_id: str) -> AltFile:
         """The plan; NotFoundError if there is none, DamagedEntryError if its file cannot be read."""
@@ -187,12 +181,13 @@ class PlanStore:
                 raise NotFoundError(f"no ALT file with id {plan_id}", field="id") from None
             self._order.pop(check_plan_id(plan_id), None)
         fsync_path(self.directory)
-        _notify(self.on_delete, check_plan_id(plan_id))
 
-    def commands(self) -> list[tuple[str, str]]:
-        """(id, command) of every stored plan, oldest first."""
-        with self._lock:
-            ids = list(self._order)
+    def commands(self, ids: Iterable[str] | None = None) -> list[tuple[str, str]]:
+        """(id, command) of every stored plan, oldest first; of `ids` only, if given (those
+        deleted meanwhile left out)."""
+        if ids is None:
+            with self._lock:
+                ids = list(self._order)
         found = []
         for plan_id in ids:
             path = self._path(plan_id)
@@ -234,14 +229,3 @@ class PlanStore:
                 )
             )
         return PlanPage(items, len(newest_first), offset, limit, damaged)
-
-
-def _notify(listeners: list[Callable[[Any], None]], payload: Any) -> None:
-    """Tell listeners; the plans are stored already, so a failing listener is logged, not raised."""
-    for listener in listeners:
-        try:
-            listener(payload)
-        except Exception:
-            log.exception(
-                "plan store listener failed", extra={"listener": getattr(listener, "__qualname__", "?")}
-            )

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from altlas.search.service import CommandSimilarity
+from altlas.engine.service import ModelService
+from altlas.logs import request_id_var
 from altlas.segmentation.segmenter import check_command
 
 __all__ = ["similarity_router"]
@@ -28,7 +28,8 @@ class DedupeRequest(BaseModel):
     threshold: float = Field(default=0.9, gt=0, le=1, allow_inf_nan=False)
 
 
-def similarity_router(similarity: CommandSimilarity) -> APIRouter:
+def similarity_router(service: ModelService) -> APIRouter:
+    """The routes, over the models' `service` (which keeps the index of stored commands)."""
     router = APIRouter(prefix="/v1", tags=["similarity"])
 
     @router.post(
@@ -36,11 +37,11 @@ def similarity_router(similarity: CommandSimilarity) -> APIRouter:
     )
     async def similar(body: SimilarRequest) -> dict[str, Any]:
         check_command(body.command)
-        hits = await run_in_threadpool(similarity.similar, body.command, body.k)
+        hits = await service.similar_commands(body.command, body.k, request_id_var.get() or "")
         return {"command": body.command, "results": hits}
 
     @router.post("/dedupe", summary="Near-duplicate commands in a batch (cosine >= threshold)")
     async def dedupe(body: DedupeRequest) -> dict[str, Any]:
-        return await run_in_threadpool(similarity.dedupe, body.commands, body.threshold)
+        return await service.dedupe(body.commands, body.threshold, request_id_var.get() or "")
 
     return router
