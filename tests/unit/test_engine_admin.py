@@ -18,6 +18,7 @@ from altlas.engine.messages import REPLIES, REQUESTS, Admin, Result, encode
 from altlas.engine.service import LocalModels, ModelService
 from altlas.engine.thread_work import Keeps
 from altlas.errors import InvalidInputError, ModelUnavailableError, NotFoundError
+from altlas.observability.models import model_side_metrics
 from altlas.orchestrator.manager import ModelManager
 
 from ..engine_threads import serving
@@ -29,9 +30,10 @@ __all__ = ["manager"]
 @asynccontextmanager
 async def service_of(where: str, manager: ModelManager, tmp_path: Path) -> AsyncIterator[ModelService]:
     if where == "local":
-        yield LocalModels(manager.loaded, Keeps(manager=manager))
+        yield LocalModels(manager.loaded, Keeps(manager=manager, metrics=model_side_metrics(manager)))
         return
-    with serving(manager.loaded, f"ipc://{tmp_path}/engine-0", Keeps(manager=manager)) as engine:
+    keeps = Keeps(manager=manager, metrics=model_side_metrics(manager))
+    with serving(manager.loaded, f"ipc://{tmp_path}/engine-0", keeps) as engine:
         async with EngineClient(engine.address) as client:
             yield client
 
@@ -59,7 +61,13 @@ def test_the_registry_is_administered_alike_in_an_engine_and_in_process(
             loaded = await service.admin("load", "vad")
             assert loaded["status"] == "loaded" and manager.status("vad")["status"] == "loaded"
             assert (await service.admin("activate", "vad", "2"))["active_version"] == "2"
+            stats = (await service.stats()).decode()  # the models' metrics, as the API's /metrics shows them
+            assert (
+                'altlas_models_loaded{device="cpu"} 1.0' in stats
+                and 'altlas_model_requests_total{model="vad"}' in stats
+            )
             assert (await service.admin("unload", "vad"))["status"] != "loaded"
+            assert 'altlas_models_loaded{device="cpu"}' not in (await service.stats()).decode()
             with pytest.raises(NotFoundError) as unknown:
                 await service.admin("status", "nope")
             assert unknown.value.field == "model"
@@ -78,6 +86,7 @@ def test_an_engine_without_a_manager_says_it_manages_no_models(manager: ModelMan
             async with EngineClient(engine.address) as client:
                 with pytest.raises(ModelUnavailableError, match="manages no models"):
                     await client.admin("list")
+                assert await client.stats() == b""  # and keeps no metrics
 
     asyncio.run(scenario())
 

@@ -19,7 +19,7 @@ from altlas.api.routes.metrics import metrics_router
 from altlas.api.routes.segmentation import segmentation_router
 from altlas.api.schemas import ERROR_RESPONSES
 from altlas.errors import InvalidInputError
-from altlas.observability.gpu import GpuSampler, torch_allocator_metrics
+from altlas.observability.gpu import GpuSampler
 from altlas.observability.metrics import Metrics
 from altlas.segmentation.service import SegmentationService
 from altlas.settings import Settings
@@ -38,38 +38,26 @@ def _model_manager(app: FastAPI, settings: Settings) -> ModelManager:
     marked load_at_start load at start only where the orchestrator is mounted; elsewhere a model
     loads when a request first needs it."""
     if getattr(app.state, "manager", None) is None:
-        from altlas.observability.models import model_metrics
         from altlas.orchestrator.manager import ModelManager
 
-        manager = ModelManager.from_settings(settings)
-        app.state.manager = manager
-        app.state.metrics.add_collector(lambda: model_metrics(manager))
+        app.state.manager = ModelManager.from_settings(settings)
     made: ModelManager = app.state.manager
     return made
 
 
 def _service(app: FastAPI, settings: Settings) -> ModelService:
     """What routes and jobs ask of the models (altlas.engine.service), made once: the models
-    loaded in this process, and what it keeps beside them (the search collections, the manager,
-    the index of stored commands, embedded with the command embedding model); generations on the
-    app's threads (shut down with it: generations in flight finish first)."""
+    loaded in this process and what it keeps beside them (altlas.engine.thread_work.Keeps);
+    generations on the app's threads (shut down with it: generations in flight finish first)."""
     if getattr(app.state, "service", None) is None:
         from altlas.api.routes.openai_compat import generation_threads
         from altlas.engine.service import LocalModels
         from altlas.engine.thread_work import Keeps
-        from altlas.orchestrator.command_model import CommandEmbedder
-        from altlas.runtime.device import resolve_device
-        from altlas.search.collections import Collections
-        from altlas.search.service import CommandSimilarity
 
         manager = _model_manager(app, settings)
-        device = str(resolve_device(settings.device))
-        collections = Collections(settings.data_dir / "collections", device=device)
-        command_embedder = CommandEmbedder(manager.loaded, settings.command_embedding_model)
-        similarity = CommandSimilarity(PlanStore(settings.data_dir), command_embedder)
         threads = generation_threads()
         app.state.on_stop.append(threads.shutdown)
-        app.state.service = LocalModels(manager.loaded, Keeps(collections, manager, similarity), threads)
+        app.state.service = LocalModels(manager.loaded, Keeps.of(settings, manager), threads)
     service: ModelService = app.state.service
     return service
 
@@ -184,7 +172,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics()  # this app's own registry: GET /metrics
     gpus = GpuSampler()  # NVML readings in the background; absent without NVML
     app.state.metrics.add_collector(gpus.collect)
-    app.state.metrics.add_collector(torch_allocator_metrics)
     app.state.on_start.append(gpus.start)
     app.state.on_stop.append(gpus.stop)
     install_error_handlers(app)
@@ -193,7 +180,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _mount_jobs(app, settings)
     _count_damaged(app)
     app.include_router(health_router(settings.data_dir, lambda: list(settings.services)))
-    app.include_router(metrics_router(app.state.metrics))
+    app.include_router(metrics_router(app.state.metrics, getattr(app.state, "service", None)))
     # One admission layer for every route (altlas.api.admission): request id and log line,
     # API keys, the body read whole within its limits, the concurrency cap, unhandled errors.
     app.add_middleware(

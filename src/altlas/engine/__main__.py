@@ -1,7 +1,9 @@
 """One engine process: `python -m altlas.engine --address ipc://RUN/engine-0 --parent PID`.
 
 It owns the models (altlas.orchestrator: the registry under ALTLAS_DATA_DIR, placement, the
-batchers) and serves them on `address` to API processes (altlas.engine.core.Engine). Settings
+batchers) and what is kept beside them (the search collections, the index of stored commands,
+the models' metrics: altlas.engine.thread_work.Keeps), and serves them on `address` to API
+processes (altlas.engine.core.Engine). Settings
 come from the ALTLAS_* variables, as the server's do. It dies with the process that started it
 (`--parent`: runtime.process.die_with_parent), and on SIGTERM or SIGINT it stops taking
 requests, lets the models finish what they accepted, and exits.
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     die_with_parent(args.parent)
 
     from altlas.engine.core import Engine
+    from altlas.engine.thread_work import Keeps
     from altlas.logs import configure_logging
     from altlas.orchestrator.manager import ModelManager
     from altlas.settings import Settings
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_process(settings)
     manager = ModelManager.from_settings(settings)
     manager.start()  # the models marked load_at_start, in the background
-    Engine(manager.loaded, args.address).serve(stop)
+    Engine(manager.loaded, args.address, keeps=Keeps.of(settings, manager)).serve(stop)
     for spec in manager.registry.all():  # what was accepted finishes; then the models go
         if manager.loaded.get(spec.name) is not None:
             with contextlib.suppress(AltlasError):

@@ -22,7 +22,7 @@ __all__ = [
     "REPLIES", "REQUESTS", "AddDocuments", "Admin", "Begun", "Cancel", "Classify", "Collecting", "Dedupe",
     "DetectSpeech", "Done", "Embed", "Failed", "Generate", "Hits", "Indexes", "Labels", "ListIndexes",
     "OnThread", "RemoveDocuments", "Reply", "Request", "Result", "Search", "Served", "SimilarCommands",
-    "Speech", "Token", "Vectors", "encode",
+    "Speech", "Stats", "Token", "Vectors", "encode",
 ]  # fmt: skip
 
 
@@ -255,8 +255,15 @@ class Dedupe(msgspec.Struct, tag=True, array_like=True, frozen=True):
     threshold: float
 
 
+class Stats(msgspec.Struct, tag=True, array_like=True, frozen=True):
+    """The serving process's metrics of its models (Prometheus text format, as bytes)."""
+
+    id: int
+    request_id: str = ""
+
+
 class Result(msgspec.Struct, tag=True, array_like=True, frozen=True):
-    """An Admin's, SimilarCommands' or Dedupe's answer: the (JSON-like) data the work made."""
+    """An Admin's, SimilarCommands', Dedupe's or Stats' answer: the (JSON-like) data the work made."""
 
     id: int
     payload: Any
@@ -273,7 +280,7 @@ class Failed(msgspec.Struct, tag=True, array_like=True, frozen=True):
 
 
 Collecting = Search | AddDocuments | RemoveDocuments | ListIndexes  # the search collections' requests
-OnThread = Collecting | Admin | SimilarCommands | Dedupe  # requests answered once, from a worker thread
+OnThread = Collecting | Admin | SimilarCommands | Dedupe | Stats  # answered once, from a worker thread
 Request = Embed | Generate | DetectSpeech | Classify | OnThread | Cancel
 Reply = Vectors | Speech | Labels | Begun | Token | Hits | Done | Indexes | Result | Failed
 REQUESTS = msgspec.msgpack.Decoder(Request)

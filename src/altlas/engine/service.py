@@ -174,6 +174,12 @@ class ModelService(ABC):
         found: dict[str, Any] = _expect(reply, wire.Result).payload
         return found
 
+    async def stats(self) -> bytes:
+        """The models' metrics (Prometheus text format), for the API's /metrics."""
+        reply, _ = await self._ask(wire.Stats(self._new_id()), 0, "collecting metrics", None, None)
+        exposition: bytes = _expect(reply, wire.Result).payload
+        return exposition
+
     async def list_indexes(self, request_id: str = "") -> wire.Indexes:
         reply, _ = await self._ask(wire.ListIndexes(self._new_id(), request_id), 0, "listing", None, None)
         return _expect(reply, wire.Indexes)

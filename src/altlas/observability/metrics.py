@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
-__all__ = ["CONTENT_TYPE_LATEST", "LATENCY_BUCKETS_S", "Metrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "LATENCY_BUCKETS_S", "Collected", "Metrics"]
 
 # Fine enough for p50/p95/p99 from 1 ms to 60 s (histogram_quantile interpolates in a bucket).
 LATENCY_BUCKETS_S = (
@@ -28,11 +28,27 @@ LATENCY_BUCKETS_S = (
 UNMATCHED = "unmatched"
 
 
-class Metrics:
-    """The registry of one server and its HTTP series."""
+class Collected:
+    """A registry of collectors that read state at scrape time (a process serving models keeps
+    one of its models' series: altlas.engine.thread_work.Keeps)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+
+    def add_collector(self, collect: Callable[[], Iterable[object]]) -> None:
+        """A function yielding metric families, called at each scrape."""
+        self.registry.register(_FunctionCollector(collect))
+
+    def exposition(self) -> bytes:
+        """The text format a scrape gets."""
+        return bytes(generate_latest(self.registry))
+
+
+class Metrics(Collected):
+    """The registry of one server and its HTTP series."""
+
+    def __init__(self) -> None:
+        super().__init__()
         self.http_requests = Counter(
             "altlas_http_requests", "HTTP requests answered, by route template, method and status",
             ["route", "method", "status"], registry=self.registry,
@@ -46,14 +62,6 @@ class Metrics:
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.http_requests.labels(route, method, str(status)).inc()
         self.http_duration.labels(route, method).observe(seconds)
-
-    def add_collector(self, collect: Callable[[], Iterable[object]]) -> None:
-        """A function yielding metric families, called at each scrape."""
-        self.registry.register(_FunctionCollector(collect))
-
-    def exposition(self) -> bytes:
-        """The text format a scrape gets."""
-        return bytes(generate_latest(self.registry))
 
 
 class _FunctionCollector(Collector):

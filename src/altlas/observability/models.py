@@ -8,7 +8,10 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-__all__ = ["model_metrics"]
+from altlas.observability.gpu import torch_allocator_metrics
+from altlas.observability.metrics import Collected
+
+__all__ = ["model_metrics", "model_side_metrics"]
 
 
 _HISTOGRAMS = (
@@ -23,6 +26,15 @@ _HISTOGRAMS = (
         "A request's time in the model: queue wait and its batch's run",
     ),
 )
+
+
+def model_side_metrics(manager: Any) -> Collected:
+    """The metrics a process serving models keeps (altlas.engine.thread_work.Keeps): `manager`'s
+    models (model_metrics) and the process's torch CUDA allocator."""
+    collected = Collected()
+    collected.add_collector(lambda: model_metrics(manager))
+    collected.add_collector(torch_allocator_metrics)
+    return collected
 
 
 def model_metrics(manager: Any) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
