@@ -84,6 +84,13 @@ class Settings(BaseSettings):
     # batch shape, ~2.6 ms of host time per layer (profiled: 100k texts, H200), and batches of
     # requests rarely repeat a shape; flash and memory-efficient attention do not. Off by default.
     cudnn_sdpa: bool = False
+    # Model serving (`altlas serve`): an engine process owns the models (loads, batchers, GPU
+    # memory) and the API process forwards requests to it; 0: the API process serves the models
+    # itself. A request made while the engine is (re)starting waits up to engine_start_timeout_s
+    # for it, then gets 503: a model's load or an engine's start is never counted against the
+    # request's own time limit.
+    engines: int = 1
+    engine_start_timeout_s: float = 300.0
     # The `altlas jobs` client: the server's address (empty: http://127.0.0.1:8080) and its key.
     url: str = ""
     api_key: str = ""
@@ -109,6 +116,20 @@ class Settings(BaseSettings):
             return cls(**{**env, **given})
         except ValidationError as exc:
             raise _invalid(exc, env, given) from None
+
+    def environment(self) -> dict[str, str]:
+        """These settings as ALTLAS_* variables (what from_env reads back as the same settings):
+        how a process this one starts (an engine) gets them."""
+        env = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, tuple):
+                text = ",".join(value)
+            elif isinstance(value, bool):
+                text = "1" if value else "0"
+            else:
+                text = str(value)
+            env[ENV_PREFIX + name.upper()] = text
+        return env
 
     @field_validator("batching", "metrics_require_key", "cudnn_sdpa", mode="before")
     @classmethod
@@ -152,6 +173,12 @@ class Settings(BaseSettings):
         for name in ("batch_max_wait_ms", "request_timeout_s", "job_result_ttl_s"):
             if not getattr(self, name) >= 0:
                 raise InvalidInputError(f"must be >= 0, got {getattr(self, name)}", field=name)
+        if self.engines not in (0, 1):  # several engines: replicas (issue 20, step 14)
+            raise InvalidInputError(f"must be 0 or 1, got {self.engines}", field="engines")
+        if not self.engine_start_timeout_s > 0:
+            raise InvalidInputError(
+                f"must be > 0, got {self.engine_start_timeout_s}", field="engine_start_timeout_s"
+            )
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise InvalidInputError(
                 f"must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}", field="log_level"

@@ -47,6 +47,25 @@ class Server:
     def log_lines(self) -> list[str]:
         return self.log_path.read_text(encoding="utf-8").splitlines()
 
+    def engine_pids(self) -> list[int]:
+        """The engine processes the server started (python -m altlas.engine), found in /proc."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                command = (entry / "cmdline").read_bytes().split(b"\0")
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+            if parent == self.process.pid and b"altlas.engine" in command:
+                found.append(int(entry.name))
+        return found
+
+    def pids(self) -> list[int]:
+        """The server's processes: its own and its engines'."""
+        return [self.process.pid, *self.engine_pids()]
+
 
 def start_server(data_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> Server:
     """A server on a free port; `env`: environment variables besides this process's own."""
@@ -94,14 +113,17 @@ def _status_kib(pid: int, key: str) -> int:
     raise KeyError(key)
 
 
-def peak_rss_growth(pid: int, action: Callable[[], T]) -> tuple[int, T]:
-    """(bytes the process's peak resident memory rose above its resident memory at the start
-    while `action` ran, what `action` returned). Linux: the peak is reset first (clear_refs 5),
-    so what other tests did to the process earlier does not count."""
-    Path(f"/proc/{pid}/clear_refs").write_text("5")
-    before = _status_kib(pid, "VmRSS")
+def peak_rss_growth(pids: list[int], action: Callable[[], T]) -> tuple[int, T]:
+    """(bytes the processes' peak resident memory rose above their resident memory at the start
+    while `action` ran, summed over them (at least their peak together), what `action`
+    returned). Linux: the peaks are reset first (clear_refs 5), so what other tests did to the
+    processes earlier does not count."""
+    before = {}
+    for pid in pids:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        before[pid] = _status_kib(pid, "VmRSS")
     result = action()
-    return (_status_kib(pid, "VmHWM") - before) * 1024, result
+    return sum(_status_kib(pid, "VmHWM") - rss for pid, rss in before.items()) * 1024, result
 
 
 def wait_until(check: Callable[[], T], timeout: float = 900, every: float = 0.1) -> T:

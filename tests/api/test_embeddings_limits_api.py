@@ -13,6 +13,7 @@ import json
 import select
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -54,11 +55,9 @@ def in_flight(client: httpx.Client) -> float:
     return model_metric(client, "altlas_model_queue_depth")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The module's server: on the CPU, its registry the embedding model alone, and a request
-    time limit no test reaches (what stops a request's work here is its client leaving)."""
-    root = tmp_path_factory.mktemp("embeddings-limits")
+def embedding_server(root: Path) -> Server:
+    """A server on the CPU, its registry the embedding model alone, and a request time limit no
+    test reaches (what stops a request's work here is its client leaving)."""
     registry = yaml.safe_load(default_registry_text())
     registry["models"] = [m for m in registry["models"] if m["name"] == EMBEDDER]
     (root / "data").mkdir()
@@ -66,7 +65,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with pytest.MonkeyPatch.context() as env:
         env.setenv("ALTLAS_DEVICE", "cpu")
         env.setenv("ALTLAS_REQUEST_TIMEOUT_S", "900")
-        srv = start_server(root / "data", root / "server.log")
+        return start_server(root / "data", root / "server.log")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = embedding_server(tmp_path_factory.mktemp("embeddings-limits"))
     yield srv
     srv.stop()
 
@@ -157,7 +161,7 @@ def test_memory_while_serving_4096_long_texts_stays_under_256_mb(
             pieces_ran(client, before, 4)  # the steady state: pieces parsed, run and kept
         wait_until(lambda: in_flight(client) == 0)
 
-    growth, _ = peak_rss_growth(server.process.pid, serve_some_and_leave)
+    growth, _ = peak_rss_growth(server.pids(), serve_some_and_leave)
     assert growth < 256 * 2**20, f"peak RSS grew by {growth / 2**20:.0f} MB"
 
 

@@ -57,7 +57,7 @@ def classify_post(server: Server, data: bytes) -> httpx.Response:
 
 
 def measured(server: Server, action: Callable[[], Any]) -> Any:
-    growth, result = peak_rss_growth(server.process.pid, action)
+    growth, result = peak_rss_growth(server.pids(), action)
     assert growth < LIMIT, f"the server's peak memory rose {growth / 2**20:,.0f} MB"
     return result
 

@@ -14,8 +14,9 @@ import msgspec
 import pytest
 
 from altlas.engine.client import EngineClient
+from altlas.engine.local import LocalModels
 from altlas.engine.messages import REPLIES, REQUESTS, Admin, Result, encode
-from altlas.engine.service import LocalModels, ModelService
+from altlas.engine.service import ModelService
 from altlas.engine.thread_work import Keeps
 from altlas.errors import InvalidInputError, ModelUnavailableError, NotFoundError
 from altlas.observability.models import model_side_metrics

@@ -20,8 +20,9 @@ import torch
 
 from altlas.engine.client import EngineClient
 from altlas.engine.core import Engine
+from altlas.engine.local import LocalModels
 from altlas.engine.messages import REPLIES, REQUESTS, Begun, Generate, Token, encode
-from altlas.engine.service import LocalModels, ModelService
+from altlas.engine.service import ModelService
 from altlas.errors import InputTooLargeError, NotFoundError, WrongTaskError
 from altlas.generation.engine import TextGenerator
 from altlas.generation.sampling import SamplingParams

@@ -19,7 +19,7 @@ from altlas.audio.decode import open_audio
 from altlas.audio.vad import default_vad_path
 from altlas.engine.client import EngineClient
 from altlas.engine.core import Engine
-from altlas.engine.service import LocalModels
+from altlas.engine.local import LocalModels
 from altlas.errors import InvalidInputError, UnsupportedAudioError, UnsupportedImageError, WrongTaskError
 from altlas.orchestrator.backends import ImageBackend, VadBackend, VadRequest
 from altlas.orchestrator.serving import LoadedModels

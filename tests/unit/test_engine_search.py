@@ -12,7 +12,7 @@ import pytest
 
 from altlas.engine.client import EngineClient
 from altlas.engine.core import Engine
-from altlas.engine.service import LocalModels
+from altlas.engine.local import LocalModels
 from altlas.engine.thread_work import Keeps
 from altlas.errors import InvalidInputError, NotFoundError
 from altlas.orchestrator.backends import EmbeddingBackend

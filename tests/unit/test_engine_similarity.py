@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from altlas.engine.client import EngineClient
-from altlas.engine.service import LocalModels, ModelService
+from altlas.engine.local import LocalModels
+from altlas.engine.service import ModelService
 from altlas.engine.thread_work import Keeps
 from altlas.errors import ModelUnavailableError
 from altlas.orchestrator.backends import EmbeddingBackend

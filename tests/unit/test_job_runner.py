@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from altlas.errors import InvalidInputError, NotFoundError
+from altlas.errors import EngineUnavailableError, InvalidInputError, NotFoundError
 from altlas.jobs import Handler, Job, JobContext, JobOutcome, JobRunner, JobStatus, JobStore
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -48,6 +48,30 @@ def test_runs_jobs_to_success(store: JobStore) -> None:
         finished = [_wait_finished(store, job.id) for job in jobs]
     assert [job.result for job in finished] == [{"square": n * n} for n in range(10)]
     assert all(job.status is JobStatus.SUCCEEDED and job.attempts == 1 for job in finished)
+
+
+def test_a_job_whose_engine_stopped_runs_again_up_to_its_attempts(store: JobStore) -> None:
+    """EngineUnavailableError (its engine died under it) queues the job again, counted against
+    max_attempts (3): it succeeds when the engine is back, and fails once the attempts are spent."""
+    runs: dict[str, int] = {}
+
+    def flaky(ctx: JobContext) -> JobOutcome:
+        runs[ctx.job.id] = runs.get(ctx.job.id, 0) + 1
+        if runs[ctx.job.id] <= ctx.job.input["failures"]:
+            raise EngineUnavailableError("the engine serving the model stopped; retry", "model")
+        return JobOutcome({"runs": runs[ctx.job.id]})
+
+    back = store.submit("flaky", {"failures": 1})[0]
+    gone = store.submit("flaky", {"failures": 5})[0]
+    with JobRunner(store, {"flaky": flaky}, workers=2, poll_s=0.01):
+        succeeded, failed = _wait_finished(store, back.id), _wait_finished(store, gone.id)
+    assert (
+        succeeded.status is JobStatus.SUCCEEDED
+        and succeeded.attempts == 2
+        and succeeded.result == {"runs": 2}
+    )
+    assert failed.status is JobStatus.FAILED and failed.attempts == 3 and runs[gone.id] == 3
+    assert failed.error is not None and failed.error["code"] == "engine_unavailable"
 
 
 def test_wake_starts_a_job_without_waiting_for_the_poll(store: JobStore) -> None:

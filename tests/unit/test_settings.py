@@ -130,3 +130,20 @@ def test_configure_process_sets_the_switches_from_the_settings() -> None:
     finally:
         sys.setswitchinterval(interval)
         torch.backends.cuda.enable_cudnn_sdp(cudnn)
+
+
+def test_settings_reach_a_started_process_as_the_same_settings(tmp_path: Path) -> None:
+    """environment(): how `altlas serve` hands its settings (CLI flags included) to its engines."""
+    settings = Settings(
+        data_dir=tmp_path / "data dir", port=0, services=("segmentation", "embeddings"), api_keys=("a", "b"),
+        batching=False, request_timeout_s=0.5, engines=0,
+    )  # fmt: skip
+    assert Settings.from_env(settings.environment()) == settings
+    assert Settings.from_env(Settings().environment()) == Settings()
+
+
+@pytest.mark.parametrize(("name", "value"), [("engines", "2"), ("engine_start_timeout_s", "0")])
+def test_engine_settings_are_checked(name: str, value: str) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        Settings.from_env({f"ALTLAS_{name.upper()}": value})
+    assert caught.value.field == name

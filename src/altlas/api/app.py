@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -51,7 +52,7 @@ def _service(app: FastAPI, settings: Settings) -> ModelService:
     generations on the app's threads (shut down with it: generations in flight finish first)."""
     if getattr(app.state, "service", None) is None:
         from altlas.api.routes.openai_compat import generation_threads
-        from altlas.engine.service import LocalModels
+        from altlas.engine.local import LocalModels
         from altlas.engine.thread_work import Keeps
 
         manager = _model_manager(app, settings)
@@ -89,13 +90,13 @@ def _mount_orchestrator(app: FastAPI, settings: Settings) -> None:
     from altlas.api.routes.openai_compat import openai_router
     from altlas.api.routes.search import search_router
 
-    manager = _model_manager(app, settings)
     service, timeout_s = _service(app, settings), settings.request_timeout_s
     app.include_router(models_router(service, started=int(time.time())))
     app.include_router(openai_router(service, timeout_s))
     app.include_router(media_router(service, timeout_s))
     app.include_router(search_router(service, timeout_s))
-    app.state.on_start.append(manager.start)  # models marked load_at_start load in the background
+    if getattr(app.state, "manager", None) is not None:  # the models are served here
+        app.state.on_start.append(app.state.manager.start)  # those marked load_at_start, in the background
 
 
 def _mount_jobs(app: FastAPI, settings: Settings) -> None:
@@ -143,14 +144,18 @@ SERVICES: dict[str, Callable[[FastAPI, Settings], None]] = {
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.loop = asyncio.get_running_loop()  # where the job workers' requests to the models run
     for hook in app.state.on_start:
-        hook()
+        if inspect.isawaitable(started := hook()):
+            await started
     yield
     for hook in app.state.on_stop:
-        hook()
+        if inspect.isawaitable(stopped := hook()):
+            await stopped
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """A FastAPI app with the services named in `settings.services` mounted."""
+def create_app(settings: Settings | None = None, models: ModelService | None = None) -> FastAPI:
+    """A FastAPI app with the services named in `settings.services` mounted; their models served
+    by `models` (an engine's client: altlas.engine.client.EngineClient), or without it in this
+    process (altlas.engine.service.LocalModels)."""
     settings = settings or Settings.from_env()
     unknown = [name for name in settings.services if name not in SERVICES]
     if unknown or not settings.services:
@@ -175,10 +180,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.on_start.append(gpus.start)
     app.state.on_stop.append(gpus.stop)
     install_error_handlers(app)
+    if models is not None:
+        app.state.service = models
     for name in settings.services:
         SERVICES[name](app, settings)
     _mount_jobs(app, settings)
     _count_damaged(app)
+    if (service := getattr(app.state, "service", None)) is not None:
+        app.state.on_start.insert(0, service.start)  # before anything asks it
+        app.state.on_stop.append(service.close)
     app.include_router(health_router(settings.data_dir, lambda: list(settings.services)))
     app.include_router(metrics_router(app.state.metrics, getattr(app.state, "service", None)))
     # One admission layer for every route (altlas.api.admission): request id and log line,

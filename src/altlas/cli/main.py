@@ -7,9 +7,12 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
@@ -17,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 if TYPE_CHECKING:
     from tqdm import tqdm
 
+    from altlas.engine.service import ModelService
     from altlas.segmentation.prototypes import TypePrototypes
     from altlas.segmentation.when import TimeReference
 
@@ -104,6 +108,10 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="default 8080 (ALTLAS_PORT)")
     serve.add_argument("--data-dir", type=Path, help="where plans are kept (ALTLAS_DATA_DIR, default ./data)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (ALTLAS_LOG_LEVEL)")
+    serve.add_argument(
+        "--engines", type=int,
+        help="engine processes owning the models: 1, or 0 to serve them here (ALTLAS_ENGINES, default 1)",
+    )  # fmt: skip
     _add_device_flags(serve)
 
     sub.add_parser("schema", help="print the JSON Schema of ALT plans")
@@ -328,20 +336,49 @@ def _serve(args: argparse.Namespace) -> int:
     from altlas.runtime.process import configure_process
 
     settings = Settings.from_env(
-        host=args.host, port=args.port, data_dir=args.data_dir, log_level=args.log_level
+        host=args.host, port=args.port, data_dir=args.data_dir, log_level=args.log_level, engines=args.engines
     )
     configure_logging(settings.log_level)
     configure_process(settings)
-    app = create_app(settings)
-    # uvicorn's httptools protocol with a time limit on request heads (slow clients)
-    protocol = head_timeout_protocol(settings.header_timeout_s)
-    config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_config=None, access_log=False,
-        http=protocol or "auto",
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    server.run()
+    with _engines(settings) as models:
+        app = create_app(settings, models)
+        # uvicorn's httptools protocol with a time limit on request heads (slow clients)
+        protocol = head_timeout_protocol(settings.header_timeout_s)
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+            http=protocol or "auto",
+        )  # fmt: skip
+        server = uvicorn.Server(config)
+        server.run()
     return 0 if server.started else 1
+
+
+@contextlib.contextmanager
+def _engines(settings: Settings) -> Iterator[ModelService | None]:
+    """The engine processes serving the models (settings.engines; they get these settings as
+    ALTLAS_* variables), started and watched for the block, and a client of them for the app;
+    None with no engines (the app serves the models itself)."""
+    if not settings.engines:
+        yield None
+        return
+    from altlas.engine.client import EngineClient
+    from altlas.engine.supervisor import EXIT_UNUSABLE, EngineStartError, EngineSupervisor
+
+    with tempfile.TemporaryDirectory(prefix="altlas-run-") as run_dir:
+        supervisor = EngineSupervisor(
+            Path(run_dir), settings.engines, {**os.environ, **settings.environment()}
+        )
+        supervisor.start()
+        try:
+            try:
+                supervisor.ready(settings.engine_start_timeout_s)  # the server listens once they serve
+            except EngineStartError as exc:  # an engine that cannot start has said why on stderr
+                if exc.code != EXIT_UNUSABLE:
+                    print(f"altlas: error: {exc}", file=sys.stderr)
+                raise SystemExit(exc.code) from None
+            yield EngineClient(supervisor.addresses[0], start_timeout_s=settings.engine_start_timeout_s)
+        finally:
+            supervisor.stop()
 
 
 def _validate(args: argparse.Namespace) -> int:

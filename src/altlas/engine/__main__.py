@@ -6,7 +6,8 @@ the models' metrics: altlas.engine.thread_work.Keeps), and serves them on `addre
 processes (altlas.engine.core.Engine). Settings
 come from the ALTLAS_* variables, as the server's do. It dies with the process that started it
 (`--parent`: runtime.process.die_with_parent), and on SIGTERM or SIGINT it stops taking
-requests, lets the models finish what they accepted, and exits.
+requests, lets the models finish what they accepted, and exits. Settings or data it cannot start
+with (a damaged collection) are told in one line on stderr, and it exits with EXIT_UNUSABLE.
 """
 
 from __future__ import annotations
@@ -39,17 +40,24 @@ def main(argv: list[str] | None = None) -> int:
     die_with_parent(args.parent)
 
     from altlas.engine.core import Engine
+    from altlas.engine.supervisor import EXIT_UNUSABLE
     from altlas.engine.thread_work import Keeps
     from altlas.logs import configure_logging
     from altlas.orchestrator.manager import ModelManager
     from altlas.settings import Settings
 
-    settings = Settings.from_env()
-    configure_logging(settings.log_level)
-    configure_process(settings)
-    manager = ModelManager.from_settings(settings)
-    manager.start()  # the models marked load_at_start, in the background
-    Engine(manager.loaded, args.address, keeps=Keeps.of(settings, manager)).serve(stop)
+    try:
+        settings = Settings.from_env()
+        configure_logging(settings.log_level)
+        configure_process(settings)
+        manager = ModelManager.from_settings(settings)
+        keeps = Keeps.of(settings, manager)  # a damaged collection stops the start here
+    except AltlasError as exc:  # the data or settings: starting again would not help
+        print(f"altlas: error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_UNUSABLE  # the supervisor starts no other: the server stops
+    if "orchestrator" in settings.services:  # as in one process: elsewhere models load on first use
+        manager.start()  # the models marked load_at_start, in the background
+    Engine(manager.loaded, args.address, keeps=keeps).serve(stop)
     for spec in manager.registry.all():  # what was accepted finishes; then the models go
         if manager.loaded.get(spec.name) is not None:
             with contextlib.suppress(AltlasError):

@@ -16,13 +16,13 @@ from typing import Any
 
 import msgspec
 
-from altlas.generation.sampling import SamplingParams
+from altlas.generation.params import SamplingParams
 
 __all__ = [
-    "REPLIES", "REQUESTS", "AddDocuments", "Admin", "Begun", "Cancel", "Classify", "Collecting", "Dedupe",
-    "DetectSpeech", "Done", "Embed", "Failed", "Generate", "Hits", "Indexes", "Labels", "ListIndexes",
-    "OnThread", "RemoveDocuments", "Reply", "Request", "Result", "Search", "Served", "SimilarCommands",
-    "Speech", "Stats", "Token", "Vectors", "encode",
+    "REPLIES", "REQUESTS", "AddDocuments", "Admin", "Batched", "Begun", "Cancel", "Classify", "Collecting",
+    "Dedupe", "DetectSpeech", "Done", "Embed", "Failed", "Generate", "Hits", "Indexes", "Labels",
+    "ListIndexes", "OnThread", "RemoveDocuments", "Reply", "Request", "Result", "Search", "Served",
+    "SimilarCommands", "Speech", "Stats", "Token", "Vectors", "encode",
 ]  # fmt: skip
 
 
@@ -279,6 +279,7 @@ class Failed(msgspec.Struct, tag=True, array_like=True, frozen=True):
     retry_after_s: float | None = None
 
 
+Batched = Embed | DetectSpeech | Classify  # requests a model's batcher answers (altlas.engine.work)
 Collecting = Search | AddDocuments | RemoveDocuments | ListIndexes  # the search collections' requests
 OnThread = Collecting | Admin | SimilarCommands | Dedupe | Stats  # answered once, from a worker thread
 Request = Embed | Generate | DetectSpeech | Classify | OnThread | Cancel

@@ -1,7 +1,8 @@
 """What the HTTP routes ask of the models, wherever they run: `ModelService`.
 
-Two implementations answer it the same way: `LocalModels` in the API's own process (the loaded
-models, altlas.orchestrator.serving) and altlas.engine.client.EngineClient in engine processes.
+Two implementations answer it the same way: altlas.engine.local.LocalModels in the API's own
+process (the loaded models, altlas.orchestrator.serving) and altlas.engine.client.EngineClient
+in engine processes. This module needs no torch: an API process in front of engines loads none.
 Both run the same model-side work (altlas.engine.work) and return the same replies
 (altlas.engine.messages), so a route neither knows nor cares where its model runs. `receive`
 (the request's ASGI receive, its body read) tells of a client that leaves: its work is
@@ -12,29 +13,19 @@ token) and ClientGone is raised.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 
 from altlas.engine import messages as wire
-from altlas.engine.generation_work import generation_work
-from altlas.engine.thread_work import Keeps, thread_work
-from altlas.engine.work import TASKS, Batched, Submitted, submit
 from altlas.errors import TimedOutError
-from altlas.generation.sampling import SamplingParams
-from altlas.logs import request_id_var
-from altlas.orchestrator.serving import LoadedModels
-from altlas.scheduling.waiting import ClientGone, Receive, client_left, wait_for
+from altlas.generation.params import SamplingParams
+from altlas.scheduling.waiting import ClientGone, Receive, client_left
 
-__all__ = [
-    "Embedded", "GenerationStream", "LocalModels", "ModelService", "Replies", "next_reply", "watch_client",
-]  # fmt: skip
+__all__ = ["Asking", "Embedded", "GenerationStream", "ModelService", "Replies", "next_reply", "watch_client"]
 
 Replies = asyncio.Queue[tuple[Any, list[Any]] | BaseException]  # a request's replies and frames, or its error
 
@@ -48,12 +39,20 @@ class Embedded:
 
 
 R = TypeVar("R")
-Asking = Batched | wire.OnThread  # what `_ask` answers: requests with one reply
+Asking = wire.Batched | wire.OnThread  # what `_ask` answers: requests with one reply
 
 
 class ModelService(ABC):
     """The models' requests, as routes make them (see the module's docs): each builds its
     message and `_ask`s it; a subclass says how a message is answered."""
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Ready to answer, on the event loop that will ask (the app's start)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """No more requests (the app's end)."""
 
     def _new_id(self) -> int:
         """The next request's id (unique among the requests in flight)."""
@@ -258,81 +257,3 @@ def _expect(reply: wire.Reply, kind: type[R]) -> R:
     if not isinstance(reply, kind):
         raise RuntimeError(f"a {type(reply).__name__} reply where a {kind.__name__} was due")
     return reply
-
-
-class LocalModels(ModelService):
-    """ModelService over the models loaded in this process (and what it `keeps`: the search
-    collections, the manager, the index of stored commands). Texts for a loaded model are
-    submitted on the event loop (a lease is a dict read, a submit a queue put); a model to load,
-    an upload to check and decode, and the requests answered once (collections, registry,
-    similarity) go to a worker thread first. A generation runs on one of `threads` for as long as it
-    takes (a thread of its own without them)."""
-
-    def __init__(
-        self, models: LoadedModels, keeps: Keeps | None = None, threads: Executor | None = None
-    ) -> None:
-        self.models = models
-        self.keeps = keeps or Keeps()  # the collections, the manager, the commands' index (if any)
-        self.threads = threads
-
-    async def _stream(self, request: wire.Generate) -> tuple[Replies, Callable[[bool], None]]:
-        loop = asyncio.get_running_loop()
-        replies: Replies = asyncio.Queue()
-        stop = threading.Event()
-
-        def put(item: tuple[Any, list[Any]] | BaseException) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody reads
-                loop.call_soon_threadsafe(replies.put_nowait, item)
-
-        def run() -> None:
-            token = request_id_var.set(request.request_id)  # the generation's log lines name it
-            try:
-                generation_work(request, self.models, stop, lambda reply: put((reply, [])))
-            except BaseException as exc:  # the caller gets it as it is
-                put(exc)
-            finally:
-                request_id_var.reset(token)
-
-        if self.threads is None:
-            threading.Thread(target=run, name="altlas-generate", daemon=True).start()
-        else:
-            self.threads.submit(run)
-        return replies, lambda finished: stop.set()
-
-    async def _ask(
-        self, request: Asking, timeout_s: float, what: str, upload: bytes | None, receive: Receive | None
-    ) -> tuple[wire.Reply, np.ndarray | None]:
-        if isinstance(request, wire.OnThread):
-            return await self._on_thread(request, receive), None
-        return await self._run(request, upload or b"", timeout_s, receive, what)
-
-    async def _on_thread(self, message: wire.OnThread, receive: Receive | None) -> wire.Reply:
-        """thread_work on a worker thread, told to stop (ClientGone) once the client leaves."""
-        gone = threading.Event()
-        watcher = asyncio.create_task(_set_when_gone(receive, gone)) if receive is not None else None
-        try:
-            return await asyncio.to_thread(thread_work, message, self.models, self.keeps, gone)
-        finally:
-            if watcher is not None:
-                watcher.cancel()
-
-    async def _run(
-        self, request: Batched, data: bytes, timeout_s: float, receive: Receive | None, what: str
-    ) -> tuple[wire.Reply, Any]:
-        lease = None
-        if isinstance(request, wire.Embed):
-            lease = self.models.lease_if_loaded(request.model, TASKS[wire.Embed])
-        if lease is not None:
-            submitted = submit(request, data, lease)
-        else:
-            submitted = await asyncio.to_thread(self._submit, request, data)
-        result = await wait_for(submitted.future, timeout_s, receive, what)
-        return submitted.answer(request.id, result)
-
-    def _submit(self, request: Batched, data: bytes) -> Submitted:
-        return submit(request, data, self.models.lease(request.model, TASKS[type(request)]))
-
-
-async def _set_when_gone(receive: Receive, gone: threading.Event) -> None:
-    await client_left(receive)
-    gone.set()

@@ -3,9 +3,12 @@
 `EngineSupervisor` starts `count` engine processes (`python -m altlas.engine`), each serving on
 its own ipc endpoint under `run_dir`; a watcher thread starts again one that exits while the
 supervisor runs, after a pause that doubles with each quick death (0.5 s up to 10 s, back to
-0.5 s once one has lived a minute), and counts the restarts. The engines die with the
-supervisor's process (even SIGKILLed: they ask for a parent-death signal). `stop` sends them
-SIGTERM (they finish what they accepted) and kills any still there after `timeout_s`.
+0.5 s once one has lived a minute), and counts the restarts; but not one that exits with
+EXIT_UNUSABLE (settings or data it cannot start with: starting it again would not help). `ready`
+waits for the engines' first start: the server listens only once its engines do, and stops if
+one cannot start. The engines die with the supervisor's process (even SIGKILLed: they ask for a
+parent-death signal). `stop` sends them SIGTERM (they finish what they accepted) and kills any
+still there after `timeout_s`.
 """
 
 from __future__ import annotations
@@ -19,13 +22,23 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["EngineSupervisor"]
+__all__ = ["EXIT_UNUSABLE", "EngineStartError", "EngineSupervisor"]
+
+EXIT_UNUSABLE = 2  # altlas.engine.__main__'s: settings or data it cannot start with
 
 log = logging.getLogger("altlas.engine")
 
 FIRST_PAUSE_S = 0.5
 MAX_PAUSE_S = 10.0
 STABLE_S = 60.0  # an engine that lived this long died for a reason of its own: no back-off
+
+
+class EngineStartError(RuntimeError):
+    """An engine exited before it served (`code`: its exit status), or did not serve in time."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class EngineSupervisor:
@@ -48,6 +61,22 @@ class EngineSupervisor:
             self._spawn(index)
         self._watcher = threading.Thread(target=self._watch, name="altlas-engine-watch", daemon=True)
         self._watcher.start()
+
+    def ready(self, timeout_s: float) -> None:
+        """Return once every engine serves (its socket is bound: its models' manager, collections
+        and command index were read); EngineStartError if one exits first or takes longer than
+        `timeout_s` seconds."""
+        deadline = time.monotonic() + timeout_s
+        for index, address in enumerate(self.addresses):
+            path = Path(address.removeprefix("ipc://"))
+            while not path.exists():
+                with self._lock:
+                    process = self._processes[index]
+                if process is not None and (code := process.poll()) is not None:
+                    raise EngineStartError(f"engine {index} exited with status {code} before it served", code)
+                if time.monotonic() > deadline:
+                    raise EngineStartError(f"engine {index} did not serve within {timeout_s:g} s", 1)
+                time.sleep(0.05)
 
     def pids(self) -> list[int | None]:
         """Each engine's process id (None between a death and its restart)."""
@@ -85,6 +114,10 @@ class EngineSupervisor:
         while not self._stopping.wait(0.2):
             for index, process in enumerate(list(self._processes)):
                 if process is None or process.poll() is None:
+                    continue
+                if process.returncode == EXIT_UNUSABLE:  # it told why on stderr; it would only fail again
+                    log.error("engine cannot start; not starting it again", extra={"engine": index})
+                    self._processes[index] = None
                     continue
                 lived = time.monotonic() - self._started_at[index]
                 self._pauses[index] = FIRST_PAUSE_S if lived >= STABLE_S else self._pauses[index]

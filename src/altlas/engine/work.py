@@ -22,7 +22,7 @@ from altlas.orchestrator.serving import Lease
 
 __all__ = ["TASKS", "Batched", "Submitted", "submit"]
 
-Batched = wire.Embed | wire.DetectSpeech | wire.Classify
+Batched = wire.Batched
 TASKS = {wire.Embed: "embedding", wire.DetectSpeech: "audio-vad", wire.Classify: "image-classification"}
 _Build = Callable[[int, Any, wire.Served], tuple[wire.Reply, np.ndarray | None]]
 

@@ -2,7 +2,8 @@
 
 A handler is a plain callable, JobContext -> JobOutcome, that knows nothing of threads or SQLite;
 between batches it reports progress and looks for a cancel request through the context. No handler
-can kill a worker: every exception becomes a failed job, and the worker takes the next one.
+can kill a worker: every exception becomes a failed job, and the worker takes the next one; but
+a job whose engine died under it (EngineUnavailableError) is queued again, up to max_attempts.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeAlias
 
-from altlas.errors import AltlasError, InvalidInputError, NotFoundError, TimedOutError
+from altlas.errors import AltlasError, EngineUnavailableError, InvalidInputError, NotFoundError, TimedOutError
 from altlas.jobs.store import Job, JobStore
 from altlas.logs import job_id_var
 from altlas.observability.distribution import JOB_SECONDS_BOUNDS, Distribution
@@ -203,6 +204,12 @@ class JobRunner:
             return handler(JobContext(self.store, job))
         except JobCancelled:
             self.store.mark_cancelled(job.id)
+        except EngineUnavailableError as exc:  # the engine died under it: run it again, up to max_attempts
+            if job.attempts < self.store.max_attempts:
+                self.store.requeue(job.id)
+                log.warning("job queued again: its engine stopped", extra={"attempts": job.attempts})
+            else:
+                self.store.fail(job.id, str(exc), "engine_unavailable")
         except NotFoundError as exc:
             self.store.fail(job.id, str(exc), "not_found")
         except TimedOutError as exc:

@@ -390,6 +390,17 @@ class JobStore:
         error = json.dumps({"message": str(message), "code": str(code)})
         return self._finish(check_job_id(job_id), JobStatus.FAILED, error=error)
 
+    def requeue(self, job_id: str) -> Job:
+        """A running job back to the queue, as recover() does for a dead runner's: its work could
+        not reach the models (an engine restarting). The next claim counts another attempt."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE jobs SET status = 'queued', started_at = NULL, progress_done = NULL,"
+                " progress_total = NULL WHERE id = ? AND status = 'running'",
+                (check_job_id(job_id),),
+            )
+        return self.get(job_id)
+
     def mark_cancelled(self, job_id: str) -> Job:
         """The runner's word that a running job stopped on a cancel request."""
         return self._finish(check_job_id(job_id), JobStatus.CANCELLED)

@@ -30,7 +30,7 @@ from altlas.api.vectors import MAX_TEXTS_PER_REQUEST, encode_base64
 from altlas.engine.messages import Token
 from altlas.engine.service import Embedded, GenerationStream, ModelService
 from altlas.errors import InputTooLargeError, InvalidInputError
-from altlas.generation.sampling import (
+from altlas.generation.params import (
     MAX_REPETITION_PENALTY,
     MAX_TEMPERATURE,
     MAX_TOKENS,
