@@ -40,7 +40,9 @@ async def service_of(where: str, manager: ModelManager, tmp_path: Path) -> Async
 
 
 def test_admin_messages_round_trip_as_tagged_arrays() -> None:
-    request = Admin(4, "req-1", "register", spec={"name": "x", "versions": {"1": "a"}, "nested": [1, [2]]})
+    request = Admin(
+        4, "req-1", "register", spec='{"name": "x", "versions": {"1": "a"}, "big": -18446744073709551616}'
+    )
     assert REQUESTS.decode(encode(request)) == request
     reply = Result(4, {"name": "x", "status": "loaded", "gpu_bytes": 0, "versions": ["1"], "last": None})
     assert REPLIES.decode(encode(reply)) == reply
@@ -72,9 +74,10 @@ def test_the_registry_is_administered_alike_in_an_engine_and_in_process(
             with pytest.raises(NotFoundError) as unknown:
                 await service.admin("status", "nope")
             assert unknown.value.field == "model"
-            with pytest.raises(InvalidInputError) as bad:
-                await service.admin("register", spec={"name": 5})
-            assert bad.value.field is not None and bad.value.field.startswith("body")
+            for spec in ({"name": 5}, {"name": "x", "big": -(2**64), "deep": [[{"": 1e300}]]}):
+                with pytest.raises(InvalidInputError) as bad:  # any JSON reaches the registry's checks
+                    await service.admin("register", spec=spec)
+                assert bad.value.field is not None and bad.value.field.startswith("body")
             with pytest.raises(InvalidInputError, match="unknown operation 'reboot'"):
                 await service.admin("reboot")
 

@@ -4,6 +4,7 @@ a load takes seconds."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from altlas.engine import messages as wire
@@ -31,7 +32,7 @@ def _payload(message: wire.Admin, manager: ModelManager) -> Any:
         case "status":
             return manager.status(name)
         case "register":
-            return manager.register_from_client(message.spec, where="body")
+            return manager.register_from_client(json.loads(message.spec or "null"), where="body")
         case "load":
             return manager.load(name)
         case "unload":

@@ -233,7 +233,7 @@ class Admin(msgspec.Struct, tag=True, array_like=True, frozen=True):
     op: str
     name: str = ""
     version: str = ""
-    spec: Any = None
+    spec: str = ""  # register's body as JSON text: any JSON travels (MessagePack's ints stop at 64 bits)
 
 
 class SimilarCommands(msgspec.Struct, tag=True, array_like=True, frozen=True):

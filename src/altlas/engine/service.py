@@ -13,6 +13,7 @@ token) and ClientGone is raised.
 from __future__ import annotations
 
 import asyncio
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,7 +156,9 @@ class ModelService(ABC):
         """An operation on the model registry (altlas.engine.admin_work: list, status, register,
         load, unload, activate): the manager's data (a model's status; for list, every model's
         and the memory report). Not bounded in time: a load takes what it takes."""
-        request = wire.Admin(self._new_id(), request_id, op, name, version, spec)
+        request = wire.Admin(
+            self._new_id(), request_id, op, name, version, "" if spec is None else json.dumps(spec)
+        )
         reply, _ = await self._ask(request, 0, f"the model operation {op}", None, None)
         return _expect(reply, wire.Result).payload
 
