@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from altlas.engine.client import EngineClient
-from altlas.engine.supervisor import EngineSupervisor
+from altlas.engine.supervisor import EXIT_UNUSABLE, EngineStartError, EngineSupervisor
 from altlas.errors import EngineUnavailableError
 from altlas.orchestrator.registry import default_registry_text
 
@@ -141,3 +141,28 @@ def test_the_request_an_engine_dies_on_fails_at_once_with_503s_error(tmp_path: P
         assert failed.value.field == "model" and failed.value.retry_after_s == 1.0
 
     run_with_an_engine(tmp_path, scenario)
+
+
+@pytest.mark.parametrize("watched_first", [True, False])
+def test_an_engine_that_cannot_start_is_not_started_again_and_ready_says_so(
+    tmp_path: Path, watched_first: bool
+) -> None:
+    """A damaged collection: the engine tells why in one line and exits with EXIT_UNUSABLE;
+    `ready` raises with that status whether or not the watcher saw the exit first, and no
+    engine is started again."""
+    env = engine_env(tmp_path)
+    folder = Path(env["ALTLAS_DATA_DIR"]) / "collections" / "docs"
+    folder.mkdir(parents=True)
+    (folder / "collection.json").write_text('{"model": "x", "te')
+    supervisor = EngineSupervisor(tmp_path, count=1, env=env)
+    supervisor.start()
+    try:
+        if watched_first:
+            until(lambda: supervisor.pids() == [None], "the engine exited")
+            time.sleep(1.0)  # the watcher has looked at it (every 0.2 s)
+        with pytest.raises(EngineStartError) as caught:
+            supervisor.ready(120)
+        assert caught.value.code == EXIT_UNUSABLE
+        assert supervisor.restarts == [0] and supervisor.pids() == [None]
+    finally:
+        supervisor.stop()

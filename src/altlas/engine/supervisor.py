@@ -52,6 +52,7 @@ class EngineSupervisor:
         self._processes: list[subprocess.Popen[bytes] | None] = [None] * count
         self._started_at = [0.0] * count
         self._pauses = [FIRST_PAUSE_S] * count
+        self._given_up: set[int] = set()  # engines that exited with EXIT_UNUSABLE
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._watcher: threading.Thread | None = None
@@ -113,11 +114,11 @@ class EngineSupervisor:
     def _watch(self) -> None:
         while not self._stopping.wait(0.2):
             for index, process in enumerate(list(self._processes)):
-                if process is None or process.poll() is None:
+                if process is None or process.poll() is None or index in self._given_up:
                     continue
                 if process.returncode == EXIT_UNUSABLE:  # it told why on stderr; it would only fail again
                     log.error("engine cannot start; not starting it again", extra={"engine": index})
-                    self._processes[index] = None
+                    self._given_up.add(index)  # kept, exited: `ready` sees its status
                     continue
                 lived = time.monotonic() - self._started_at[index]
                 self._pauses[index] = FIRST_PAUSE_S if lived >= STABLE_S else self._pauses[index]
