@@ -166,3 +166,28 @@ def test_an_engine_that_cannot_start_is_not_started_again_and_ready_says_so(
         assert supervisor.restarts == [0] and supervisor.pids() == [None]
     finally:
         supervisor.stop()
+
+
+def test_an_engine_stops_on_a_burst_of_sigterms(tmp_path: Path) -> None:
+    """Its parent's death signal and a SIGTERM arrive together (and more): the engine still stops.
+    Its handler once set a threading.Event, whose lock a second signal took again: hung for good."""
+    env = engine_env(tmp_path)
+    address = tmp_path / "engine-9"
+    command = [
+        sys.executable,
+        "-m",
+        "altlas.engine",
+        "--address",
+        f"ipc://{address}",
+        "--parent",
+        str(os.getpid()),
+    ]
+    engine = subprocess.Popen(command, env=env)
+    try:
+        until(address.exists, "the engine serves")
+        for _ in range(200):
+            engine.send_signal(signal.SIGTERM)
+        assert engine.wait(120) == 0
+    finally:
+        engine.kill()
+        engine.wait()

@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import signal
 import sys
-import threading
 from types import FrameType
 
 from altlas.errors import AltlasError
@@ -28,9 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent", type=int, required=True, help="the pid of the process that started it")
     args = parser.parse_args(argv)
 
-    from altlas.runtime.process import configure_process, die_with_parent
+    from altlas.runtime.process import StopFlag, configure_process, die_with_parent
 
-    stop = threading.Event()
+    stop = StopFlag()  # set by a signal handler: no lock (see StopFlag)
 
     def on_signal(number: int, frame: FrameType | None) -> None:
         stop.set()
@@ -55,9 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     except AltlasError as exc:  # the data or settings: starting again would not help
         print(f"altlas: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_UNUSABLE  # the supervisor starts no other: the server stops
+    loader = None
     if "orchestrator" in settings.services:  # as in one process: elsewhere models load on first use
-        manager.start()  # the models marked load_at_start, in the background
+        loader = manager.start()  # the models marked load_at_start, in the background
     Engine(manager.loaded, args.address, keeps=keeps).serve(stop)
+    if loader is not None:  # a load cut off by the interpreter's exit aborts the process
+        loader.join()
     for spec in manager.registry.all():  # what was accepted finishes; then the models go
         if manager.loaded.get(spec.name) is not None:
             with contextlib.suppress(AltlasError):

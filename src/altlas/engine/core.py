@@ -35,6 +35,7 @@ from altlas.engine.work import TASKS, Batched, Submitted, submit
 from altlas.errors import AltlasError, error_kind
 from altlas.logs import request_id_var
 from altlas.orchestrator.serving import Lease, LoadedModels
+from altlas.runtime.process import StopFlag
 from altlas.scheduling.waiting import ClientGone
 
 __all__ = ["Engine"]
@@ -61,7 +62,7 @@ class Engine:
         self._wake_lock = threading.Lock()  # no reply writes to the pipe once it is closed
         self.bound = threading.Event()  # set once the socket listens
 
-    def serve(self, stop: threading.Event) -> None:
+    def serve(self, stop: threading.Event | StopFlag) -> None:
         """Answer requests until `stop` is set (checked every 100 ms)."""
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_write, False)  # a full pipe already wakes the socket's thread

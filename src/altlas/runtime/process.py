@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from altlas.settings import Settings
 
-__all__ = ["configure_process", "configure_tokenizer_worker", "die_with_parent"]
+__all__ = ["StopFlag", "configure_process", "configure_tokenizer_worker", "die_with_parent"]
 
 
 def configure_process(settings: Settings) -> None:
@@ -50,3 +50,19 @@ def die_with_parent(parent: int) -> None:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
     if os.getppid() != parent:
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+class StopFlag:
+    """A request to stop that a signal handler may make: `set()` takes no lock. Python runs a
+    handler in the main thread between two bytecodes, possibly inside threading.Event.set; a
+    second signal there (the parent's death signal, then a SIGTERM) took the Event's lock again
+    and hung the process forever. Readers poll `is_set()`."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
